@@ -1,0 +1,89 @@
+"""Accounts, their people, and our staff by role."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+from temporalio import activity
+
+from activities.common import not_retryable
+from core.models import Account, Contact, Person, StaffMember
+
+
+class AccountNotFound(LookupError):
+    def __init__(self, account_id: str):
+        self.account_id = account_id
+        super().__init__(f"unknown account {account_id!r}")
+
+
+async def fetch_account(conn: asyncpg.Pool | asyncpg.Connection, account_id: str) -> Account:
+    row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+    if row is None:
+        raise AccountNotFound(account_id)
+    contacts = await conn.fetch(
+        "SELECT name, email, role FROM contacts WHERE account_id = $1 ORDER BY id", account_id
+    )
+    return Account(
+        id=row["id"],
+        name=row["name"],
+        status=row["status"],
+        health=row["health"],
+        arr=Decimal(row["arr"]),
+        renewal_date=row["renewal_date"],
+        vertical=row["vertical"],
+        csm=Person(name=row["csm_name"], email=row["csm_email"]),
+        sponsor=Person(name=row["sponsor_name"], email=row["sponsor_email"]),
+        contacts=[Contact(**dict(c)) for c in contacts],
+    )
+
+
+async def fetch_staff(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, StaffMember]:
+    rows = await conn.fetch("SELECT role, name, email FROM staff")
+    return {r["role"]: StaffMember(**dict(r)) for r in rows}
+
+
+async def upsert_account(pool: asyncpg.Pool, account: Account) -> None:
+    """Create or replace an account and its contacts (the CRM sync's write path)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO accounts (id, name, status, health, arr, renewal_date, vertical,
+                                  csm_name, csm_email, sponsor_name, sponsor_email)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (id) DO UPDATE SET
+                name = EXCLUDED.name, status = EXCLUDED.status, health = EXCLUDED.health,
+                arr = EXCLUDED.arr, renewal_date = EXCLUDED.renewal_date, vertical = EXCLUDED.vertical,
+                csm_name = EXCLUDED.csm_name, csm_email = EXCLUDED.csm_email,
+                sponsor_name = EXCLUDED.sponsor_name, sponsor_email = EXCLUDED.sponsor_email,
+                updated_at = now()
+            """,
+            account.id, account.name, account.status, account.health, account.arr,
+            account.renewal_date, account.vertical, account.csm.name, str(account.csm.email),
+            account.sponsor.name, str(account.sponsor.email),
+        )
+        await conn.execute("DELETE FROM contacts WHERE account_id = $1", account.id)
+        await conn.executemany(
+            "INSERT INTO contacts (account_id, name, email, role) VALUES ($1, $2, $3, $4)",
+            [(account.id, c.name, str(c.email), c.role) for c in account.contacts],
+        )
+
+
+async def upsert_staff(pool: asyncpg.Pool, members: list[StaffMember]) -> None:
+    await pool.executemany(
+        "INSERT INTO staff (role, name, email) VALUES ($1, $2, $3) "
+        "ON CONFLICT (role) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email",
+        [(m.role, m.name, str(m.email)) for m in members],
+    )
+
+
+class AccountActivities:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @activity.defn(name="load_account")
+    async def load_account(self, account_id: str) -> Account:
+        try:
+            return await fetch_account(self.pool, account_id)
+        except AccountNotFound as exc:
+            raise not_retryable(str(exc), "AccountNotFound") from None

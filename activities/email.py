@@ -1,0 +1,151 @@
+"""Templated e-mail, sent exactly once per play step.
+
+The communication-log row is the outbox: it is written, with the rendered
+message and a Message-ID derived from the idempotency key, before the SMTP
+conversation, and marked sent after it. A retry (worker crash, SMTP outage)
+finds the row and either stops (already sent) or sends the same stored
+message again. The one window left, a crash after the SMTP server accepted
+the message but before the row was marked, resends with the same
+Message-ID, which receiving clients use to fold duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.message import EmailMessage
+from email.utils import formataddr, parseaddr
+
+import aiosmtplib
+import asyncpg
+from temporalio import activity
+
+from activities.accounts import AccountNotFound, fetch_account, fetch_staff
+from activities.common import needs_setup, not_retryable, play_logger
+from core.models import Account, EmailResult, EmailTemplate, Person, PlayRef, SendEmailRequest, StaffMember
+from core.settings import Settings
+from playbooks.rendering import RenderError, email_context, render_email
+
+
+def resolve_roles(roles: list[str], account: Account, staff: dict[str, StaffMember]) -> list[Person]:
+    people: list[Person] = []
+    for role in roles:
+        if role == "csm":
+            people.append(account.csm)
+        elif role == "sponsor":
+            people.append(account.sponsor)
+        elif role == "contacts":
+            people.extend(Person(name=c.name, email=c.email) for c in account.contacts)
+        elif role in staff:
+            people.append(staff[role])
+        else:
+            raise needs_setup(
+                f"no staff member has the role {role!r}; add one to the staff table", "StaffRoleMissing"
+            )
+    unique: dict[str, Person] = {}
+    for p in people:
+        unique.setdefault(str(p.email).lower(), p)
+    return list(unique.values())
+
+
+def message_id_for(key: str, mail_from: str) -> str:
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+class Mailer:
+    """Writes the outbox row, then talks SMTP. Shared by every activity that e-mails."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self.pool, self.settings = pool, settings
+
+    async def deliver(
+        self,
+        play: PlayRef,
+        step: str,
+        template: EmailTemplate,
+        to: list[Person],
+        cc: list[Person],
+        data: dict,
+        account: Account,
+        staff: dict[str, StaffMember],
+    ) -> EmailResult:
+        log = play_logger("email", play, step)
+        key = play.key(step)
+        row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
+        if row is None:
+            if not to:
+                raise not_retryable(f"step {step!r} has nobody to send to", "NoRecipient")
+            to_emails = {str(p.email).lower() for p in to}
+            cc = [p for p in cc if str(p.email).lower() not in to_emails]
+            try:
+                subject, html, text = render_email(template, email_context(account, staff, step, data, to[0]))
+            except RenderError as exc:
+                raise not_retryable(f"template {exc}", "TemplateError") from None
+            await self.pool.execute(
+                """
+                INSERT INTO communications (idem_key, workflow_id, play_id, step, account_id, template,
+                    message_id, mail_from, to_addrs, cc_addrs, subject, body_html, body_text)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                ON CONFLICT (idem_key) DO NOTHING
+                """,
+                key, play.workflow_id, play.play_id, step, play.account_id, template.name,
+                message_id_for(key, self.settings.mail_from), self.settings.mail_from,
+                [formataddr((p.name, str(p.email))) for p in to],
+                [formataddr((p.name, str(p.email))) for p in cc],
+                subject, html, text,
+            )
+            row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
+        result = EmailResult(
+            communication_id=row["id"], message_id=row["message_id"], to=list(row["to_addrs"]),
+            already_sent=row["status"] == "sent",
+        )
+        if result.already_sent:
+            log.info("email.already_sent", message_id=row["message_id"])
+            return result
+        await self.pool.execute("UPDATE communications SET attempts = attempts + 1 WHERE id = $1", row["id"])
+        await self._smtp_send(row)
+        await self.pool.execute(
+            "UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1", row["id"]
+        )
+        log.info("email.sent", message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"])
+        return result
+
+    async def _smtp_send(self, row: asyncpg.Record) -> None:
+        msg = EmailMessage()
+        msg["From"] = row["mail_from"]
+        msg["To"] = ", ".join(row["to_addrs"])
+        if row["cc_addrs"]:
+            msg["Cc"] = ", ".join(row["cc_addrs"])
+        msg["Subject"] = row["subject"]
+        msg["Message-ID"] = row["message_id"]
+        msg["X-Playbook-Workflow"] = row["workflow_id"]
+        msg["X-Playbook-Step"] = row["step"]
+        msg.set_content(row["body_text"])
+        msg.add_alternative(row["body_html"], subtype="html")
+        s = self.settings
+        await aiosmtplib.send(
+            msg,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+
+class EmailActivities:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self.pool = pool
+        self.mailer = Mailer(pool, settings)
+
+    @activity.defn(name="send_templated_email")
+    async def send_templated_email(self, req: SendEmailRequest) -> EmailResult:
+        try:
+            account = await fetch_account(self.pool, req.play.account_id)
+        except AccountNotFound as exc:
+            raise not_retryable(str(exc), "AccountNotFound") from None
+        staff = await fetch_staff(self.pool)
+        to = resolve_roles(req.to, account, staff)
+        cc = resolve_roles(req.cc, account, staff)
+        return await self.mailer.deliver(req.play, req.step, req.template, to, cc, req.data, account, staff)

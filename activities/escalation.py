@@ -1,0 +1,76 @@
+"""Escalations (seed 001 section 9) and churn-risk points (section 13.2)."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+
+from activities.accounts import AccountNotFound, fetch_account, fetch_staff
+from activities.common import needs_setup, not_retryable, play_logger
+from activities.email import Mailer
+from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
+from core.settings import Settings
+
+
+class EscalationActivities:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self.pool = pool
+        self.mailer = Mailer(pool, settings)
+
+    @activity.defn(name="escalate")
+    async def escalate(self, req: EscalateRequest) -> EscalationResult:
+        """Record the escalation and e-mail the §9.3 report to the level's owner."""
+        try:
+            account = await fetch_account(self.pool, req.play.account_id)
+        except AccountNotFound as exc:
+            raise not_retryable(str(exc), "AccountNotFound") from None
+        staff = await fetch_staff(self.pool)
+        target = staff.get(req.to_role)
+        if target is None:
+            raise needs_setup(
+                f"cannot escalate to {req.to_role!r}: no staff member has that role", "StaffRoleMissing"
+            )
+        key = req.play.key(req.step)
+        await self.pool.execute(
+            """
+            INSERT INTO escalations (idem_key, workflow_id, play_id, step, account_id, level,
+                                     to_role, to_email, from_role, severity, title, reason)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (idem_key) DO NOTHING
+            """,
+            key, req.play.workflow_id, req.play.play_id, req.step, req.play.account_id, req.level,
+            req.to_role, str(target.email), req.from_role, req.report.severity, req.report.title, req.reason,
+        )
+        row = await self.pool.fetchrow("SELECT id FROM escalations WHERE idem_key = $1", key)
+        data = {
+            "escalation": {
+                "level": req.level,
+                "to": target.model_dump(mode="python"),
+                "from_role": req.from_role,
+                "reason": req.reason,
+                "report": req.report.model_dump(mode="python"),
+            }
+        }
+        await self.mailer.deliver(
+            req.play, f"{req.step}/email", req.template, [target], [account.csm], data, account, staff
+        )
+        play_logger("escalation", req.play, req.step).warning(
+            "escalation.raised", level=req.level, to_role=req.to_role, reason=req.reason
+        )
+        return EscalationResult(escalation_id=row["id"], to_email=str(target.email), level=req.level)
+
+    @activity.defn(name="record_risk_points")
+    async def record_risk_points(self, req: RiskPointsRequest) -> int:
+        """Add churn-risk points for an indicator, once per play step; returns the row id."""
+        await self.pool.execute(
+            """
+            INSERT INTO risk_events (idem_key, workflow_id, account_id, indicator, points, reason)
+            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idem_key) DO NOTHING
+            """,
+            req.play.key(req.step), req.play.workflow_id, req.play.account_id, req.indicator,
+            req.points, req.reason,
+        )
+        play_logger("risk", req.play, req.step).warning(
+            "churn_risk.recorded", indicator=req.indicator, points=req.points
+        )
+        return await self.pool.fetchval("SELECT id FROM risk_events WHERE idem_key = $1", req.play.key(req.step))

@@ -1,0 +1,106 @@
+"""Tasks in PostgreSQL: created once per play step, completed by people.
+
+Completing a task from outside (CLI, HTTP) goes through `complete_task_by_id`
+and then signals the play that created it, so a milestone wait ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from temporalio import activity
+
+from activities.accounts import AccountNotFound, fetch_account, fetch_staff
+from activities.common import not_retryable, play_logger
+from activities.email import resolve_roles
+from core.models import CompleteTaskRequest, CreateTaskRequest, RescheduleTasksRequest, TaskRef
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+def task_ref(row: asyncpg.Record) -> TaskRef:
+    return TaskRef(
+        task_id=row["id"], step=row["step"], title=row["title"], owner_role=row["owner_role"],
+        owner_email=row["owner_email"], due_at=row["due_at"], priority=row["priority"],
+        status=row["status"], milestone=row["milestone"], completed_at=row["completed_at"],
+    )
+
+
+async def complete_task_by_id(pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
+    """Mark a task completed (idempotent); returns the row, with its workflow id to signal."""
+    row = await pool.fetchrow(
+        """
+        UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
+               completed_by = COALESCE(completed_by, $2)
+        WHERE id = $1 RETURNING *
+        """,
+        task_id, completed_by,
+    )
+    if row is None:
+        raise TaskNotFound(f"no task with id {task_id}")
+    return row
+
+
+class TaskActivities:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @activity.defn(name="create_task")
+    async def create_task(self, req: CreateTaskRequest) -> TaskRef:
+        key = req.play.key(req.step)
+        owner_email = req.owner_email
+        if owner_email is None and req.owner_role is not None:
+            try:
+                account = await fetch_account(self.pool, req.play.account_id)
+            except AccountNotFound as exc:
+                raise not_retryable(str(exc), "AccountNotFound") from None
+            owners = resolve_roles([req.owner_role], account, await fetch_staff(self.pool))
+            owner_email = str(owners[0].email) if owners else None
+        row = await self.pool.fetchrow(
+            """
+            INSERT INTO tasks (idem_key, workflow_id, play_id, step, account_id, title, detail,
+                               owner_role, owner_email, due_at, priority, milestone)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (idem_key) DO NOTHING RETURNING *
+            """,
+            key, req.play.workflow_id, req.play.play_id, req.step, req.play.account_id, req.title,
+            req.detail, req.owner_role, owner_email, req.due_at, req.priority, req.milestone,
+        )
+        created = row is not None
+        if row is None:
+            row = await self.pool.fetchrow("SELECT * FROM tasks WHERE idem_key = $1", key)
+        play_logger("tasks", req.play, req.step).info(
+            "task.created" if created else "task.already_exists", task_id=row["id"], title=row["title"]
+        )
+        return task_ref(row)
+
+    @activity.defn(name="complete_task")
+    async def complete_task(self, req: CompleteTaskRequest) -> TaskRef:
+        row = await self.pool.fetchrow(
+            """
+            UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
+                   completed_by = COALESCE(completed_by, $2)
+            WHERE idem_key = $1 RETURNING *
+            """,
+            req.play.key(req.step), req.completed_by,
+        )
+        if row is None:
+            raise not_retryable(f"the play has no task for step {req.step!r}", "TaskNotFound")
+        return task_ref(row)
+
+    @activity.defn(name="reschedule_tasks")
+    async def reschedule_tasks(self, req: RescheduleTasksRequest) -> int:
+        keys = [req.play.key(step) for step in req.due_dates]
+        dues: list[datetime] = list(req.due_dates.values())
+        result = await self.pool.execute(
+            """
+            UPDATE tasks SET due_at = new.due_at
+            FROM unnest($1::text[], $2::timestamptz[]) AS new(idem_key, due_at)
+            WHERE tasks.idem_key = new.idem_key AND tasks.status <> 'completed'
+            """,
+            keys, dues,
+        )
+        return int(result.split()[-1])

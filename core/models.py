@@ -1,0 +1,197 @@
+"""Models that cross a boundary: the database, activities, the HTTP API.
+
+Workflow-specific messages (inputs, signals, updates, queries) live beside
+their workflow; these are the shared nouns of customer success.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+Priority = Literal["P0", "P1", "P2", "P3"]
+TaskStatus = Literal["not-started", "in-progress", "blocked", "completed"]
+AccountStatus = Literal["prospect", "onboarding", "active", "at-risk", "churned"]
+Tier = Literal["Enterprise", "Mid-Market", "Starter"]
+
+# Seed 001 section 8: Enterprise > $100K, Mid-Market $25K-$100K, Starter < $25K.
+ENTERPRISE_ABOVE = Decimal(100_000)
+STARTER_BELOW = Decimal(25_000)
+
+# Who a step can address. Account roles come from the account row; staff
+# roles from the `staff` table (the escalation ladder of seed 001 section 9).
+AccountRole = Literal["csm", "sponsor", "contacts"]
+StaffRole = Literal["cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
+Role = Literal["csm", "sponsor", "contacts", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
+STAFF_ROLES: tuple[str, ...] = StaffRole.__args__  # type: ignore[attr-defined]
+
+
+def tier_for_arr(arr: Decimal) -> Tier:
+    if arr > ENTERPRISE_ABOVE:
+        return "Enterprise"
+    if arr < STARTER_BELOW:
+        return "Starter"
+    return "Mid-Market"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Person(Model):
+    name: str
+    email: EmailStr
+
+
+class Contact(Person):
+    role: str = "user"
+
+
+class Account(Model):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(min_length=1, max_length=200)
+    status: AccountStatus = "onboarding"
+    health: int = Field(70, ge=0, le=100)
+    arr: Decimal = Field(Decimal(0), ge=0)
+    renewal_date: date | None = None
+    vertical: str | None = None
+    csm: Person
+    sponsor: Person
+    contacts: list[Contact] = []
+
+    @property
+    def tier(self) -> Tier:
+        return tier_for_arr(self.arr)
+
+
+class StaffMember(Person):
+    role: StaffRole
+
+
+class TaskRef(Model):
+    """What a play knows about a task it created."""
+
+    task_id: int
+    step: str
+    title: str
+    owner_role: str | None = None
+    owner_email: str | None = None
+    due_at: datetime
+    priority: Priority
+    status: TaskStatus = "not-started"
+    milestone: str | None = None
+    completed_at: datetime | None = None
+
+
+class PlayRef(Model):
+    """Identifies the play instance that writes a row: the idempotency scope.
+
+    `play_id` is the first run id of the workflow chain, stable across
+    retries, worker restarts and continue-as-new, but new when the same
+    playbook is launched again for the account later.
+    """
+
+    workflow_id: str
+    play_id: str
+    account_id: str
+
+    def key(self, step: str) -> str:
+        return f"{self.workflow_id}/{self.play_id}/{step}"
+
+
+class CreateTaskRequest(Model):
+    play: PlayRef
+    step: str
+    title: str
+    detail: str = ""
+    owner_role: Role | None = None
+    owner_email: str | None = None
+    due_at: datetime
+    priority: Priority = "P2"
+    milestone: str | None = None
+
+
+class CompleteTaskRequest(Model):
+    play: PlayRef
+    step: str
+    completed_by: str
+
+
+class RescheduleTasksRequest(Model):
+    play: PlayRef
+    due_dates: dict[str, datetime]  # step -> new due date
+
+
+class EmailTemplate(Model):
+    """A template snapshot: the sources travel with the play, not the file."""
+
+    name: str
+    subject: str
+    body: str
+    partials: dict[str, str] = {}  # layouts it extends or includes, by name
+
+
+class SendEmailRequest(Model):
+    play: PlayRef
+    step: str
+    template: EmailTemplate
+    to: list[Role]
+    cc: list[Role] = []
+    data: dict = {}
+
+
+class EmailResult(Model):
+    communication_id: int
+    message_id: str
+    to: list[str]
+    already_sent: bool
+
+
+class EscalationReport(Model):
+    """The fields of the escalation report, seed 001 section 9.3."""
+
+    title: str
+    severity: Priority
+    business_impact: str
+    reported_at: datetime
+    why: list[str]
+    needs: list[str]
+    success_criteria: list[str]
+    tried: list[str] = []
+    next_steps: list[str] = []
+    status_updates: str = "Daily until resolved"
+
+
+class EscalateRequest(Model):
+    play: PlayRef
+    step: str
+    level: int = Field(ge=1, le=4)
+    to_role: StaffRole
+    from_role: Role = "csm"
+    reason: str
+    report: EscalationReport
+    template: EmailTemplate
+
+
+class EscalationResult(Model):
+    escalation_id: int
+    to_email: str
+    level: int
+
+
+class RiskPointsRequest(Model):
+    play: PlayRef
+    step: str
+    indicator: str
+    points: int
+    reason: str
+
+    @field_validator("indicator")
+    @classmethod
+    def _indicator_slug(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum():
+            raise ValueError("indicator must be a snake_case name")
+        return v

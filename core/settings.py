@@ -1,0 +1,62 @@
+"""Configuration from the environment (and an optional `.env`).
+
+Every knob that differs between a laptop and production lives here, so
+scaling out is configuration: point TEMPORAL_ADDRESS at a cluster or
+Temporal Cloud, DATABASE_URL at managed PostgreSQL, SMTP_* at a relay.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
+    temporal_tls_key: Path | None = Field(None, description="client private key (mTLS)")
+    temporal_tls_ca: Path | None = Field(None, description="server root CA, if not a public one")
+    temporal_api_key: str | None = Field(None, description="Temporal Cloud API key")
+    temporal_ui_url: str = "http://localhost:8233"
+    task_queue: str = "cs-playbooks"
+    # Off only where the server cannot index our attributes: the Java
+    # time-skipping test server knows a fixed list of test-only names.
+    search_attributes: bool = True
+
+    # None means the embedded PostgreSQL under DATA_DIR/pg, started by ./run.sh
+    database_url: str | None = None
+    database_name: str = "playbooks"
+    db_pool_max: int = 10
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "Customer Success <success@tai.example>"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    data_dir: Path = PROJECT_ROOT / ".data"
+    playbooks_dir: Path = PROJECT_ROOT / "playbooks"
+    log_level: str = "INFO"
+    log_format: str = Field("json", description="json, or console for humans")
+
+    @property
+    def temporal_tls_enabled(self) -> bool:
+        return bool(self.temporal_tls_cert or self.temporal_tls_ca or self.temporal_api_key)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

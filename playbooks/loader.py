@@ -1,0 +1,177 @@
+"""Load and validate a playbook file into a snapshot for a workflow input.
+
+Every problem is reported as `file:line: field: message`, the way a CS
+manager editing YAML needs it: the place to look, and what is wrong there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from core.models import EmailTemplate
+from jinja2 import TemplateError
+
+from playbooks.rendering import RenderError, email_context, referenced_templates, render_email
+from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
+from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, PlaybookSnapshot
+
+PLAYBOOKS_DIR = Path(__file__).parent
+MAX_FILE_BYTES = 1_000_000
+
+
+class PlaybookError(ValueError):
+    """An invalid playbook file. `problems` are (file, line, field, message)."""
+
+    def __init__(self, problems: list[tuple[str, int | None, str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(_format(*p) for p in problems))
+
+
+def _format(file: str, line: int | None, field: str, message: str) -> str:
+    where = f"{file}:{line}" if line else file
+    return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
+    """The deepest YAML node along a pydantic error location."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                return node
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            # discriminator tags and the like are not YAML keys: keep the nearest node
+            continue
+    return node
+
+
+def _line(node: yaml.Node | None) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _field(loc: tuple) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part in ("start", "after_milestone", "weekly", "daily_after_milestone"):
+            continue  # pydantic's union branch name, not a key of the file
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
+    """Parse, validate and snapshot one playbook file (content + template sources)."""
+    path = Path(path)
+    templates_dir = templates_dir or path.parent / "templates"
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PlaybookError([(name, None, "", f"cannot read the file: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise PlaybookError([(name, None, "", f"file is larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlaybookError([(name, None, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise PlaybookError([(name, line, "", f"YAML syntax: {exc.problem or exc}")]) from None
+    if not isinstance(data, dict):
+        raise PlaybookError([(name, 1, "", "expected a mapping with a 'playbook' key at the top")])
+    kind = data.get("playbook")
+    model = PLAYBOOK_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(sorted(PLAYBOOK_MODELS))
+        raise PlaybookError([(name, _line(_node_at(root, ("playbook",))), "playbook", f"must be one of: {known}")])
+    try:
+        content = model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append((name, _line(_node_at(root, loc)), _field(loc), err["msg"].removeprefix("Value error, ")))
+        raise PlaybookError(problems) from None
+
+    templates: dict[str, EmailTemplate] = {}
+    problems = []
+    for key, where, email in content.email_contents():
+        line = _line(_node_at(root, tuple(int(p) if p.isdigit() else p for p in where.split(".")) + ("template",)))
+        template_path = (templates_dir / email.template).resolve()
+        if not template_path.is_relative_to(templates_dir.resolve()):
+            problems.append((name, line, f"{where}.template", "must be a file under templates/"))
+            continue
+        try:
+            body = template_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            problems.append((name, line, f"{where}.template", f"no readable template {email.template!r}"))
+            continue
+        try:
+            partials = _partials(body, templates_dir)
+        except (OSError, TemplateError, RenderError) as exc:
+            problems.append((name, line, f"{where}.template", f"{email.template}: {exc}"))
+            continue
+        template = EmailTemplate(name=email.template, subject=email.subject, body=body, partials=partials)
+        problem = check_template(template, kind)
+        if problem:
+            problems.append((name, line, f"{where}.template", problem))
+        templates[key] = template
+    if problems:
+        raise PlaybookError(problems)
+    digest = hashlib.sha256(raw + b"".join(t.body.encode() for t in templates.values())).hexdigest()[:16]
+    return SNAPSHOT_MODELS[kind](source=path.name, digest=digest, content=content, templates=templates)
+
+
+def _partials(body: str, templates_dir: Path) -> dict[str, str]:
+    """Every layout or include a template needs, transitively, by name."""
+    found: dict[str, str] = {}
+    pending = list(referenced_templates(body))
+    while pending:
+        ref = pending.pop()
+        if ref in found:
+            continue
+        path = (templates_dir / ref).resolve()
+        if not path.is_relative_to(templates_dir.resolve()) or not path.is_file():
+            raise RenderError(ref, "the template it extends or includes does not exist")
+        found[ref] = path.read_text(encoding="utf-8")
+        pending.extend(referenced_templates(found[ref]))
+    return found
+
+
+def check_template(template: EmailTemplate, playbook: str) -> str | None:
+    """Render once against sample data; None when it renders, else what is wrong and where."""
+    context = email_context(SAMPLE_ACCOUNT, SAMPLE_STAFF, "sample", SAMPLE_DATA[playbook], SAMPLE_ACCOUNT.sponsor)
+    try:
+        render_email(template, context)
+    except RenderError as exc:
+        return str(exc)
+    return None
+
+
+def load_named(playbook: str, playbooks_dir: Path | None = None) -> PlaybookSnapshot:
+    return load_playbook((playbooks_dir or PLAYBOOKS_DIR) / f"{playbook}.yaml")
+
+
+def validate_all(playbooks_dir: Path | None = None) -> list[str]:
+    """Every problem in every playbook file of the folder, formatted."""
+    errors: list[str] = []
+    for path in sorted((playbooks_dir or PLAYBOOKS_DIR).glob("*.yaml")):
+        try:
+            load_playbook(path)
+        except PlaybookError as exc:
+            errors.extend(_format(*p) for p in exc.problems)
+    return errors

@@ -1,0 +1,144 @@
+"""E-mail rendering in a Jinja2 sandbox.
+
+Templates are content a CS manager edits, so they are treated as untrusted:
+`SandboxedEnvironment` blocks attribute tricks such as `''.__class__`,
+autoescape keeps an account named `<script>` from becoming markup, and
+`StrictUndefined` turns a misspelt variable into an error instead of a
+blank in a customer's inbox.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from jinja2 import DictLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from core.models import EmailTemplate
+
+
+class RenderError(ValueError):
+    """A template failed to render; `line` is the template line when known."""
+
+    def __init__(self, template: str, message: str, line: int | None = None):
+        self.template, self.line, self.message = template, line, message
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {message}")
+
+
+def _as_date(value):
+    # Dates cross the activity boundary as ISO strings; accept both forms.
+    if isinstance(value, str):
+        from datetime import datetime
+
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _weekday(value) -> str:
+    return _as_date(value).strftime("%A")
+
+
+def _long_date(value) -> str:
+    return _as_date(value).strftime("%a %d %b %Y")
+
+
+def _environment(autoescape: bool, templates: dict[str, str]) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=DictLoader(templates),
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["weekday"] = _weekday
+    env.filters["long_date"] = _long_date
+    return env
+
+
+def _template_line(exc: BaseException, name: str) -> int | None:
+    """Jinja rewrites tracebacks so template frames carry the template's name and line."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == name:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return getattr(exc, "lineno", None) or line
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "ul", "ol", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script", "head"):
+            self._skip += 1
+        elif tag == "li":
+            self.parts.append("\n- ")
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script", "head"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BREAKS and tag != "li":
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(html)
+    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]:
+    """Returns (subject, html body, text body)."""
+    name = template.name
+    try:
+        sources = {**template.partials, name: template.body}
+        html = _environment(True, sources).get_template(name).render(context)
+    except TemplateError as exc:
+        raise RenderError(name, str(exc), _template_line(exc, name)) from None
+    subject_name = f"{name} (subject)"
+    try:
+        subject = _environment(False, {subject_name: template.subject}).get_template(subject_name).render(context)
+    except TemplateError as exc:
+        raise RenderError(subject_name, str(exc)) from None
+    # A header must be one line; a name with a newline must not add headers.
+    subject = " ".join(subject.split())
+    return subject, html, html_to_text(html)
+
+
+def referenced_templates(source: str) -> set[str]:
+    """Names a template extends, includes or imports (one level)."""
+    from jinja2 import meta
+
+    ast = SandboxedEnvironment().parse(source)
+    return {n for n in meta.find_referenced_templates(ast) if n}
+
+
+def email_context(account, staff: dict, step: str, data: dict, recipient) -> dict:
+    """The variables every template sees. Plain data only: no objects with methods."""
+    acct = account.model_dump(mode="python")
+    acct["tier"] = account.tier
+    return {
+        "account": acct,
+        "csm": acct["csm"],
+        "sponsor": acct["sponsor"],
+        "contacts": acct["contacts"],
+        "staff": {role: member.model_dump(mode="python") for role, member in staff.items()},
+        "recipient": recipient.model_dump(mode="python") if recipient is not None else None,
+        "step": step,
+        "data": data,
+    }

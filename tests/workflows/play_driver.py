@@ -1,0 +1,61 @@
+"""Drives an onboarding play through skipped time the way a CS team would:
+each half day, complete the tasks due that day, except the ones held late."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from starter.steering import complete_task
+from workflows.onboarding import OnboardingPlan
+from workflows.onboarding_messages import OnboardingResult, OnboardingStatus
+
+ET = ZoneInfo("America/New_York")
+
+
+async def skip_to_next_monday(env: WorkflowEnvironment, hour: int = 10) -> datetime:
+    """Start every play on a Monday morning in New York, so days and weekdays are fixed."""
+    now = await env.get_current_time()
+    local = now.astimezone(ET)
+    days = (7 - local.weekday()) % 7 or 7
+    target = datetime.combine(local.date() + timedelta(days=days), time(hour), tzinfo=ET)
+    await env.sleep(target - now)
+    return target
+
+
+class PlayDriver:
+    def __init__(self, env: WorkflowEnvironment, pool, handle: WorkflowHandle):
+        self.env, self.pool, self.handle = env, pool, handle
+        self.completed: list[str] = []
+
+    async def status(self) -> OnboardingStatus:
+        return await self.handle.query(OnboardingPlan.status)
+
+    async def run(
+        self,
+        hold: dict[str, int] | None = None,
+        tick: timedelta = timedelta(hours=12),
+        on_tick: Callable[[OnboardingStatus], Awaitable[None]] | None = None,
+        max_ticks: int = 200,
+    ) -> OnboardingResult:
+        """Complete tasks on their due day; a milestone in `hold` is completed that many days late."""
+        hold = hold or {}
+        for _ in range(max_ticks):
+            st = await self.status()
+            if on_tick:
+                await on_tick(st)
+            if st.finished or (st.open_tasks == [] and st.phase == "stabilization" and len(st.milestones_done) == 12):
+                return await self.handle.result()
+            now = await self.env.get_current_time()
+            for task in st.open_tasks:
+                due_day = task.due_at.astimezone(ET).date()
+                late = hold.get(task.milestone or "", 0)
+                if (now.astimezone(ET).date() - due_day).days >= late and now + timedelta(hours=12) >= task.due_at:
+                    await complete_task(self.handle._client, self.pool, task.task_id, "driver")
+                    self.completed.append(task.step)
+            await self.env.sleep(tick)
+        raise AssertionError(f"play not finished after {max_ticks} ticks: {await self.status()}")

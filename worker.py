@@ -1,0 +1,83 @@
+"""The worker: runs every playbook workflow and activity on one task queue.
+
+Run as many as you like (`python worker.py`); they share the queue. It
+applies pending database migrations on start, so a new version of the
+product brings its schema with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.accounts import AccountActivities
+from activities.db import apply_migrations, create_pool, database_url
+from activities.email import EmailActivities
+from activities.escalation import EscalationActivities
+from activities.tasks import TaskActivities
+from core.logs import configure_logging, get_logger
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from workflows.onboarding import OnboardingPlan
+
+WORKFLOWS = [OnboardingPlan]
+
+
+def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
+    accounts, tasks = AccountActivities(pool), TaskActivities(pool)
+    email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings)
+    return [
+        accounts.load_account,
+        email.send_templated_email,
+        tasks.create_task,
+        tasks.complete_task,
+        tasks.reschedule_tasks,
+        escalation.escalate,
+        escalation.record_risk_points,
+    ]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(pool, settings),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        # pydantic's EmailStr validates with email_validator, imported lazily on
+        # first use; passing it through keeps the sandbox from re-importing it.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
+        ),
+    )
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("worker")
+    pool = await create_pool(database_url(settings), settings.db_pool_max)
+    applied = await apply_migrations(pool)
+    if applied:
+        log.info("migrations.applied", files=applied)
+    client = await connect(settings)
+    worker = build_worker(client, pool, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker.stopping")
+    await pool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,48 @@
+"""What every playbook workflow shares: search attribute keys and activity options."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
+PLAYBOOK = SearchAttributeKey.for_keyword("Playbook")
+PHASE = SearchAttributeKey.for_keyword("Phase")
+RISK_BAND = SearchAttributeKey.for_keyword("RiskBand")
+CSM_EMAIL = SearchAttributeKey.for_keyword("CsmEmail")
+NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
+
+# Outages of PostgreSQL or SMTP are waited out, not failed: a play lives for
+# weeks and a step late by an hour beats a step lost. Business errors are
+# raised non-retryable by the activities themselves.
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+
+
+def play_search_attributes(account_id: str, playbook: str, csm_email: str, phase: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([
+        SearchAttributePair(ACCOUNT_ID, account_id),
+        SearchAttributePair(PLAYBOOK, playbook),
+        SearchAttributePair(CSM_EMAIL, csm_email),
+        SearchAttributePair(PHASE, phase),
+    ])
+
+
+class SearchAttributeTracker:
+    """Upserts a search attribute only when its value changes, to keep histories short."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._last: dict[str, object] = {}
+        self._enabled = enabled
+
+    def set(self, key: SearchAttributeKey, value: str | datetime | None) -> None:
+        if not self._enabled or self._last.get(key.name, ...) == value:
+            return
+        self._last[key.name] = value
+        workflow.upsert_search_attributes([key.value_set(value) if value is not None else key.value_unset()])

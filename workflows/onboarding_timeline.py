@@ -1,0 +1,399 @@
+"""The onboarding plan as data: what is due when, given what has happened.
+
+Pure and deterministic (no Temporal calls), so the rules are table-tested
+on their own and the workflow only asks "what is due now, and when do I
+wake next?". Rules (seed 001 sections 4.1, 5.1, 5.2, 13.2):
+
+- A phase starts on its first day (its tasks are created then), but only
+  once every milestone of the phases before it is complete.
+- A milestone completed late shifts every later day of the plan by the
+  days it was late, so dates follow reality ("go-live moved to day 28").
+- The slip of the plan (days late, summed over completed milestones, plus
+  the days the most overdue open milestone is late now) drives the
+  escalations and the churn-risk points, each once per play.
+- Moving go-live is an agreed re-plan, not a slip: it shifts the dates
+  from the readiness gate on (or from go-live once the gate is signed).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from core.models import TaskRef
+from playbooks.schema import EmailStep, OnboardingContent, TaskContent
+from workflows.calendar import at_local, date_of_day, day_number, days_late, local_date, weekly_dates
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Shift(Model):
+    from_day: int
+    days: int
+    reason: Literal["slip", "move"]
+    recorded_at: datetime
+    note: str = ""
+
+
+class Blocker(Model):
+    key: str
+    title: str
+    occurrence: int = 1
+    opened_at: datetime
+    resolved_at: datetime | None = None
+
+    @property
+    def step(self) -> str:
+        return f"blocker/{self.key}-{self.occurrence}"
+
+
+ActionKind = Literal["phase", "email", "escalation", "churn_risk", "blocker_alert"]
+
+
+class Action(Model):
+    step: str
+    kind: ActionKind
+    at: datetime
+    ref: str  # phase key, email key, blocker key, or index of the escalation rule
+    occurrence: int = 0  # nth weekly / daily e-mail
+
+
+class OnboardingState(Model):
+    """Everything the play has learnt; carried whole across continue-as-new."""
+
+    started_at: datetime
+    start_date: date
+    shifts: list[Shift] = []
+    milestones_done: dict[str, datetime] = {}
+    done_steps: list[str] = []
+    skipped_steps: list[str] = []
+    failed_steps: dict[str, str] = {}
+    tasks: dict[str, TaskRef] = {}
+    blockers: dict[str, Blocker] = {}
+
+
+class ScheduleEntry(Model):
+    step: str
+    title: str
+    day: int | None
+    at: datetime
+    status: Literal["done", "due", "planned", "waiting"]
+
+
+class OnboardingTimeline:
+    def __init__(self, content: OnboardingContent, state: OnboardingState):
+        self.content, self.state = content, state
+        self._done = set(state.done_steps) | set(state.skipped_steps)
+
+    # -- dates -------------------------------------------------------------
+    @property
+    def tz(self) -> str:
+        return self.content.timezone
+
+    def effective_day(self, planned_day: int) -> int:
+        return planned_day + sum(s.days for s in self.state.shifts if planned_day >= s.from_day)
+
+    def day_at(self, day: int) -> datetime:
+        return at_local(date_of_day(self.state.start_date, day), self.content.work_start_hour, self.tz)
+
+    def due_at(self, planned_day: int) -> datetime:
+        return at_local(
+            date_of_day(self.state.start_date, self.effective_day(planned_day)), self.content.due_hour, self.tz
+        )
+
+    def today(self, now: datetime) -> int:
+        return day_number(self.state.start_date, now, self.tz)
+
+    def milestone_task(self, milestone: str) -> TaskContent:
+        return next(t for t in self.content.tasks if t.milestone == milestone)
+
+    # -- bookkeeping ---------------------------------------------------------
+    def is_done(self, step: str) -> bool:
+        return step in self._done
+
+    def mark_done(self, step: str) -> None:
+        if step not in self._done:
+            self._done.add(step)
+            self.state.done_steps.append(step)
+
+    def mark_skipped(self, step: str) -> None:
+        if step not in self._done:
+            self._done.add(step)
+            self.state.skipped_steps.append(step)
+
+    def phase_started(self, index: int) -> bool:
+        return self.is_done(f"phase/{self.content.phases[index].key}")
+
+    def current_phase_index(self) -> int:
+        started = [i for i in range(len(self.content.phases)) if self.phase_started(i)]
+        return started[-1] if started else 0
+
+    def milestones(self) -> list[str]:
+        return [t.milestone for t in self.content.tasks if t.milestone]
+
+    def open_milestones_started(self) -> list[TaskContent]:
+        """Milestones whose phase has begun and that are not yet complete."""
+        out = []
+        for i, phase in enumerate(self.content.phases):
+            if self.phase_started(i):
+                out.extend(t for t in phase.tasks if t.milestone and t.milestone not in self.state.milestones_done)
+        return out
+
+    def complete_milestone(self, milestone: str, at: datetime, note: str = "") -> Shift | None:
+        """Record a milestone; returns the slip shift it causes, if it was late."""
+        if milestone in self.state.milestones_done or milestone not in self.milestones():
+            return None
+        self.state.milestones_done[milestone] = at
+        task = self.milestone_task(milestone)
+        late = days_late(self.due_at(task.day), at, self.tz)
+        if late <= 0:
+            return None
+        shift = Shift(from_day=task.day + 1, days=late, reason="slip", recorded_at=at, note=note or milestone)
+        self.state.shifts.append(shift)
+        return shift
+
+    # -- slip ---------------------------------------------------------------
+    def slip_base(self) -> int:
+        return sum(s.days for s in self.state.shifts if s.reason == "slip")
+
+    def slip_days(self, now: datetime) -> int:
+        overdue = [days_late(self.due_at(t.day), now, self.tz) for t in self.open_milestones_started()]
+        return self.slip_base() + max(overdue, default=0)
+
+    def slip_crossing(self, over_days: int, now: datetime) -> datetime | None:
+        """When the slip first exceeds `over_days`, if it can with what is open now."""
+        base = self.slip_base()
+        if base > over_days:
+            return now
+        times = []
+        for task in self.open_milestones_started():
+            crossing = local_date(self.due_at(task.day), self.tz) + timedelta(days=over_days - base + 1)
+            times.append(at_local(crossing, self.content.work_start_hour, self.tz))
+        return min(times, default=None)
+
+    # -- what is due --------------------------------------------------------
+    def _phase_actions(self) -> list[Action]:
+        for i, phase in enumerate(self.content.phases):
+            step = f"phase/{phase.key}"
+            if self.is_done(step):
+                continue
+            earlier = [t.milestone for p in self.content.phases[:i] for t in p.tasks if t.milestone]
+            if all(m in self.state.milestones_done for m in earlier):
+                at = max(self.day_at(self.effective_day(phase.first_day)), self.state.started_at)
+                return [Action(step=step, kind="phase", at=at, ref=phase.key)]
+            return []
+        return []
+
+    def _email_actions(self, email: EmailStep, now: datetime) -> list[Action]:
+        trig, base = email.trigger, f"email/{email.key}"
+        hour = self.content.work_start_hour
+        if trig.kind == "start":
+            return [Action(step=base, kind="email", at=self.state.started_at, ref=email.key)]
+        if trig.kind == "after_milestone":
+            done = self.state.milestones_done.get(trig.milestone)
+            if done is None:
+                return []
+            at = done if trig.offset_days == 0 else at_local(
+                local_date(done, self.tz) + timedelta(days=trig.offset_days), hour, self.tz
+            )
+            return [Action(step=base, kind="email", at=at, ref=email.key)]
+        if trig.kind == "daily_after_milestone":
+            done = self.state.milestones_done.get(trig.milestone)
+            if done is None:
+                return []
+            return [
+                Action(
+                    step=f"{base}/{n}", kind="email", ref=email.key, occurrence=n,
+                    at=max(done, at_local(local_date(done, self.tz) + timedelta(days=n - 1), hour, self.tz)),
+                )
+                for n in range(1, trig.days + 1)
+            ]
+        # weekly, until a milestone completes
+        until_done = self.state.milestones_done.get(trig.until_milestone)
+        last = local_date(until_done, self.tz) if until_done else local_date(now, self.tz) + timedelta(days=7)
+        out = []
+        for n, day in enumerate(weekly_dates(self.state.start_date, trig.weekday, last), start=1):
+            at = at_local(day, hour, self.tz)
+            if until_done is None or at < until_done:
+                out.append(Action(step=f"{base}/{day.isoformat()}", kind="email", at=at, ref=email.key, occurrence=n))
+        return out
+
+    def pending(self, now: datetime) -> list[Action]:
+        """Every action not yet done whose time is known, earliest first."""
+        actions = self._phase_actions()
+        for email in self.content.emails:
+            actions.extend(self._email_actions(email, now))
+        for i, rule in enumerate(self.content.slip_escalations):
+            at = self.slip_crossing(rule.over_days, now)
+            if at is not None:
+                actions.append(Action(step=f"escalation/slip-over-{rule.over_days}d", kind="escalation", at=at, ref=str(i)))
+        risk = self.content.churn_risk
+        at = self.slip_crossing(risk.over_days, now)
+        if at is not None:
+            actions.append(Action(step=f"churn-risk/{risk.indicator}", kind="churn_risk", at=at, ref=risk.indicator))
+        alert_after = timedelta(days=self.content.blockers.alert_after_days)
+        for blocker in self.state.blockers.values():
+            if blocker.resolved_at is None:
+                actions.append(
+                    Action(step=f"{blocker.step}/alert", kind="blocker_alert", at=blocker.opened_at + alert_after, ref=blocker.key)
+                )
+        return sorted((a for a in actions if not self.is_done(a.step)), key=lambda a: (a.at, a.step))
+
+    def due(self, now: datetime) -> list[Action]:
+        """Actions due now. Of several missed occurrences of a recurring e-mail
+        (the worker was down for days), only the latest is sent; the rest are
+        recorded as skipped rather than sent in a burst."""
+        due = [a for a in self.pending(now) if a.at <= now]
+        latest: dict[str, Action] = {}
+        for a in due:
+            if a.occurrence:
+                latest[a.ref] = a
+        out = []
+        for a in due:
+            if a.occurrence and latest[a.ref] is not a:
+                self.mark_skipped(a.step)
+            else:
+                out.append(a)
+        return out
+
+    def next_wake(self, now: datetime) -> datetime | None:
+        future = [a.at for a in self.pending(now) if a.at > now]
+        return min(future, default=None)
+
+    def finished(self, now: datetime) -> bool:
+        if any(m not in self.state.milestones_done for m in self.milestones()):
+            return False
+        return not any(a.kind in ("phase", "email") for a in self.pending(now))
+
+    # -- re-planning --------------------------------------------------------
+    def go_live_day(self) -> int:
+        return self.effective_day(self.content.go_live_day)
+
+    def move_go_live_problem(self, day: int, now: datetime) -> str | None:
+        """Why go-live cannot move to `day`, or None if it can."""
+        c = self.content
+        if c.go_live_milestone in self.state.milestones_done:
+            return "go-live has already happened"
+        if not 1 <= day <= c.max_go_live_day:
+            return f"day must be between 1 and {c.max_go_live_day}"
+        delta = day - self.go_live_day()
+        if delta == 0:
+            return f"go-live is already planned for day {day}"
+        today = self.today(now)
+        if day <= today:
+            return f"day {day} is not in the future (today is day {today})"
+        if c.readiness_gate not in self.state.milestones_done:
+            gate = self.effective_day(c.gate_day) + delta
+            if gate < today:
+                return (
+                    f"the readiness gate would fall on day {gate}, before today (day {today}); "
+                    f"the earliest go-live now is day {today + c.go_live_day - c.gate_day}"
+                )
+        return None
+
+    def move_go_live(self, day: int, now: datetime, reason: str) -> Shift:
+        c = self.content
+        pivot = c.gate_day if c.readiness_gate not in self.state.milestones_done else c.go_live_day
+        shift = Shift(from_day=pivot, days=day - self.go_live_day(), reason="move", recorded_at=now, note=reason)
+        self.state.shifts.append(shift)
+        return shift
+
+    def rescheduled_tasks(self) -> dict[str, datetime]:
+        """Open tasks whose due date changed under the current shifts: step -> new due."""
+        by_key = {f"task/{t.key}": t for t in self.content.tasks}
+        out = {}
+        for step, ref in self.state.tasks.items():
+            task = by_key.get(step)
+            if task and ref.status != "completed":
+                due = self.due_at(task.day)
+                if due != ref.due_at:
+                    out[step] = due
+        return out
+
+    # -- reporting ----------------------------------------------------------
+    def schedule(self, now: datetime) -> list[ScheduleEntry]:
+        entries = []
+        pending = {a.step: a for a in self.pending(now)}
+        for task in self.content.tasks:
+            if not task.milestone:
+                continue
+            done = self.state.milestones_done.get(task.milestone)
+            day = self.effective_day(task.day)
+            entries.append(ScheduleEntry(
+                step=f"milestone/{task.milestone}", title=task.title, day=day,
+                at=done or self.due_at(task.day),
+                status="done" if done else ("due" if self.due_at(task.day) <= now else "planned"),
+            ))
+        for phase in self.content.phases:
+            step = f"phase/{phase.key}"
+            if not self.is_done(step):
+                a = pending.get(step)
+                entries.append(ScheduleEntry(
+                    step=step, title=f"Phase starts: {phase.name}", day=self.effective_day(phase.first_day),
+                    at=a.at if a else self.day_at(self.effective_day(phase.first_day)),
+                    status="planned" if a else "waiting",
+                ))
+        for a in pending.values():
+            if a.kind == "email":
+                entries.append(ScheduleEntry(step=a.step, title=f"E-mail: {a.ref}", day=self.today(a.at), at=a.at,
+                                             status="due" if a.at <= now else "planned"))
+        return sorted(entries, key=lambda e: (e.at, e.step))
+
+    def next_action(self, now: datetime) -> tuple[str, datetime | None]:
+        pending = self.pending(now)
+        if pending:
+            return pending[0].step, pending[0].at
+        waiting = self.open_milestones_started()
+        if waiting:
+            return f"waiting for milestone {waiting[0].milestone}", self.due_at(waiting[0].day)
+        return "nothing", None
+
+    def _task_dict(self, ref: TaskRef) -> dict:
+        return {"title": ref.title, "due": ref.due_at, "owner": ref.owner_email or ref.owner_role,
+                "priority": ref.priority, "milestone": ref.milestone, "step": ref.step, "task_id": ref.task_id}
+
+    def status_data(self, now: datetime) -> dict:
+        """What every onboarding template may use as `data` (see playbooks/samples.py)."""
+        c = self.content
+        today = self.today(now)
+        tasks = list(self.state.tasks.values())
+        completed = [t for t in tasks if t.status == "completed"]
+        open_ = [t for t in tasks if t.status != "completed"]
+        week_ago = now - timedelta(days=7)
+        slip = self.slip_days(now)
+        open_blockers = [b for b in self.state.blockers.values() if b.resolved_at is None]
+        go_live_day = self.go_live_day()
+        rungs = [r.over_days for r in c.slip_escalations]
+        health = "RED" if rungs and slip > rungs[0] else ("YELLOW" if slip or open_blockers else "GREEN")
+        upcoming = [
+            {"name": t.title, "key": t.milestone, "day": self.effective_day(t.day),
+             "date": date_of_day(self.state.start_date, self.effective_day(t.day))}
+            for t in c.tasks if t.milestone and t.milestone not in self.state.milestones_done
+        ][:3]
+        live = self.state.milestones_done.get(c.go_live_milestone)
+        return {
+            "day": today,
+            "week": (today - 1) // 7 + 1,
+            "phase": c.phases[self.current_phase_index()].name,
+            "started_on": self.state.start_date,
+            "go_live_day": go_live_day,
+            "go_live_date": local_date(live, self.tz) if live else date_of_day(self.state.start_date, go_live_day),
+            "original_go_live_date": date_of_day(self.state.start_date, c.go_live_day),
+            "slip_days": slip,
+            "health_status": health,
+            "completion_pct": round(100 * len(completed) / max(1, len(c.tasks))),
+            "completed_tasks": [self._task_dict(t) for t in completed],
+            "completed_this_week": [self._task_dict(t) for t in completed if t.completed_at and t.completed_at >= week_ago],
+            "open_tasks": [self._task_dict(t) for t in open_],
+            "overdue_tasks": [self._task_dict(t) for t in open_ if t.due_at < now],
+            "next_milestones": upcoming,
+            "blockers": [
+                {"key": b.key, "title": b.title, "opened_at": b.opened_at, "open_days": (now - b.opened_at).days}
+                for b in open_blockers
+            ],
+            "live_since": local_date(live, self.tz) if live else None,
+        }
