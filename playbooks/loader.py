@@ -7,14 +7,13 @@ manager editing YAML needs it: the place to look, and what is wrong there.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
 from core.models import EmailTemplate
-from jinja2 import TemplateError
-
 from playbooks.rendering import RenderError, email_context, referenced_templates, render_email
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
 from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, PlaybookSnapshot
@@ -51,6 +50,24 @@ def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
             # discriminator tags and the like are not YAML keys: keep the nearest node
             continue
     return node
+
+
+_RELATIVE = re.compile(r"^([a-z_]+(?:\[\d+\])*(?:\.[a-z_]+(?:\[\d+\])*)*): (.+)$", re.S)
+
+
+def _relative(message: str) -> tuple[tuple, str]:
+    """Cross-field checks start their message with the path they are about,
+    relative to the model they validate (`tasks[1].day: ...`); split it off
+    so the error points at that key's line, not at the model's first line."""
+    match = _RELATIVE.match(message)
+    if not match:
+        return (), message
+    loc: list = []
+    for part in match.group(1).split("."):
+        name, *indexes = part.replace("]", "").split("[")
+        loc.append(name)
+        loc.extend(int(i) for i in indexes)
+    return tuple(loc), match.group(2)
 
 
 def _line(node: yaml.Node | None) -> int | None:
@@ -103,27 +120,32 @@ def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnap
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            problems.append((name, _line(_node_at(root, loc)), _field(loc), err["msg"].removeprefix("Value error, ")))
+            rel, message = _relative(err["msg"].removeprefix("Value error, "))
+            loc = tuple(err["loc"]) + rel
+            problems.append((name, _line(_node_at(root, loc)), _field(loc), message))
         raise PlaybookError(problems) from None
 
     templates: dict[str, EmailTemplate] = {}
     problems = []
-    for key, where, email in content.email_contents():
-        line = _line(_node_at(root, tuple(int(p) if p.isdigit() else p for p in where.split(".")) + ("template",)))
+    for key, loc, email in content.email_contents():
+        where = _field(loc)
+        line = _line(_node_at(root, loc + ("template",)))
         template_path = (templates_dir / email.template).resolve()
         if not template_path.is_relative_to(templates_dir.resolve()):
             problems.append((name, line, f"{where}.template", "must be a file under templates/"))
             continue
         try:
             body = template_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append((name, line, f"{where}.template", f"no template file {email.template!r}"))
+            continue
         except (OSError, UnicodeDecodeError):
-            problems.append((name, line, f"{where}.template", f"no readable template {email.template!r}"))
+            problems.append((name, line, f"{where}.template", f"{email.template!r} cannot be read as UTF-8 text"))
             continue
         try:
-            partials = _partials(body, templates_dir)
-        except (OSError, TemplateError, RenderError) as exc:
-            problems.append((name, line, f"{where}.template", f"{email.template}: {exc}"))
+            partials = _partials(body, email.template, templates_dir)
+        except RenderError as exc:
+            problems.append((name, line, f"{where}.template", str(exc)))
             continue
         template = EmailTemplate(name=email.template, subject=email.subject, body=body, partials=partials)
         problem = check_template(template, kind)
@@ -136,10 +158,10 @@ def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnap
     return SNAPSHOT_MODELS[kind](source=path.name, digest=digest, content=content, templates=templates)
 
 
-def _partials(body: str, templates_dir: Path) -> dict[str, str]:
+def _partials(body: str, name: str, templates_dir: Path) -> dict[str, str]:
     """Every layout or include a template needs, transitively, by name."""
     found: dict[str, str] = {}
-    pending = list(referenced_templates(body))
+    pending = list(referenced_templates(body, name))
     while pending:
         ref = pending.pop()
         if ref in found:
@@ -147,8 +169,11 @@ def _partials(body: str, templates_dir: Path) -> dict[str, str]:
         path = (templates_dir / ref).resolve()
         if not path.is_relative_to(templates_dir.resolve()) or not path.is_file():
             raise RenderError(ref, "the template it extends or includes does not exist")
-        found[ref] = path.read_text(encoding="utf-8")
-        pending.extend(referenced_templates(found[ref]))
+        try:
+            found[ref] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise RenderError(ref, "cannot be read as UTF-8 text") from None
+        pending.extend(referenced_templates(found[ref], ref))
     return found
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from jinja2 import DictLoader, StrictUndefined, TemplateError
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from core.models import EmailTemplate
@@ -44,9 +44,21 @@ def _long_date(value) -> str:
     return _as_date(value).strftime("%a %d %b %Y")
 
 
+class _SnapshotLoader(BaseLoader):
+    """Templates from a snapshot, compiled under their own names so errors carry file and line."""
+
+    def __init__(self, templates: dict[str, str]):
+        self.templates = templates
+
+    def get_source(self, environment, template):
+        if template not in self.templates:
+            raise TemplateNotFound(template)
+        return self.templates[template], template, lambda: True
+
+
 def _environment(autoescape: bool, templates: dict[str, str]) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        loader=DictLoader(templates),
+        loader=_SnapshotLoader(templates),
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -64,7 +76,7 @@ def _template_line(exc: BaseException, name: str) -> int | None:
         if tb.tb_frame.f_code.co_filename == name:
             line = tb.tb_lineno
         tb = tb.tb_next
-    return getattr(exc, "lineno", None) or line
+    return line
 
 
 class _TextExtractor(HTMLParser):
@@ -108,6 +120,8 @@ def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]
     try:
         sources = {**template.partials, name: template.body}
         html = _environment(True, sources).get_template(name).render(context)
+    except TemplateSyntaxError as exc:
+        raise RenderError(exc.name or name, exc.message or str(exc), exc.lineno) from None
     except TemplateError as exc:
         raise RenderError(name, str(exc), _template_line(exc, name)) from None
     subject_name = f"{name} (subject)"
@@ -120,11 +134,14 @@ def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]
     return subject, html, html_to_text(html)
 
 
-def referenced_templates(source: str) -> set[str]:
+def referenced_templates(source: str, name: str = "template") -> set[str]:
     """Names a template extends, includes or imports (one level)."""
     from jinja2 import meta
 
-    ast = SandboxedEnvironment().parse(source)
+    try:
+        ast = SandboxedEnvironment().parse(source)
+    except TemplateSyntaxError as exc:
+        raise RenderError(name, exc.message or str(exc), exc.lineno) from None
     return {n for n in meta.find_referenced_templates(ast) if n}
 
 

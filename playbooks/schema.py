@@ -54,11 +54,11 @@ class PhaseContent(Content):
     @model_validator(mode="after")
     def _days_in_range(self) -> "PhaseContent":
         if self.last_day < self.first_day:
-            raise ValueError(f"last_day {self.last_day} is before first_day {self.first_day}")
-        for task in self.tasks:
+            raise ValueError(f"last_day: day {self.last_day} is before first_day {self.first_day}")
+        for i, task in enumerate(self.tasks):
             if not self.first_day <= task.day <= self.last_day:
                 raise ValueError(
-                    f"task {task.key!r} is due on day {task.day}, outside the phase's days "
+                    f"tasks[{i}].day: task {task.key!r} is due on day {task.day}, outside the phase's days "
                     f"{self.first_day}-{self.last_day}"
                 )
         return self
@@ -136,9 +136,9 @@ class PlaybookContent(Content):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
-    def email_contents(self) -> list[tuple[str, str, TemplateContent]]:
-        """(snapshot key, path in the file, content) of every e-mail this playbook can send."""
-        return [("escalation", "escalation", self.escalation)]
+    def email_contents(self) -> list[tuple[str, tuple, TemplateContent]]:
+        """(snapshot key, location in the file, content) of every e-mail this playbook can send."""
+        return [("escalation", ("escalation",), self.escalation)]
 
 
 class OnboardingContent(PlaybookContent):
@@ -153,11 +153,11 @@ class OnboardingContent(PlaybookContent):
     slip_escalations: list[SlipEscalation] = []
     churn_risk: ChurnRiskRule
 
-    def email_contents(self) -> list[tuple[str, str, TemplateContent]]:
+    def email_contents(self) -> list[tuple[str, tuple, TemplateContent]]:
         return [
             *super().email_contents(),
-            ("blocker_alert", "blockers.alert", self.blockers.alert),
-            *((e.key, f"emails.{i}", e) for i, e in enumerate(self.emails)),
+            ("blocker_alert", ("blockers", "alert"), self.blockers.alert),
+            *((e.key, ("emails", i), e) for i, e in enumerate(self.emails)),
         ]
 
     @property
@@ -184,47 +184,55 @@ class OnboardingContent(PlaybookContent):
     @model_validator(mode="after")
     def _consistent(self) -> "OnboardingContent":
         previous = 0
-        for phase in self.phases:
+        for i, phase in enumerate(self.phases):
             if phase.first_day != previous + 1:
                 raise ValueError(
-                    f"phase {phase.key!r} starts on day {phase.first_day}; phases must follow each "
-                    f"other without gaps or overlaps (expected day {previous + 1})"
+                    f"phases[{i}].first_day: phase {phase.key!r} starts on day {phase.first_day}; phases must "
+                    f"follow each other without gaps or overlaps (expected day {previous + 1})"
                 )
             previous = phase.last_day
-        _unique("phase key", [p.key for p in self.phases])
-        _unique("task key", [t.key for t in self.tasks])
-        _unique("email key", ["escalation", "blocker_alert", *(e.key for e in self.emails)])
-        milestones = [t.milestone for t in self.tasks if t.milestone]
+        _unique("phase key", {f"phases[{i}].key": p.key for i, p in enumerate(self.phases)})
+        task_paths = {
+            f"phases[{i}].tasks[{j}]": t for i, p in enumerate(self.phases) for j, t in enumerate(p.tasks)
+        }
+        _unique("task key", {f"{path}.key": t.key for path, t in task_paths.items()})
+        _unique("e-mail key", {
+            "escalation": "escalation", "blockers.alert": "blocker_alert",
+            **{f"emails[{i}].key": e.key for i, e in enumerate(self.emails)},
+        })
+        milestones = {f"{path}.milestone": t.milestone for path, t in task_paths.items() if t.milestone}
         _unique("milestone", milestones)
         wanted = {
             "kickoff_milestone": self.kickoff_milestone,
             "readiness_gate": self.readiness_gate,
             "go_live_milestone": self.go_live_milestone,
         }
-        for email in self.emails:
+        for i, email in enumerate(self.emails):
             for attr in ("milestone", "until_milestone"):
                 if hasattr(email.trigger, attr):
-                    wanted[f"email {email.key!r} trigger.{attr}"] = getattr(email.trigger, attr)
+                    wanted[f"emails[{i}].trigger.{attr}"] = getattr(email.trigger, attr)
         for where, name in wanted.items():
-            if name not in milestones:
-                raise ValueError(f"{where} names milestone {name!r}, which no task completes")
+            if name not in milestones.values():
+                raise ValueError(f"{where}: names milestone {name!r}, which no task completes")
         if self.gate_day >= self.go_live_day:
             raise ValueError(
-                f"the readiness gate (day {self.gate_day}) must come before go-live (day {self.go_live_day})"
+                f"readiness_gate: the readiness gate (day {self.gate_day}) must come before "
+                f"go-live (day {self.go_live_day})"
             )
         if self.max_go_live_day < self.go_live_day:
-            raise ValueError(f"max_go_live_day {self.max_go_live_day} is before go-live day {self.go_live_day}")
+            raise ValueError(f"max_go_live_day: day {self.max_go_live_day} is before go-live day {self.go_live_day}")
         days = [s.over_days for s in self.slip_escalations]
         if days != sorted(set(days)):
-            raise ValueError("slip_escalations must be in rising order of over_days, each once")
+            raise ValueError("slip_escalations: must be in rising order of over_days, each once")
         return self
 
 
-def _unique(what: str, values: list[str]) -> None:
+def _unique(what: str, values: dict[str, str]) -> None:
+    """`values` maps each value's path in the file to the value."""
     seen: set[str] = set()
-    for v in values:
+    for path, v in values.items():
         if v in seen:
-            raise ValueError(f"{what} {v!r} appears twice")
+            raise ValueError(f"{path}: {what} {v!r} appears twice")
         seen.add(v)
 
 

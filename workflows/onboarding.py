@@ -121,7 +121,7 @@ class OnboardingPlan:
             # month-long play: record it, show it in `status`, carry on.
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
             self._state.failed_steps[action.step] = cause
-            self._log("onboarding.step_failed", step=action.step, error=cause, level="error")
+            self._log("onboarding.step_failed", step=action.step, error=cause, severity="error")
         self._timeline.mark_done(action.step)
 
     # -- steps ---------------------------------------------------------------
@@ -178,7 +178,7 @@ class OnboardingPlan:
             reason=f"slip of {slip} days exceeds {rule.over_days}", report=report,
             template=self._input.playbook.template("escalation"),
         ))
-        self._log("onboarding.escalated", level=rule.level, slip_days=slip, level_name=rule.label)
+        self._log("onboarding.escalated", escalation_level=rule.level, slip_days=slip, label=rule.label)
 
     async def _record_churn_risk(self, action: Action) -> None:
         rule = self._content.churn_risk
@@ -225,8 +225,8 @@ class OnboardingPlan:
             method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
         )
 
-    def _log(self, event: str, level: str = "info", **fields) -> None:
-        getattr(workflow.logger, level)(event, extra={"account_id": self._input.account_id, **fields})
+    def _log(self, event: str, severity: str = "info", **fields) -> None:
+        getattr(workflow.logger, severity)(event, extra={"account_id": self._input.account_id, **fields})
 
     # -- messages ------------------------------------------------------------
     def _complete_milestone(self, milestone: str, by: str) -> None:
@@ -238,7 +238,7 @@ class OnboardingPlan:
     def task_completed(self, done: TaskCompleted) -> None:
         ref = self._state.tasks.get(done.step)
         if ref is None or ref.task_id != done.task_id:
-            self._log("onboarding.unknown_task_signal", step=done.step, task_id=done.task_id, level="warning")
+            self._log("onboarding.unknown_task_signal", step=done.step, task_id=done.task_id, severity="warning")
             return
         if ref.status != "completed":
             self._state.tasks[done.step] = ref.model_copy(
@@ -253,7 +253,7 @@ class OnboardingPlan:
         gate = self._content.readiness_gate
         step = f"task/{self._timeline.milestone_task(gate).key}"
         if step not in self._state.tasks:
-            self._log("onboarding.readiness_signed_too_early", signed_by=signoff.signed_by, level="warning")
+            self._log("onboarding.readiness_signed_too_early", signed_by=signoff.signed_by, severity="warning")
             return
         if gate not in self._state.milestones_done:
             self._complete_milestone(gate, signoff.signed_by)
@@ -304,6 +304,7 @@ class OnboardingPlan:
         step, at = t.next_action(now)
         finished = t.finished(now)
         return OnboardingStatus(
+            as_of=now,
             account_id=self._input.account_id,
             playbook_version=self._content.version,
             playbook_digest=self._input.playbook.digest,

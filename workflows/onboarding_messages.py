@@ -63,6 +63,9 @@ class MoveGoLiveResult(Message):
 
 
 class OnboardingStatus(Message):
+    # A query sees the play as of its last activity (workflow time does not
+    # move between activations); `day` and overdue counts are as of then.
+    as_of: datetime
     account_id: str
     playbook_version: int
     playbook_digest: str

@@ -286,19 +286,28 @@ class OnboardingTimeline:
         today = self.today(now)
         if day <= today:
             return f"day {day} is not in the future (today is day {today})"
-        if c.readiness_gate not in self.state.milestones_done:
-            gate = self.effective_day(c.gate_day) + delta
-            if gate < today:
-                return (
-                    f"the readiness gate would fall on day {gate}, before today (day {today}); "
-                    f"the earliest go-live now is day {today + c.go_live_day - c.gate_day}"
-                )
+        pivot = self._move_pivot()
+        moved = self.effective_day(pivot) + delta
+        what = "the readiness gate" if pivot == c.gate_day else "go-live"
+        if moved < today:
+            return f"{what} would fall on day {moved}, before today (day {today})"
+        # Moving earlier must not put the gate (or go-live) before work planned ahead of it.
+        before = [t for t in c.tasks if t.day < pivot]
+        last = max(before, key=lambda t: self.effective_day(t.day), default=None)
+        if last is not None and moved <= self.effective_day(last.day):
+            return (
+                f"{what} would fall on day {moved}, not after {last.title!r} "
+                f"(day {self.effective_day(last.day)}); the earliest go-live is day "
+                f"{day + self.effective_day(last.day) + 1 - moved}"
+            )
         return None
 
-    def move_go_live(self, day: int, now: datetime, reason: str) -> Shift:
+    def _move_pivot(self) -> int:
         c = self.content
-        pivot = c.gate_day if c.readiness_gate not in self.state.milestones_done else c.go_live_day
-        shift = Shift(from_day=pivot, days=day - self.go_live_day(), reason="move", recorded_at=now, note=reason)
+        return c.gate_day if c.readiness_gate not in self.state.milestones_done else c.go_live_day
+
+    def move_go_live(self, day: int, now: datetime, reason: str) -> Shift:
+        shift = Shift(from_day=self._move_pivot(), days=day - self.go_live_day(), reason="move", recorded_at=now, note=reason)
         self.state.shifts.append(shift)
         return shift
 
