@@ -43,18 +43,25 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
     ]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, task_queue: str | None = None) -> Worker:
+def workflow_runner() -> SandboxedWorkflowRunner:
+    # pydantic's EmailStr validates with email_validator, imported lazily on
+    # first use; passing it through keeps the sandbox from re-importing it.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
+    )
+
+
+def build_worker(
+    client: Client, pool: asyncpg.Pool, settings: Settings, task_queue: str | None = None, **options
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=activities_for(pool, settings),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        # pydantic's EmailStr validates with email_validator, imported lazily on
-        # first use; passing it through keeps the sandbox from re-importing it.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
-        ),
+        workflow_runner=workflow_runner(),
+        **options,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from starter.steering import complete_task
@@ -33,7 +34,15 @@ class PlayDriver:
         self.completed: list[str] = []
 
     async def status(self) -> OnboardingStatus:
-        return await self.handle.query(OnboardingPlan.status)
+        # A query right after a worker died can go to its sticky queue and time
+        # out once; a CS manager's console would simply ask again.
+        for attempt in range(3):
+            try:
+                return await self.handle.query(OnboardingPlan.status, rpc_timeout=timedelta(seconds=15))
+            except RPCError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def run(
         self,

@@ -1,0 +1,63 @@
+"""Replay of recorded histories: a change to the onboarding workflow that would
+break a play in flight fails here. Record a new history (after a deliberate,
+`workflow.patched` change) with RECORD_HISTORIES=1 ./test.sh -k record."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from starter.demo import DEMO_ACCOUNT_ID
+from starter.steering import launch_onboarding
+from tests.workflows.play_driver import PlayDriver, skip_to_next_monday
+from worker import WORKFLOWS, workflow_runner
+from workflows.onboarding import OnboardingPlan
+from workflows.onboarding_messages import BlockerReport, MoveGoLive, ReadinessSignoff
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+def test_there_is_a_recorded_history():
+    assert recorded(), f"no histories in {HISTORIES}"
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path):
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=workflow_runner())
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await replayer.replay_workflow(history)
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_history(env, worker, pool, settings):
+    """A play that uses every message: blockers, a slip, a go-live move, the signed gate."""
+    await skip_to_next_monday(env)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", settings.task_queue)
+    done = set()
+
+    async def steer(st):
+        if st.day >= 2 and "blocker" not in done:
+            await handle.signal(OnboardingPlan.report_blocker, BlockerReport(key="sso", title="SSO metadata"))
+            done.add("blocker")
+        if st.day >= 10 and "move" not in done:
+            await handle.execute_update(OnboardingPlan.move_go_live, MoveGoLive(day=27, reason="recorded"))
+            done.add("move")
+        if st.phase == "testing" and st.day >= 26 and "gate" not in done:
+            await handle.signal(OnboardingPlan.sign_readiness_checklist, ReadinessSignoff(signed_by="recorder"))
+            done.add("gate")
+
+    await PlayDriver(env, pool, handle).run(hold={"data_migration": 4, "go_live_readiness": 99}, on_tick=steer)
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / "onboarding-slip-move-gate.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
