@@ -41,9 +41,9 @@ def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                return node
-            node = match
+            if match is not None:
+                node = match
+            # else: a missing key or pydantic's union tag ('weekly'): stay on this mapping
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:

@@ -69,14 +69,16 @@ def _environment(autoescape: bool, templates: dict[str, str]) -> SandboxedEnviro
     return env
 
 
-def _template_line(exc: BaseException, name: str) -> int | None:
-    """Jinja rewrites tracebacks so template frames carry the template's name and line."""
-    tb, line = exc.__traceback__, None
+def _failing_template(exc: BaseException, names: set[str], default: str) -> tuple[str, int | None]:
+    """The innermost template frame of the error (Jinja rewrites tracebacks so that
+    template frames carry the template's name and line): a layout's own line wins
+    over the `extends` line of the template using it."""
+    tb, where = exc.__traceback__, (default, None)
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == name:
-            line = tb.tb_lineno
+        if tb.tb_frame.f_code.co_filename in names:
+            where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
-    return line
+    return where
 
 
 class _TextExtractor(HTMLParser):
@@ -122,12 +124,14 @@ def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]
         html = _environment(True, sources).get_template(name).render(context)
     except TemplateSyntaxError as exc:
         raise RenderError(exc.name or name, exc.message or str(exc), exc.lineno) from None
-    except TemplateError as exc:
-        raise RenderError(name, str(exc), _template_line(exc, name)) from None
+    except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        # A filter fed the wrong type fails with a plain Python error: still the template's fault.
+        where, line = _failing_template(exc, set(sources), name)
+        raise RenderError(where, str(exc), line) from None
     subject_name = f"{name} (subject)"
     try:
         subject = _environment(False, {subject_name: template.subject}).get_template(subject_name).render(context)
-    except TemplateError as exc:
+    except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
         raise RenderError(subject_name, str(exc)) from None
     # A header must be one line; a name with a newline must not add headers.
     subject = " ".join(subject.split())

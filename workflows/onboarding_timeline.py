@@ -290,7 +290,10 @@ class OnboardingTimeline:
         moved = self.effective_day(pivot) + delta
         what = "the readiness gate" if pivot == c.gate_day else "go-live"
         if moved < today:
-            return f"{what} would fall on day {moved}, before today (day {today})"
+            return (
+                f"{what} would fall on day {moved}, before today (day {today}); "
+                f"the earliest go-live now is day {today + self.go_live_day() - self.effective_day(pivot)}"
+            )
         # Moving earlier must not put the gate (or go-live) before work planned ahead of it.
         before = [t for t in c.tasks if t.day < pivot]
         last = max(before, key=lambda t: self.effective_day(t.day), default=None)
