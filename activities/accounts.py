@@ -38,6 +38,14 @@ async def fetch_account(conn: asyncpg.Pool | asyncpg.Connection, account_id: str
     )
 
 
+async def account_for_activity(pool: asyncpg.Pool, account_id: str) -> Account:
+    """The account, or a non-retryable failure: no retry makes an unknown account known."""
+    try:
+        return await fetch_account(pool, account_id)
+    except AccountNotFound as exc:
+        raise not_retryable(str(exc), "AccountNotFound") from None
+
+
 async def fetch_staff(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, StaffMember]:
     rows = await conn.fetch("SELECT role, name, email FROM staff")
     return {r["role"]: StaffMember(**dict(r)) for r in rows}
@@ -83,7 +91,4 @@ class AccountActivities:
 
     @activity.defn(name="load_account")
     async def load_account(self, account_id: str) -> Account:
-        try:
-            return await fetch_account(self.pool, account_id)
-        except AccountNotFound as exc:
-            raise not_retryable(str(exc), "AccountNotFound") from None
+        return await account_for_activity(self.pool, account_id)

@@ -19,7 +19,7 @@ import aiosmtplib
 import asyncpg
 from temporalio import activity
 
-from activities.accounts import AccountNotFound, fetch_account, fetch_staff
+from activities.accounts import account_for_activity, fetch_staff
 from activities.common import needs_setup, not_retryable, play_logger
 from core.models import Account, EmailResult, EmailTemplate, Person, PlayRef, SendEmailRequest, StaffMember
 from core.settings import Settings
@@ -142,10 +142,7 @@ class EmailActivities:
 
     @activity.defn(name="send_templated_email")
     async def send_templated_email(self, req: SendEmailRequest) -> EmailResult:
-        try:
-            account = await fetch_account(self.pool, req.play.account_id)
-        except AccountNotFound as exc:
-            raise not_retryable(str(exc), "AccountNotFound") from None
+        account = await account_for_activity(self.pool, req.play.account_id)
         staff = await fetch_staff(self.pool)
         to = resolve_roles(req.to, account, staff)
         cc = resolve_roles(req.cc, account, staff)

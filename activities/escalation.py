@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from activities.accounts import AccountNotFound, fetch_account, fetch_staff
-from activities.common import needs_setup, not_retryable, play_logger
+from activities.accounts import account_for_activity, fetch_staff
+from activities.common import needs_setup, play_logger
 from activities.email import Mailer
 from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
 from core.settings import Settings
@@ -20,10 +20,7 @@ class EscalationActivities:
     @activity.defn(name="escalate")
     async def escalate(self, req: EscalateRequest) -> EscalationResult:
         """Record the escalation and e-mail the §9.3 report to the level's owner."""
-        try:
-            account = await fetch_account(self.pool, req.play.account_id)
-        except AccountNotFound as exc:
-            raise not_retryable(str(exc), "AccountNotFound") from None
+        account = await account_for_activity(self.pool, req.play.account_id)
         staff = await fetch_staff(self.pool)
         target = staff.get(req.to_role)
         if target is None:

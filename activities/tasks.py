@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 from temporalio import activity
 
-from activities.accounts import AccountNotFound, fetch_account, fetch_staff
+from activities.accounts import account_for_activity, fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import resolve_roles
 from core.models import CompleteTaskRequest, CreateTaskRequest, RescheduleTasksRequest, TaskRef
@@ -53,10 +53,7 @@ class TaskActivities:
         key = req.play.key(req.step)
         owner_email = req.owner_email
         if owner_email is None and req.owner_role is not None:
-            try:
-                account = await fetch_account(self.pool, req.play.account_id)
-            except AccountNotFound as exc:
-                raise not_retryable(str(exc), "AccountNotFound") from None
+            account = await account_for_activity(self.pool, req.play.account_id)
             owners = resolve_roles([req.owner_role], account, await fetch_staff(self.pool))
             owner_email = str(owners[0].email) if owners else None
         row = await self.pool.fetchrow(

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tasks import TaskActivities
     from core.models import (
         Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport,
-        PlayRef, RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest, TaskRef,
+        PlayRef, RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest,
     )
     from workflows.calendar import local_date
     from workflows.common import (

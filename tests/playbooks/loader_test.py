@@ -3,8 +3,11 @@
 Each broken-file case copies the shipped `playbooks/` folder (the YAML and
 its templates) into a temporary folder, breaks it in exactly one way and
 checks that `PlaybookError` names the file, the line of the offending YAML
-key (found by searching the text the test wrote) and the field path, and
-formats as `file:line: field: message`. Also: the shipped folder loads and
+key (found by searching the text the test wrote) and the field path in
+bracket form (`emails[0].template`), and formats as `file:line: field:
+message`. Cross-field rules point at the key they are about; a broken
+template is reported on the `template:` line of the e-mail using it, with the
+template's own line in the message. Also: the shipped folder loads and
 validates clean, template partials go into the snapshot, and rendering
 escapes HTML, keeps subjects on one line and refuses sandbox escapes.
 """
@@ -240,21 +243,20 @@ def test_duplicate_is_reported_at_its_second_appearance(folder, old, new, needle
     assert str(error) == f"{path}:{second}: {field}: {message}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: in a block-style trigger an invalid field is reported on the trigger's first line "
-           "(`kind:`), not its own: pydantic's location holds the union tag ('weekly'), which is not a YAML "
-           "key, and loader._node_at stops at the mapping instead of skipping the tag",
-    raises=AssertionError,
-)
 def test_invalid_field_of_a_block_style_trigger_is_reported_on_its_own_line(folder):
+    """pydantic's location holds the union tag ('weekly'), which is no key of the file: it is skipped,
+    so the error is on the `weekday:` line, not on the trigger's first line (`kind:`)."""
     path = folder / "onboarding.yaml"
     text = edit_yaml(
         folder, "    trigger: {kind: weekly, weekday: friday, until_milestone: steady_state}\n",
         "    trigger:\n      kind: weekly\n      weekday: fryday\n      until_milestone: steady_state\n",
     )
-    (problem,) = load_error(path).problems
-    assert problem[:3] == (str(path), line_of(text, "weekday: fryday"), "emails[2].trigger.weekday")
+    assert line_of(text, "weekday: fryday") != line_of(text, "kind: weekly")
+    error = load_error(path)
+    assert error.problems == [(
+        str(path), line_of(text, "weekday: fryday"), "emails[2].trigger.weekday",
+        "Input should be 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday' or 'sunday'",
+    )]
 
 
 def test_non_utf8_yaml_names_the_file_and_the_byte(folder):
@@ -355,40 +357,39 @@ def test_missing_layout_breaks_every_template_that_extends_it(folder):
     assert len(error.problems) == len(EMAIL_KEYS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a runtime error inside the layout is reported at the line of each template's "
-           "`{% extends %}` ('onboarding/welcome.html.j2:1: ...'), not at the layout's own file and line: "
-           "rendering._template_line only looks for frames of the top template (syntax errors in the layout "
-           "are already reported as 'common/_layout.html.j2:N: ...')",
-    raises=AssertionError,
-)
 def test_runtime_error_in_the_layout_names_the_layout_line(folder):
+    """Not the `{% extends %}` line of each template using the layout: the layout's own file and line."""
     path = folder / "onboarding.yaml"
     layout = folder / "templates" / LAYOUT
     body = layout.read_text(encoding="utf-8")
     layout.write_text(body.replace("{{ csm.email }}", "{{ csm.mail }}"), encoding="utf-8")
     text = path.read_text(encoding="utf-8")
-    problems = load_error(path).problems
-    welcome = [p for p in problems if p[2] == "emails[0].template"]
-    assert welcome == [(str(path), line_of(text, f"template: {WELCOME}"), "emails[0].template",
-                        f"{LAYOUT}:{line_of(body, '{{ csm.email }}')}: 'dict object' has no attribute 'mail'")]
+    error = load_error(path)
+    message = f"{LAYOUT}:{line_of(body, '{{ csm.email }}')}: 'dict object' has no attribute 'mail'"
+    assert error.problems == [
+        (str(path), line_of(text, f"template: {name}"), field, message)
+        for field, name in [
+            ("escalation.template", "common/escalation_report.html.j2"),
+            ("blockers.alert.template", "onboarding/blocker_alert.html.j2"),
+            ("emails[0].template", WELCOME),
+            ("emails[1].template", "onboarding/kickoff_summary.html.j2"),
+            ("emails[2].template", "onboarding/weekly_status.html.j2"),
+            ("emails[3].template", "onboarding/health_check.html.j2"),
+            ("emails[4].template", "onboarding/thirty_day_checkin.html.j2"),
+        ]
+    ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: an exception raised by a filter (long_date of a non-date) is not a Jinja "
-           "TemplateError, so render_email lets the ValueError through and load_playbook / validate_all "
-           "crash instead of reporting a PlaybookError",
-    raises=ValueError,
-)
 def test_filter_failing_on_its_input_fails_to_load(folder):
+    """A filter fed the wrong type raises a plain ValueError: still a PlaybookError, not a crash."""
     path = folder / "onboarding.yaml"
-    (folder / "templates" / WELCOME).write_text("<p>Hi</p>\n{{ account.name | long_date }}\n", encoding="utf-8")
-    (problem,) = load_error(path).problems
-    assert problem[:3] == (str(path), line_of(path.read_text(encoding="utf-8"), f"template: {WELCOME}"),
-                           "emails[0].template")
-    assert problem[3].startswith(f"{WELCOME}:2: ")
+    body = "<p>Hi</p>\n{{ account.name | long_date }}\n"
+    (folder / "templates" / WELCOME).write_text(body, encoding="utf-8")
+    line = line_of(path.read_text(encoding="utf-8"), f"template: {WELCOME}")
+    message = f"{WELCOME}:{line_of(body, 'long_date')}: Invalid isoformat string: 'Sample Corp'"
+    error = load_error(path)
+    assert error.problems == [(str(path), line, "emails[0].template", message)]
+    assert validate_all(folder) == [f"{path}:{line}: emails[0].template: {message}"]
 
 
 def test_subject_with_an_unknown_variable_fails_to_load(folder):
@@ -470,6 +471,8 @@ CONTEXT = email_context(SAMPLE_ACCOUNT, SAMPLE_STAFF, "step", SAMPLE_DATA["onboa
         ("{{ nope }}", "s", "t.html.j2:1: 'nope' is undefined"),
         ("ok", "{{ nope }}", "t.html.j2 (subject): 'nope' is undefined"),
         ("ok\n{% if %}", "s", "t.html.j2:2: Expected an expression, got 'end of statement block'"),
+        ("ok\n{{ 'soon' | weekday }}", "s", "t.html.j2:2: Invalid isoformat string: 'soon'"),
+        ("ok", "{{ 'soon' | long_date }}", "t.html.j2 (subject): Invalid isoformat string: 'soon'"),
     ],
 )
 def test_render_email_refuses(body, subject, message):

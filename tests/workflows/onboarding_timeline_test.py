@@ -281,8 +281,14 @@ def test_escalation_action_is_due_at_the_crossing():
          "the readiness gate would fall on day 18, before today (day 20); the earliest go-live now is day 23"),
         ([], 10, 28, None),
         ([], 10, 90, None),
-        ([], 10, 13, None),  # earlier go-live: gate on day 10, today
-        ([], 20, 23, None),  # gate moves to day 20, today: still allowed
+        # Earlier go-live must keep the gate after the work planned before it
+        # (performance report, day 21): gate on day 10 or 20 is refused.
+        ([], 10, 13, "the readiness gate would fall on day 10, not after 'Performance test report' (day 21); "
+                     "the earliest go-live is day 25"),
+        ([], 20, 23, "the readiness gate would fall on day 20, not after 'Performance test report' (day 21); "
+                     "the earliest go-live is day 25"),
+        ([], 10, 24, "the readiness gate would fall on day 21, not after 'Performance test report' (day 21); "
+                     "the earliest go-live is day 25"),
         (["go_live_readiness"], 24, 26, None),  # gate signed: no gate check, only go-live moves
     ],
 )
