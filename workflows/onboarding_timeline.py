@@ -294,8 +294,10 @@ class OnboardingTimeline:
                 f"{what} would fall on day {moved}, before today (day {today}); "
                 f"the earliest go-live now is day {today + self.go_live_day() - self.effective_day(pivot)}"
             )
-        # Moving earlier must not put the gate (or go-live) before work planned ahead of it.
-        before = [t for t in c.tasks if t.day < pivot]
+        # Moving earlier must not put the gate (or go-live) before open work planned ahead of it;
+        # work already done early does not hold it back.
+        done = {step for step, ref in self.state.tasks.items() if ref.status == "completed"}
+        before = [t for t in c.tasks if t.day < pivot and f"task/{t.key}" not in done]
         last = max(before, key=lambda t: self.effective_day(t.day), default=None)
         if last is not None and moved <= self.effective_day(last.day):
             return (

@@ -407,3 +407,18 @@ def test_not_finished_while_any_milestone_is_open(missing):
     drain(timeline, later)
     timeline.mark_done("email/thirty_day_checkin")
     assert not timeline.finished(later)
+
+
+def test_go_live_can_move_earlier_once_the_work_before_the_gate_is_done():
+    from core.models import TaskRef
+
+    timeline = new_timeline()
+    content = timeline.content
+    for task in content.tasks:
+        if task.day < content.gate_day:
+            timeline.state.tasks[f"task/{task.key}"] = TaskRef(
+                task_id=1, step=f"task/{task.key}", title=task.title, due_at=STARTED_AT, priority="P2",
+                status="completed",
+            )
+    assert timeline.move_go_live_problem(22, local(18, 10)) is None  # gate on day 19
+    assert "before today" in timeline.move_go_live_problem(20, local(18, 10))
