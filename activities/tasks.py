@@ -29,16 +29,22 @@ def task_ref(row: asyncpg.Record) -> TaskRef:
     )
 
 
-async def complete_task_by_id(pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
-    """Mark a task completed (idempotent); returns the row, with its workflow id to signal."""
-    row = await pool.fetchrow(
-        """
+async def _mark_completed(pool: asyncpg.Pool, where: str, value, completed_by: str) -> asyncpg.Record | None:
+    """Complete a task once: a second completion keeps the first time and person."""
+    assert where in ("id", "idem_key")
+    return await pool.fetchrow(
+        f"""
         UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
                completed_by = COALESCE(completed_by, $2)
-        WHERE id = $1 RETURNING *
+        WHERE {where} = $1 RETURNING *
         """,
-        task_id, completed_by,
+        value, completed_by,
     )
+
+
+async def complete_task_by_id(pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
+    """Mark a task completed (idempotent); returns the row, with its workflow id to signal."""
+    row = await _mark_completed(pool, "id", task_id, completed_by)
     if row is None:
         raise TaskNotFound(f"no task with id {task_id}")
     return row
@@ -76,14 +82,7 @@ class TaskActivities:
 
     @activity.defn(name="complete_task")
     async def complete_task(self, req: CompleteTaskRequest) -> TaskRef:
-        row = await self.pool.fetchrow(
-            """
-            UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
-                   completed_by = COALESCE(completed_by, $2)
-            WHERE idem_key = $1 RETURNING *
-            """,
-            req.play.key(req.step), req.completed_by,
-        )
+        row = await _mark_completed(self.pool, "idem_key", req.play.key(req.step), req.completed_by)
         if row is None:
             raise not_retryable(f"the play has no task for step {req.step!r}", "TaskNotFound")
         return task_ref(row)

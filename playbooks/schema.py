@@ -43,6 +43,11 @@ class TaskContent(Content):
     detail: str = ""
     milestone: Slug | None = Field(None, description="completing this task completes the milestone")
 
+    @property
+    def step(self) -> str:
+        """The play step (and idempotency key part) of the task created from this entry."""
+        return f"task/{self.key}"
+
 
 class PhaseContent(Content):
     key: Slug

@@ -75,6 +75,11 @@ async def services(need_db: bool = True, need_temporal: bool = True):
             await pool.close()
 
 
+async def signal_onboarding(account_id: str, signal, arg) -> None:
+    async with services(need_db=False) as (_, client, __):
+        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(signal, arg)
+
+
 @app.command()
 @command
 async def launch(account_id: str, by: str = typer.Option("cli", help="who launches it, for the log")):
@@ -132,10 +137,7 @@ async def complete_task_cmd(task_id: int, by: str = typer.Option("cli", help="wh
 @command
 async def sign_readiness(account_id: str, by: str = typer.Option(..., help="who signed the checklist")):
     """Sign the day-22 go-live readiness checklist."""
-    async with services(need_db=False) as (_, client, __):
-        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
-            OnboardingPlan.sign_readiness_checklist, ReadinessSignoff(signed_by=by)
-        )
+    await signal_onboarding(account_id, OnboardingPlan.sign_readiness_checklist, ReadinessSignoff(signed_by=by))
     out.print("readiness checklist signed")
 
 
@@ -158,10 +160,7 @@ async def move_go_live(account_id: str, day: int, reason: str = typer.Option("",
 @command
 async def blocker(account_id: str, key: str, title: str):
     """Report a blocker (the CS manager is alerted if it stays open 3 days)."""
-    async with services(need_db=False) as (_, client, __):
-        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
-            OnboardingPlan.report_blocker, BlockerReport(key=key, title=title)
-        )
+    await signal_onboarding(account_id, OnboardingPlan.report_blocker, BlockerReport(key=key, title=title))
     out.print(f"blocker {key} reported")
 
 
@@ -169,10 +168,7 @@ async def blocker(account_id: str, key: str, title: str):
 @command
 async def resolve_blocker(account_id: str, key: str):
     """Resolve a blocker."""
-    async with services(need_db=False) as (_, client, __):
-        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(
-            OnboardingPlan.resolve_blocker, BlockerResolved(key=key)
-        )
+    await signal_onboarding(account_id, OnboardingPlan.resolve_blocker, BlockerResolved(key=key))
     out.print(f"blocker {key} resolved")
 
 

@@ -78,9 +78,9 @@ class Children:
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
-                                start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+                                    start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
@@ -88,7 +88,7 @@ class Children:
         return [name for name, p in self.procs if p.poll() is not None]
 
     def stop(self) -> None:
-        for name, proc in reversed(self.procs):
+        for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -127,11 +127,16 @@ def main() -> None:
     (data / "logs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     say("Starting customer lifecycle playbooks on embedded defaults")
+    start_sink_here = "SMTP_HOST" not in os.environ
+    start_temporal_here = "TEMPORAL_ADDRESS" not in os.environ
     temporal_port = int(settings.temporal_address.rpartition(":")[2])
-    for port, what, var in [(settings.smtp_port, "SMTP sink", "SMTP_PORT"), (settings.http_port, "HTTP service", "HTTP_PORT"),
-                            (temporal_port, "Temporal", "TEMPORAL_ADDRESS")]:
-        if port_in_use(port) and not (var == "SMTP_PORT" and "SMTP_HOST" in os.environ) and not (
-                var == "TEMPORAL_ADDRESS" and var in os.environ):
+    ours = [(settings.http_port, "HTTP service", "HTTP_PORT")]
+    if start_sink_here:
+        ours.append((settings.smtp_port, "SMTP sink", "SMTP_PORT"))
+    if start_temporal_here:
+        ours.append((temporal_port, "Temporal", "TEMPORAL_ADDRESS"))
+    for port, what, var in ours:
+        if port_in_use(port):
             raise SystemExit(f"error: port {port} for the {what} is in use: is the product already running? "
                              f"(or set {var})")
     url = start_postgres(settings)
@@ -139,7 +144,7 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
 
     controller = None
-    if "SMTP_HOST" not in os.environ:
+    if start_sink_here:
         controller, _ = start_sink(settings.smtp_host, settings.smtp_port, data / "mail")
         say(f"- SMTP sink on {settings.smtp_host}:{settings.smtp_port}, mail kept in {data / 'mail'}")
 
@@ -152,10 +157,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        if "TEMPORAL_ADDRESS" not in os.environ:
-            host, _, port = settings.temporal_address.rpartition(":")
+        if start_temporal_here:
             ui_port = int(settings.temporal_ui_url.rsplit(":", 1)[1].strip("/"))
-            children.start("temporal", [temporal_cli(), *dev_server_args(data / "temporal.db", int(port), ui_port)], env)
+            children.start("temporal", [temporal_cli(), *dev_server_args(data / "temporal.db", temporal_port, ui_port)], env)
             say(f"- Temporal dev server on {settings.temporal_address} (state in {data / 'temporal.db'})")
         asyncio.run(wait_for_temporal(settings, children))
         children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")], env)

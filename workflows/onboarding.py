@@ -130,7 +130,7 @@ class OnboardingPlan:
         self._search.set(PHASE, phase.key)
         refs = await asyncio.gather(*(
             self._activity(TaskActivities.create_task, CreateTaskRequest(
-                play=self._play, step=f"task/{task.key}", title=task.title, detail=task.detail,
+                play=self._play, step=task.step, title=task.title, detail=task.detail,
                 owner_role=task.owner_role, due_at=self._timeline.due_at(task.day), priority=task.priority,
                 milestone=task.milestone,
             ))
@@ -251,7 +251,7 @@ class OnboardingPlan:
     @workflow.signal
     def sign_readiness_checklist(self, signoff: ReadinessSignoff) -> None:
         gate = self._content.readiness_gate
-        step = f"task/{self._timeline.milestone_task(gate).key}"
+        step = self._timeline.milestone_task(gate).step
         if step not in self._state.tasks:
             self._log("onboarding.readiness_signed_too_early", signed_by=signoff.signed_by, severity="warning")
             return

@@ -297,7 +297,7 @@ class OnboardingTimeline:
         # Moving earlier must not put the gate (or go-live) before open work planned ahead of it;
         # work already done early does not hold it back.
         done = {step for step, ref in self.state.tasks.items() if ref.status == "completed"}
-        before = [t for t in c.tasks if t.day < pivot and f"task/{t.key}" not in done]
+        before = [t for t in c.tasks if t.day < pivot and t.step not in done]
         last = max(before, key=lambda t: self.effective_day(t.day), default=None)
         if last is not None and moved <= self.effective_day(last.day):
             return (
@@ -318,7 +318,7 @@ class OnboardingTimeline:
 
     def rescheduled_tasks(self) -> dict[str, datetime]:
         """Open tasks whose due date changed under the current shifts: step -> new due."""
-        by_key = {f"task/{t.key}": t for t in self.content.tasks}
+        by_key = {t.step: t for t in self.content.tasks}
         out = {}
         for step, ref in self.state.tasks.items():
             task = by_key.get(step)

@@ -29,6 +29,16 @@ EMAIL_KEYS = {"escalation", "blocker_alert", "welcome", "kickoff_summary", "week
               "go_live_health_check", "thirty_day_checkin"}
 LAYOUT = "common/_layout.html.j2"
 WELCOME = "onboarding/welcome.html.j2"
+# Every e-mail of onboarding.yaml in file order: (field path, template), all extending LAYOUT.
+TEMPLATE_FIELDS = [
+    ("escalation.template", "common/escalation_report.html.j2"),
+    ("blockers.alert.template", "onboarding/blocker_alert.html.j2"),
+    ("emails[0].template", WELCOME),
+    ("emails[1].template", "onboarding/kickoff_summary.html.j2"),
+    ("emails[2].template", "onboarding/weekly_status.html.j2"),
+    ("emails[3].template", "onboarding/health_check.html.j2"),
+    ("emails[4].template", "onboarding/thirty_day_checkin.html.j2"),
+]
 
 
 @pytest.fixture
@@ -336,25 +346,18 @@ def test_broken_template_fails_to_load(folder, breaks, message):
     assert str(error) == f"{path}:{line}: emails[0].template: {message}"
 
 
+def on_every_email(path: Path, message: str) -> list[tuple]:
+    """The same problem reported on the `template:` line of every e-mail of the file."""
+    text = path.read_text(encoding="utf-8")
+    return [(str(path), line_of(text, f"template: {name}"), field, message) for field, name in TEMPLATE_FIELDS]
+
+
 def test_missing_layout_breaks_every_template_that_extends_it(folder):
     path = folder / "onboarding.yaml"
     (folder / "templates" / LAYOUT).unlink()
-    text = path.read_text(encoding="utf-8")
-    error = load_error(path)
     message = f"{LAYOUT}: the template it extends or includes does not exist"
-    assert error.problems == [
-        (str(path), line_of(text, f"template: {name}"), field, message)
-        for field, name in [
-            ("escalation.template", "common/escalation_report.html.j2"),
-            ("blockers.alert.template", "onboarding/blocker_alert.html.j2"),
-            ("emails[0].template", WELCOME),
-            ("emails[1].template", "onboarding/kickoff_summary.html.j2"),
-            ("emails[2].template", "onboarding/weekly_status.html.j2"),
-            ("emails[3].template", "onboarding/health_check.html.j2"),
-            ("emails[4].template", "onboarding/thirty_day_checkin.html.j2"),
-        ]
-    ]
-    assert len(error.problems) == len(EMAIL_KEYS)
+    assert load_error(path).problems == on_every_email(path, message)
+    assert len(on_every_email(path, message)) == len(EMAIL_KEYS)
 
 
 def test_runtime_error_in_the_layout_names_the_layout_line(folder):
@@ -363,21 +366,8 @@ def test_runtime_error_in_the_layout_names_the_layout_line(folder):
     layout = folder / "templates" / LAYOUT
     body = layout.read_text(encoding="utf-8")
     layout.write_text(body.replace("{{ csm.email }}", "{{ csm.mail }}"), encoding="utf-8")
-    text = path.read_text(encoding="utf-8")
-    error = load_error(path)
     message = f"{LAYOUT}:{line_of(body, '{{ csm.email }}')}: 'dict object' has no attribute 'mail'"
-    assert error.problems == [
-        (str(path), line_of(text, f"template: {name}"), field, message)
-        for field, name in [
-            ("escalation.template", "common/escalation_report.html.j2"),
-            ("blockers.alert.template", "onboarding/blocker_alert.html.j2"),
-            ("emails[0].template", WELCOME),
-            ("emails[1].template", "onboarding/kickoff_summary.html.j2"),
-            ("emails[2].template", "onboarding/weekly_status.html.j2"),
-            ("emails[3].template", "onboarding/health_check.html.j2"),
-            ("emails[4].template", "onboarding/thirty_day_checkin.html.j2"),
-        ]
-    ]
+    assert load_error(path).problems == on_every_email(path, message)
 
 
 def test_filter_failing_on_its_input_fails_to_load(folder):

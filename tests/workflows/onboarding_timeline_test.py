@@ -416,8 +416,8 @@ def test_go_live_can_move_earlier_once_the_work_before_the_gate_is_done():
     content = timeline.content
     for task in content.tasks:
         if task.day < content.gate_day:
-            timeline.state.tasks[f"task/{task.key}"] = TaskRef(
-                task_id=1, step=f"task/{task.key}", title=task.title, due_at=STARTED_AT, priority="P2",
+            timeline.state.tasks[task.step] = TaskRef(
+                task_id=1, step=task.step, title=task.title, due_at=STARTED_AT, priority="P2",
                 status="completed",
             )
     assert timeline.move_go_live_problem(22, local(18, 10)) is None  # gate on day 19
