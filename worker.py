@@ -25,8 +25,9 @@ from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.onboarding import OnboardingPlan
+from workflows.renewal import RenewalCountdown
 
-WORKFLOWS = [OnboardingPlan]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
@@ -34,6 +35,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
     email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings)
     return [
         accounts.load_account,
+        accounts.record_renewal_outcome,
         email.send_templated_email,
         tasks.create_task,
         tasks.complete_task,

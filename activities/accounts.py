@@ -7,8 +7,8 @@ from decimal import Decimal
 import asyncpg
 from temporalio import activity
 
-from activities.common import not_retryable
-from core.models import Account, Contact, Person, StaffMember
+from activities.common import not_retryable, play_logger
+from core.models import Account, Contact, Person, RenewalOutcomeRequest, StaffMember
 
 
 class AccountNotFound(LookupError):
@@ -92,3 +92,21 @@ class AccountActivities:
     @activity.defn(name="load_account")
     async def load_account(self, account_id: str) -> Account:
         return await account_for_activity(self.pool, account_id)
+
+    @activity.defn(name="record_renewal_outcome")
+    async def record_renewal_outcome(self, req: RenewalOutcomeRequest) -> None:
+        """Renewed: active with the new term's end date. Churned: churned. Setting the same values twice is harmless."""
+        if req.outcome == "renewed":
+            result = await self.pool.execute(
+                "UPDATE accounts SET status = 'active', renewal_date = $2, updated_at = now() WHERE id = $1",
+                req.play.account_id, req.new_renewal_date,
+            )
+        else:
+            result = await self.pool.execute(
+                "UPDATE accounts SET status = 'churned', updated_at = now() WHERE id = $1", req.play.account_id
+            )
+        if result.endswith(" 0"):
+            raise not_retryable(f"unknown account {req.play.account_id!r}", "AccountNotFound")
+        play_logger("accounts", req.play).info(
+            "account.renewal_outcome", outcome=req.outcome, new_renewal_date=str(req.new_renewal_date or "")
+        )

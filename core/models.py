@@ -182,6 +182,12 @@ class EscalationResult(Model):
     level: int
 
 
+class RenewalOutcomeRequest(Model):
+    play: PlayRef
+    outcome: Literal["renewed", "churned"]
+    new_renewal_date: date | None = None
+
+
 class RiskPointsRequest(Model):
     play: PlayRef
     step: str

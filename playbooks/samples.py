@@ -65,6 +65,23 @@ SAMPLE_REPORT = EscalationReport(
     next_steps=["Call the sponsor"],
 )
 
+RENEWAL_DATA = {
+    "renewal_date": date(2027, 6, 30),
+    "original_renewal_date": date(2027, 6, 30),
+    "new_renewal_date": date(2028, 6, 30),
+    "days_to_renewal": 90,
+    "tier": "Enterprise",
+    "step": "Renewal preparation and proposal",
+    "phase": "proposal",
+    "open_tasks": [_TASK],
+    "upcoming_steps": [{"key": "value_review", "name": "Value assessment and ROI review", "date": date(2027, 1, 31)}],
+    "churn_reason": "Budget cuts",
+    "outcome": None,
+}
+
+_ESCALATION = {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}
+
 SAMPLE_DATA: dict[str, dict] = {
-    "onboarding": {**ONBOARDING_DATA, "escalation": {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}},
+    "onboarding": {**ONBOARDING_DATA, "escalation": _ESCALATION},
+    "renewal": {**RENEWAL_DATA, "escalation": _ESCALATION},
 }

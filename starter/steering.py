@@ -6,7 +6,9 @@ invalid playbook file is refused with a clear message and starts nothing.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -16,11 +18,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import AccountNotFound, fetch_account
 from activities.tasks import complete_task_by_id
+from core.models import Account
 from core.settings import Settings
 from playbooks.loader import load_playbook
+from playbooks.schema import PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
-from workflows.onboarding_messages import ONBOARDING, OnboardingInput, TaskCompleted, onboarding_workflow_id
+from workflows.messages import TaskCompleted
+from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
+from workflows.renewal import RenewalCountdown
+from workflows.renewal_messages import RENEWAL, RenewalInput, renewal_workflow_id
 
 
 class SteeringError(Exception):
@@ -31,6 +38,40 @@ class SteeringError(Exception):
         super().__init__(message)
 
 
+async def known_account(pool: asyncpg.Pool, account_id: str) -> Account:
+    try:
+        return await fetch_account(pool, account_id)
+    except AccountNotFound as exc:
+        raise SteeringError(str(exc), 404) from None
+
+
+def playbook_snapshot(settings: Settings, playbook: str) -> PlaybookSnapshot:
+    # PlaybookError propagates: its message already names file, line and field.
+    return load_playbook(Path(settings.playbooks_dir) / f"{playbook}.yaml")
+
+
+async def start_play(
+    client: Client, settings: Settings, run, arg, *, workflow_id: str, account: Account, playbook: str,
+    phase: str, task_queue: str | None,
+) -> WorkflowHandle:
+    """One play per account and playbook: a second launch while one runs is refused."""
+    try:
+        return await client.start_workflow(
+            run,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue or settings.task_queue,
+            search_attributes=(
+                play_search_attributes(account.id, playbook, str(account.csm.email), phase)
+                if settings.search_attributes else None
+            ),
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise SteeringError(f"{playbook} is already running for {account.id} ({workflow_id})", 409) from None
+
+
 async def launch_onboarding(
     client: Client,
     pool: asyncpg.Pool,
@@ -39,31 +80,64 @@ async def launch_onboarding(
     launched_by: str,
     task_queue: str | None = None,
 ) -> WorkflowHandle:
-    try:
-        account = await fetch_account(pool, account_id)
-    except AccountNotFound as exc:
-        raise SteeringError(str(exc), 404) from None
-    # PlaybookError propagates: its message already names file, line and field.
-    snapshot = load_playbook(Path(settings.playbooks_dir) / f"{ONBOARDING}.yaml")
-    workflow_id = onboarding_workflow_id(account.id)
-    try:
-        return await client.start_workflow(
-            OnboardingPlan.run,
-            OnboardingInput(
-                account_id=account.id, playbook=snapshot, launched_by=launched_by,
-                search_attributes=settings.search_attributes,
-            ),
-            id=workflow_id,
-            task_queue=task_queue or settings.task_queue,
-            search_attributes=(
-                play_search_attributes(account.id, ONBOARDING, str(account.csm.email), "planning")
-                if settings.search_attributes else None
-            ),
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    account = await known_account(pool, account_id)
+    snapshot = playbook_snapshot(settings, ONBOARDING)
+    return await start_play(
+        client, settings, OnboardingPlan.run,
+        OnboardingInput(
+            account_id=account.id, playbook=snapshot, launched_by=launched_by,
+            search_attributes=settings.search_attributes,
+        ),
+        workflow_id=onboarding_workflow_id(account.id), account=account, playbook=ONBOARDING,
+        phase="planning", task_queue=task_queue,
+    )
+
+
+async def launch_renewal(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    account_id: str,
+    launched_by: str,
+    renewal_date: date | None = None,
+    task_queue: str | None = None,
+    max_history_events: int | None = None,
+) -> WorkflowHandle:
+    """Start the countdown to the given renewal date, or to the account's own."""
+    account = await known_account(pool, account_id)
+    if account.status == "churned":
+        raise SteeringError(f"account {account.id!r} has churned: there is no renewal to count down", 409)
+    renewal_date = renewal_date or account.renewal_date
+    if renewal_date is None:
+        raise SteeringError(f"account {account.id!r} has no renewal date: give one as YYYY-MM-DD", 422)
+    snapshot = playbook_snapshot(settings, RENEWAL)
+    today = datetime.now(ZoneInfo(snapshot.content.timezone)).date()
+    if renewal_date < today:
+        raise SteeringError(f"renewal date {renewal_date.isoformat()} is in the past (today is {today.isoformat()})", 422)
+    if renewal_date > today + timedelta(days=snapshot.content.max_days_ahead):
+        raise SteeringError(
+            f"renewal date {renewal_date.isoformat()} is more than {snapshot.content.max_days_ahead} days ahead", 422
         )
-    except WorkflowAlreadyStartedError:
-        raise SteeringError(f"onboarding is already running for {account.id} ({workflow_id})", 409) from None
+    extra = {"max_history_events": max_history_events} if max_history_events else {}
+    return await start_play(
+        client, settings, RenewalCountdown.run,
+        RenewalInput(
+            account_id=account.id, renewal_date=renewal_date, tier=account.tier, playbook=snapshot,
+            launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
+        ),
+        workflow_id=renewal_workflow_id(account.id), account=account, playbook=RENEWAL,
+        phase="scheduled", task_queue=task_queue,
+    )
+
+
+async def signal_play(client: Client, workflow_id: str, signal, arg) -> None:
+    """Signal a running play; a play that is not running is a clear 404."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, arg)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no running play {workflow_id!r}", 404) from None
+        raise
 
 
 async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
@@ -46,3 +47,19 @@ class SearchAttributeTracker:
             return
         self._last[key.name] = value
         workflow.upsert_search_attributes([key.value_set(value) if value is not None else key.value_unset()])
+
+
+async def run_activity(method, arg):
+    """Every play step runs its activities with the same timeout and retry policy."""
+    return await workflow.execute_activity_method(
+        method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+    )
+
+
+def business_failure(err: ActivityError) -> str:
+    """What a step's non-retryable failure says, for the play's `failed_steps`."""
+    return err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+
+
+def play_log(event: str, account_id: str, severity: str = "info", **fields) -> None:
+    getattr(workflow.logger, severity)(event, extra={"account_id": account_id, **fields})

@@ -19,13 +19,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.calendar import local_date
     from workflows.common import (
-        ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
-        SearchAttributeTracker,
+        ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure,
+        play_log, run_activity,
     )
     from workflows.onboarding_messages import (
         ONBOARDING, BlockerReport, BlockerResolved, MoveGoLive, MoveGoLiveResult, OnboardingInput,
-        OnboardingResult, OnboardingStatus, ReadinessSignoff, TaskCompleted,
+        OnboardingResult, OnboardingStatus, ReadinessSignoff,
     )
+    from workflows.messages import TaskCompleted
     from workflows.onboarding_timeline import Action, Blocker, OnboardingState, OnboardingTimeline
 
 
@@ -61,10 +62,7 @@ class OnboardingPlan:
     # -- main loop -----------------------------------------------------------
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingResult:
-        self._account = await workflow.execute_activity_method(
-            AccountActivities.load_account, input.account_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
+        self._account = await run_activity(AccountActivities.load_account, input.account_id)
         self._search.set(ACCOUNT_ID, input.account_id)
         self._search.set(PLAYBOOK, ONBOARDING)
         self._search.set(CSM_EMAIL, str(self._account.csm.email))
@@ -119,7 +117,7 @@ class OnboardingPlan:
         except ActivityError as err:
             # A business failure (bad template, nobody to send to) must not end a
             # month-long play: record it, show it in `status`, carry on.
-            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            cause = business_failure(err)
             self._state.failed_steps[action.step] = cause
             self._log("onboarding.step_failed", step=action.step, error=cause, severity="error")
         self._timeline.mark_done(action.step)
@@ -221,12 +219,10 @@ class OnboardingPlan:
             self._state.tasks[step] = self._state.tasks[step].model_copy(update={"due_at": due})
 
     async def _activity(self, method, arg):
-        return await workflow.execute_activity_method(
-            method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
-        )
+        return await run_activity(method, arg)
 
     def _log(self, event: str, severity: str = "info", **fields) -> None:
-        getattr(workflow.logger, severity)(event, extra={"account_id": self._input.account_id, **fields})
+        play_log(event, self._input.account_id, severity, **fields)
 
     # -- messages ------------------------------------------------------------
     def _complete_milestone(self, milestone: str, by: str) -> None:

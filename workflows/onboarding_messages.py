@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from core.models import TaskRef
 from playbooks.schema import OnboardingSnapshot
+from workflows.messages import Message
 from workflows.onboarding_timeline import Blocker, OnboardingState, ScheduleEntry, Shift
 
 ONBOARDING = "onboarding"
@@ -17,10 +18,6 @@ def onboarding_workflow_id(account_id: str) -> str:
     return f"onboarding-{account_id}"
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class OnboardingInput(Message):
     account_id: str
     playbook: OnboardingSnapshot
@@ -28,12 +25,6 @@ class OnboardingInput(Message):
     search_attributes: bool = True
     # Set only when the play continues as new, carrying what it has learnt.
     state: OnboardingState | None = None
-
-
-class TaskCompleted(Message):
-    task_id: int
-    step: str
-    completed_by: str
 
 
 class ReadinessSignoff(Message):

@@ -192,8 +192,8 @@ YAML_CASES = {
         "level: 9", "slip_escalations[1].level", "Input should be less than or equal to 4",
     ),
     "unknown playbook kind": (
-        "playbook: onboarding", "playbook: renewal",
-        "playbook: renewal", "playbook", "must be one of: onboarding",
+        "playbook: onboarding", "playbook: retention",
+        "playbook: retention", "playbook", "must be one of: onboarding, renewal",
     ),
     "template outside templates/": (
         f"template: {WELCOME}", "template: ../loader.py",
@@ -280,7 +280,7 @@ def test_non_utf8_yaml_names_the_file_and_the_byte(folder):
 
 
 def test_missing_yaml_file(folder):
-    path = folder / "renewal.yaml"
+    path = folder / "absent.yaml"
     error = load_error(path)
     assert error.problems == [(str(path), None, "", "cannot read the file: No such file or directory")]
 

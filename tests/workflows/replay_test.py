@@ -1,4 +1,4 @@
-"""Replay of recorded histories: a change to the onboarding workflow that would
+"""Replay of recorded histories: a change to a playbook workflow that would
 break a play in flight fails here. Record a new history (after a deliberate,
 `workflow.patched` change) with RECORD_HISTORIES=1 ./test.sh -k record."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from starter.demo import DEMO_ACCOUNT_ID
-from starter.steering import launch_onboarding
+from starter.steering import complete_task, launch_onboarding, launch_renewal
 from tests.workflows.play_driver import PlayDriver, skip_to_next_monday
 from worker import WORKFLOWS, workflow_runner
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import BlockerReport, MoveGoLive, ReadinessSignoff
+from workflows.renewal import RenewalCountdown
+from workflows.renewal_messages import ChangeRenewalDate, Renewed
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 
@@ -57,6 +60,28 @@ async def test_record_onboarding_history(env, worker, pool, settings):
             done.add("gate")
 
     await PlayDriver(env, pool, handle).run(hold={"data_migration": 4, "go_live_readiness": 99}, on_tick=steer)
+    await save_history(handle, "onboarding-slip-move-gate")
+
+
+async def save_history(handle, name: str) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / "onboarding-slip-move-gate.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+    (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_renewal_history(env, worker, pool, settings):
+    """A countdown that completes a task, moves its date earlier (a step overtaken,
+    two caught up), crosses the final 90 days and is renewed."""
+    start = await skip_to_next_monday(env)
+    renewal = start.date() + timedelta(days=180)
+    handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
+    await env.sleep(timedelta(days=50))
+    task_id = await pool.fetchval("SELECT min(id) FROM tasks WHERE workflow_id = $1", handle.id)
+    await complete_task(env.client, pool, task_id, "recorder")
+    sooner = renewal - timedelta(days=80)
+    await handle.execute_update(RenewalCountdown.change_renewal_date, ChangeRenewalDate(renewal_date=sooner))
+    await env.sleep(timedelta(days=40))
+    await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
+    await handle.result()
+    await save_history(handle, "renewal-move-earlier-renewed")
