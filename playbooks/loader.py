@@ -36,20 +36,22 @@ def _format(file: str, line: int | None, field: str, message: str) -> str:
 
 
 def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
-    """The deepest YAML node along a pydantic error location."""
-    node = root
+    """The node to point at for a pydantic error location: the deepest key
+    (or list item) along it. A key, not its value, because a block value
+    starts on the line after the key that names it."""
+    node = at = root
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
             if match is not None:
-                node = match
+                at, node = match
             # else: a missing key or pydantic's union tag ('weekly'): stay on this mapping
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
+            at = node = node.value[part]
         else:
             # discriminator tags and the like are not YAML keys: keep the nearest node
             continue
-    return node
+    return at
 
 
 _RELATIVE = re.compile(r"^([a-z_]+(?:\[\d+\])*(?:\.[a-z_]+(?:\[\d+\])*)*): (.+)$", re.S)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import date
+from enum import Enum
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,11 +23,15 @@ from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError, validate_all
 from starter.mail_sink import read_maildir
-from starter.steering import SteeringError, complete_task, launch_onboarding
+from starter.steering import (
+    SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
+    renewal_status, signal_play,
+)
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import (
     BlockerReport, BlockerResolved, MoveGoLive, ReadinessSignoff, onboarding_workflow_id,
 )
+from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed
 
 app = typer.Typer(help="Customer lifecycle playbooks on Temporal.", no_args_is_help=True, add_completion=False)
 out = Console()
@@ -77,34 +83,123 @@ async def services(need_db: bool = True, need_temporal: bool = True):
 
 async def signal_onboarding(account_id: str, signal, arg) -> None:
     async with services(need_db=False) as (_, client, __):
-        await client.get_workflow_handle(onboarding_workflow_id(account_id)).signal(signal, arg)
+        await signal_play(client, onboarding_workflow_id(account_id), signal, arg)
+
+
+class Playbook(str, Enum):
+    onboarding = "onboarding"
+    renewal = "renewal"
+
+
+def parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
 @app.command()
 @command
-async def launch(account_id: str, by: str = typer.Option("cli", help="who launches it, for the log")):
-    """Launch the 30-day onboarding play for an account."""
+async def launch(
+    account_id: str,
+    playbook: Playbook = typer.Option(Playbook.onboarding, "--playbook", "-p", help="which play to launch"),
+    renewal_date: str = typer.Option(None, help="renewal: count down to this date (default: the account's)"),
+    by: str = typer.Option("cli", help="who launches it, for the log"),
+):
+    """Launch a play for an account: the 30-day onboarding or the renewal countdown."""
+    day = parse_date(renewal_date)
     async with services() as (settings, client, pool):
-        handle = await launch_onboarding(client, pool, settings, account_id, by)
+        if playbook is Playbook.renewal:
+            handle = await launch_renewal(client, pool, settings, account_id, by, day)
+        else:
+            handle = await launch_onboarding(client, pool, settings, account_id, by)
     out.print(f"started [bold]{handle.id}[/bold]")
     out.print(f"watch it: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}")
 
 
 @app.command()
 @command
-async def status(account_id: str):
-    """Where an account's onboarding play is: phase, day, open tasks, next action."""
+async def status(
+    account_id: str,
+    playbook: Playbook = typer.Option(Playbook.onboarding, "--playbook", "-p", help="which play"),
+):
+    """Where an account's play is: phase, next action, open tasks, schedule."""
     async with services(need_db=False) as (settings, client, _):
+        if playbook is Playbook.renewal:
+            st = await renewal_status(client, account_id)
+            print_renewal(st)
+            return
         st = await client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
     out.print(f"[bold]{escape(account_id)}[/bold]  phase {st.phase_name}  day {st.day}  go-live day {st.go_live_day}"
               f"  slip {st.slip_days} days")
     out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    print_tasks(st.open_tasks)
+    print_failures(st.failed_steps)
+
+
+def print_tasks(open_tasks) -> None:
     table = Table("task id", "title", "due", "priority", "milestone")
-    for t in st.open_tasks:
+    for t in open_tasks:
         table.add_row(str(t.task_id), escape(t.title), t.due_at.strftime("%Y-%m-%d %H:%M %Z"), t.priority, t.milestone or "")
     out.print(table)
-    for step, problem in st.failed_steps.items():
+
+
+def print_failures(failed_steps: dict[str, str]) -> None:
+    for step, problem in failed_steps.items():
         out.print(f"[red]failed[/red] {escape(step)}: {escape(problem)}")
+
+
+def print_schedule(schedule) -> None:
+    table = Table("date", "step", "status", "note")
+    for e in schedule:
+        table.add_row(e.date.isoformat(), escape(e.title), e.status, escape(e.note))
+    out.print(table)
+
+
+def print_renewal(st) -> None:
+    outcome = f"  [bold]{st.outcome}[/bold]" if st.outcome else ""
+    out.print(f"[bold]{escape(st.account_id)}[/bold] ({st.tier})  renews {st.renewal_date}  "
+              f"{st.days_to_renewal} days to go  phase {st.phase}{outcome}")
+    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    print_schedule(st.schedule)
+    print_tasks(st.open_tasks)
+    print_failures(st.failed_steps)
+
+
+@app.command("move-renewal-date")
+@command
+async def move_renewal_date(account_id: str, renewal_date: str, reason: str = typer.Option("", help="why, for the log")):
+    """Move an account's renewal date; every remaining step is re-planned and shown."""
+    change = ChangeRenewalDate(renewal_date=parse_date(renewal_date), reason=reason)
+    async with services(need_db=False) as (_, client, __):
+        plan = await change_renewal_date(client, account_id, change)
+    out.print(f"renewal date moved from {plan.previous_date} to {plan.renewal_date} ({plan.days_to_renewal} days to go)")
+    print_schedule(plan.schedule)
+
+
+@app.command()
+@command
+async def renewed(
+    account_id: str,
+    by: str = typer.Option(..., help="who signed"),
+    new_renewal_date: str = typer.Option(None, help="end of the new term (default: one year on)"),
+):
+    """Record a signed renewal: the countdown runs its post-renewal steps and ends."""
+    async with services(need_db=False) as (_, client, __):
+        await mark_renewed(client, account_id, Renewed(signed_by=by, new_renewal_date=parse_date(new_renewal_date)))
+    out.print(f"{account_id} renewed")
+
+
+@app.command()
+@command
+async def churned(account_id: str, by: str = typer.Option(..., help="who records it"),
+                  reason: str = typer.Option("", help="why the customer left")):
+    """Record a churn: the countdown ends at once with a close-out task."""
+    async with services(need_db=False) as (_, client, __):
+        await mark_churned(client, account_id, Churned(recorded_by=by, reason=reason))
+    out.print(f"{account_id} churned; close-out task created")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""HTTP service: health, accounts, launching and steering onboarding, tasks, outbox.
+"""HTTP service: health, accounts, launching and steering onboarding and renewal, tasks, outbox.
 
 The CRM webhook endpoint and the CS console are later issues; this is the
 small API the README and the e2e test use.
@@ -7,6 +7,7 @@ small API the README and the e2e test use.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import date
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -17,9 +18,13 @@ from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
-from starter.steering import SteeringError, complete_task, launch_onboarding
+from starter.steering import (
+    SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
+    renewal_status,
+)
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import OnboardingStatus, onboarding_workflow_id
+from workflows.renewal_messages import ChangeRenewalDate, Churned, RenewalPlan, RenewalStatus, Renewed
 
 log = get_logger("http")
 
@@ -109,6 +114,39 @@ async def play_status(account_id: str, state=Depends(deps)):
         return await state.client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
     except RPCError:
         raise HTTPException(404, f"no onboarding play for account {account_id!r}") from None
+
+
+class RenewalLaunch(LaunchRequest):
+    renewal_date: date | None = Field(None, description="default: the account's renewal date")
+
+
+@app.post("/plays/renewal", status_code=202, response_model=Launched)
+async def launch_renewal_play(req: RenewalLaunch, state=Depends(deps)):
+    handle = await launch_renewal(state.client, state.pool, state.settings, req.account_id, req.launched_by,
+                                  req.renewal_date)
+    return Launched(workflow_id=handle.id, run_id=handle.result_run_id or "")
+
+
+@app.get("/plays/renewal/{account_id}", response_model=RenewalStatus)
+async def renewal_play_status(account_id: str, state=Depends(deps)):
+    return await renewal_status(state.client, account_id)
+
+
+@app.post("/plays/renewal/{account_id}/renewal-date", response_model=RenewalPlan)
+async def move_renewal_date(account_id: str, change: ChangeRenewalDate, state=Depends(deps)):
+    return await change_renewal_date(state.client, account_id, change)
+
+
+@app.post("/plays/renewal/{account_id}/renewed", status_code=202)
+async def renewed(account_id: str, signed: Renewed, state=Depends(deps)):
+    await mark_renewed(state.client, account_id, signed)
+    return {"account_id": account_id, "outcome": "renewed"}
+
+
+@app.post("/plays/renewal/{account_id}/churned", status_code=202)
+async def churned(account_id: str, churn: Churned, state=Depends(deps)):
+    await mark_churned(state.client, account_id, churn)
+    return {"account_id": account_id, "outcome": "churned"}
 
 
 @app.post("/tasks/{task_id}/complete")

@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,7 +27,9 @@ from workflows.onboarding import OnboardingPlan
 from workflows.messages import TaskCompleted
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
 from workflows.renewal import RenewalCountdown
-from workflows.renewal_messages import RENEWAL, RenewalInput, renewal_workflow_id
+from workflows.renewal_messages import (
+    RENEWAL, ChangeRenewalDate, Churned, RenewalInput, RenewalPlan, RenewalStatus, Renewed, renewal_workflow_id,
+)
 
 
 class SteeringError(Exception):
@@ -156,3 +158,46 @@ async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, comple
             raise
         # The play has ended; the task row is still worth closing.
     return row
+
+
+async def renewal_status(client: Client, account_id: str) -> RenewalStatus:
+    try:
+        return await client.get_workflow_handle(renewal_workflow_id(account_id)).query(RenewalCountdown.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no renewal countdown for account {account_id!r}", 404) from None
+        raise
+
+
+async def _running_renewal(client: Client, account_id: str) -> tuple[WorkflowHandle, RenewalStatus]:
+    status = await renewal_status(client, account_id)
+    if status.finished:
+        raise SteeringError(f"the renewal countdown for {account_id!r} has ended ({status.outcome})", 409)
+    return client.get_workflow_handle(renewal_workflow_id(account_id)), status
+
+
+async def change_renewal_date(client: Client, account_id: str, change: ChangeRenewalDate) -> RenewalPlan:
+    """Move the renewal date; the play's validator refuses a bad date and changes nothing."""
+    handle, _ = await _running_renewal(client, account_id)
+    try:
+        return await handle.execute_update(RenewalCountdown.change_renewal_date, change)
+    except WorkflowUpdateFailedError as exc:
+        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
+
+
+async def mark_renewed(client: Client, account_id: str, renewed: Renewed) -> None:
+    handle, status = await _running_renewal(client, account_id)
+    if status.outcome is not None:
+        raise SteeringError(f"account {account_id!r} has already {status.outcome}", 409)
+    if renewed.new_renewal_date is not None and renewed.new_renewal_date <= status.renewal_date:
+        raise SteeringError(
+            f"the new term must end after the current renewal date {status.renewal_date.isoformat()}", 422
+        )
+    await handle.signal(RenewalCountdown.renewed, renewed)
+
+
+async def mark_churned(client: Client, account_id: str, churned: Churned) -> None:
+    handle, status = await _running_renewal(client, account_id)
+    if status.outcome is not None:
+        raise SteeringError(f"account {account_id!r} has already {status.outcome}", 409)
+    await handle.signal(RenewalCountdown.churned, churned)

@@ -244,12 +244,12 @@ class RenewalTimeline:
             return f"the account has already {st.outcome}; the countdown is over"
         today = local_date(now, self.tz)
         if new < today:
-            return f"{new.isoformat()} is in the past (today is {today.isoformat()})"
+            return f"it is in the past (today is {today.isoformat()})"
         if new == st.renewal_date:
             return f"the renewal date is already {new.isoformat()}"
         limit = today + timedelta(days=self.content.max_days_ahead)
         if new > limit:
-            return f"{new.isoformat()} is more than {self.content.max_days_ahead} days ahead (latest {limit.isoformat()})"
+            return f"it is more than {self.content.max_days_ahead} days ahead (the latest is {limit.isoformat()})"
         return None
 
     def change_date(self, new: date, now: datetime, reason: str) -> DateChange:

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -17,6 +19,7 @@ from core.settings import PROJECT_ROOT
 from starter.devstack import dev_server_args
 from tests.conftest import DEV_SERVER, free_port
 from workflows.onboarding import OnboardingPlan
+from workflows.renewal import RenewalCountdown
 
 
 async def wait_for(predicate, seconds: float = 30, what: str = "condition"):
@@ -97,6 +100,39 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         moved = cli(env, "move-go-live", "acme", "2")
         assert moved.returncode == 1 and "cannot move go-live to day 2" in moved.stderr
         await handle.terminate("end of e2e test")
+
+        # The renewal countdown, 90 days out: the proposal step is due today.
+        renewal_day = datetime.now(ZoneInfo("America/New_York")).date() + timedelta(days=90)
+        launched = cli(env, "launch", "acme", "--playbook", "renewal", "--renewal-date", renewal_day.isoformat())
+        assert launched.returncode == 0 and "started renewal-acme" in launched.stdout, launched.stderr
+
+        async def proposal():
+            return [m for m in sink.messages if m.step == "step/renewal_proposal/email/proposal"]
+
+        await wait_for(proposal, what="the renewal proposal e-mail in the sink")
+
+        async def renewal_listed():
+            query = 'Playbook="renewal" AND Phase="proposal" AND AccountId="acme" AND NextActionAt > "2000-01-01T00:00:00Z"'
+            return [w async for w in client.list_workflows(query)]
+
+        await wait_for(renewal_listed, what="the countdown in visibility with Phase and NextActionAt")
+        shown = cli(env, "status", "acme", "--playbook", "renewal")
+        assert shown.returncode == 0 and "Renewal negotiation" in shown.stdout and "skipped" in shown.stdout
+        past = cli(env, "move-renewal-date", "acme", "2020-01-01")
+        assert past.returncode == 1 and "it is in the past" in past.stderr
+        garbled = cli(env, "move-renewal-date", "acme", "2027-13-45")
+        assert garbled.returncode != 0 and "not a date" in garbled.stderr + garbled.stdout
+        moved = cli(env, "move-renewal-date", "acme", (renewal_day + timedelta(days=30)).isoformat())
+        assert moved.returncode == 0 and "days to go" in moved.stdout, moved.stderr
+        assert cli(env, "renewed", "acme", "--by", "e2e").returncode == 0
+
+        async def renewed():
+            return (await client.get_workflow_handle("renewal-acme").query(RenewalCountdown.status)).outcome
+
+        await wait_for(renewed, what="the renewed outcome")
+        again = cli(env, "churned", "acme", "--by", "e2e")
+        assert again.returncode == 1 and "already renewed" in again.stderr
+        await client.get_workflow_handle("renewal-acme").terminate("end of e2e test")
     finally:
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=30)[0].decode()
