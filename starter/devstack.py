@@ -171,8 +171,9 @@ def main() -> None:
         say(f"Ready in {time.monotonic() - started:.1f}s.")
         say(f"  Temporal UI:  {settings.temporal_ui_url}")
         say(f"  HTTP API:     http://{settings.http_host}:{settings.http_port}/docs")
-        say(f"  Launch:       .venv/bin/csplay launch {DEMO_ACCOUNT_ID}")
-        say(f"  Watch:        .venv/bin/csplay status {DEMO_ACCOUNT_ID}   |   .venv/bin/csplay mail")
+        say(f"  Launch:       .venv/bin/csplay launch {DEMO_ACCOUNT_ID}   (onboarding)")
+        say(f"                .venv/bin/csplay launch {DEMO_ACCOUNT_ID} --playbook renewal")
+        say(f"  Watch:        .venv/bin/csplay status {DEMO_ACCOUNT_ID} [-p renewal]   |   .venv/bin/csplay mail")
         say(f"  Logs:         {data / 'logs'}")
         say("Ctrl-C stops everything; data is kept for the next start.")
         while not stop["now"]:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
-    from activities.email import EmailActivities
-    from activities.escalation import EscalationActivities
-    from activities.tasks import TaskActivities
-    from core.models import (
-        Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayRef,
-        RenewalOutcomeRequest, RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest,
-    )
+    from core.models import EscalationReport, RenewalOutcomeRequest
     from playbooks.schema import RenewalStep, StepTask, email_key
     from workflows.calendar import local_date
-    from workflows.common import (
-        ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure,
-        play_log, run_activity,
-    )
+    from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
+    from workflows.play import Play
     from workflows.renewal_messages import (
         RENEWAL, ChangeRenewalDate, Churned, RenewalInput, RenewalPlan, RenewalResult, RenewalStatus, Renewed,
     )
@@ -55,27 +45,19 @@ class RenewalCountdown:
         self._timeline = RenewalTimeline(self._content, self._state)
         if input.state is None:
             self._timeline.skip_before_start()
-        self._woken = False
-        self._search = SearchAttributeTracker(input.search_attributes)
-        self._account: Account | None = None
-        info = workflow.info()
-        self._play = PlayRef(
-            workflow_id=info.workflow_id, play_id=info.first_execution_run_id, account_id=input.account_id
-        )
+        self._play = Play(RENEWAL, input.account_id, input.playbook, input.search_attributes)
+        self._search = self._play.search
 
     # -- main loop -----------------------------------------------------------
     @workflow.run
     async def run(self, input: RenewalInput) -> RenewalResult:
-        self._account = await run_activity(AccountActivities.load_account, input.account_id)
-        self._search.set(ACCOUNT_ID, input.account_id)
-        self._search.set(PLAYBOOK, RENEWAL)
-        self._search.set(CSM_EMAIL, str(self._account.csm.email))
-        self._log("renewal.started" if self._state.runs == 1 else "renewal.continued",
+        await self._play.load_account()
+        self._log("started" if self._state.runs == 1 else "continued",
                   renewal_date=self._state.renewal_date.isoformat(), tier=self._state.tier,
                   version=self._content.version, digest=input.playbook.digest, run=self._state.runs,
                   skipped=list(self._state.skipped_steps))
         while True:
-            await self._reschedule_tasks()
+            await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks())
             now = workflow.now()
             due = self._timeline.due(now)
             for action in due:
@@ -89,19 +71,12 @@ class RenewalCountdown:
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._state.runs += 1
-                self._log("renewal.continue_as_new", events=workflow.info().get_current_history_length())
+                self._log("continue_as_new", events=workflow.info().get_current_history_length())
                 workflow.continue_as_new(input.model_copy(update={"state": self._state}))
-            self._woken = False
-            wait = self._timeline.next_wake(now)
-            try:
-                await workflow.wait_condition(lambda: self._woken, timeout=(wait - now) if wait else None)
-            except asyncio.TimeoutError:
-                pass
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self._search.set(PHASE, self._timeline.phase())
-        self._search.set(NEXT_ACTION_AT, None)
+            await self._play.sleep_until(self._timeline.next_wake(now))
+        await self._play.finish(self._timeline.phase())
         st = self._state
-        self._log("renewal.completed", outcome=st.outcome, runs=st.runs)
+        self._log("completed", outcome=st.outcome, runs=st.runs)
         return RenewalResult(
             account_id=input.account_id, outcome=st.outcome, renewal_date=st.renewal_date,
             new_renewal_date=st.new_renewal_date, emails_sent=len(st.emails_sent), tasks_created=len(st.tasks),
@@ -113,27 +88,15 @@ class RenewalCountdown:
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._input.max_history_events
 
     async def _perform(self, action: Action) -> None:
-        try:
-            if action.kind == "step":
-                await self._run_step(self._content.step(action.ref))
-            elif action.kind == "outcome":
-                await self._apply_outcome()
-            elif action.kind == "final_window":
-                rule = self._content.final_window
-                await self._risk(action.step, rule.indicator, rule.points,
-                                 f"renewal on {self._state.renewal_date.isoformat()}: final {rule.days_before} days")
-            elif action.kind == "past_due":
-                await self._past_due(action)
-            elif action.kind == "past_due_escalation":
-                await self._escalate_past_due(action)
-            elif action.kind == "churn_close":
-                await self._close_churned()
-        except ActivityError as err:
-            # A business failure (bad template, nobody to send to) must not end a
-            # months-long countdown: record it, show it in `status`, carry on.
-            cause = business_failure(err)
-            self._state.failed_steps[action.step] = cause
-            self._log("renewal.step_failed", step=action.step, error=cause, severity="error")
+        run = {
+            "step": lambda: self._run_step(self._content.step(action.ref)),
+            "outcome": self._apply_outcome,
+            "final_window": lambda: self._final_window(action),
+            "past_due": self._past_due,
+            "past_due_escalation": lambda: self._escalate_past_due(action),
+            "churn_close": self._close_churned,
+        }[action.kind]
+        await self._play.attempt(action.step, self._state.failed_steps, run())
         self._timeline.mark_done(action.step, workflow.now())
 
     # -- steps ---------------------------------------------------------------
@@ -141,43 +104,42 @@ class RenewalCountdown:
         tier, sid, now = self._state.tier, step_id(step.key), workflow.now()
         self._state.fired_at.setdefault(step.key, now)
         self._search.set(PHASE, step.phase)
-        await asyncio.gather(*(self._create_task(sid, t, step) for t in step.tasks_for(tier)))
+        await self._create_tasks(sid, step.tasks_for(tier), step)
         data = self._timeline.status_data(now, step)
         for email in step.emails_for(tier):
             await self._email(f"{sid}/email/{email.key}", email_key(step.key, email.key), email.to, email.cc, data)
-        self._log("renewal.step", step=sid, phase=step.phase, days_to_renewal=data["days_to_renewal"])
+        self._log("step", step=sid, phase=step.phase, days_to_renewal=data["days_to_renewal"])
 
-    async def _create_task(self, parent: str, task: StepTask, step: RenewalStep | None) -> None:
-        ref = await run_activity(TaskActivities.create_task, CreateTaskRequest(
-            play=self._play, step=task_step(parent, task), title=task.title, detail=task.detail,
-            owner_role=task.owner_for(self._state.tier), priority=task.priority,
-            due_at=self._timeline.task_due(step, task, workflow.now()),
-        ))
-        self._state.tasks.setdefault(ref.step, ref)
+    async def _create_tasks(self, parent: str, tasks: list[StepTask], step: RenewalStep | None) -> None:
+        now = workflow.now()
+        await self._play.create_tasks(self._state.tasks, [
+            dict(step=task_step(parent, task), title=task.title, detail=task.detail,
+                 owner_role=task.owner_for(self._state.tier), priority=task.priority,
+                 due_at=self._timeline.task_due(step, task, now))
+            for task in tasks
+        ])
 
     async def _email(self, step: str, template_key: str, to: list, cc: list, data: dict) -> None:
-        await run_activity(EmailActivities.send_templated_email, SendEmailRequest(
-            play=self._play, step=step, template=self._input.playbook.template(template_key), to=to, cc=cc,
-            data=data,
-        ))
+        await self._play.email(step, template_key, to, cc, data)
         if step not in self._state.emails_sent:
             self._state.emails_sent.append(step)
 
-    async def _risk(self, step: str, indicator: str, points: int, reason: str) -> None:
-        await run_activity(EscalationActivities.record_risk_points, RiskPointsRequest(
-            play=self._play, step=step, indicator=indicator, points=points, reason=reason,
-        ))
+    async def _final_window(self, action: Action) -> None:
+        rule = self._content.final_window
+        await self._play.record_risk(action.step, rule.indicator, rule.points,
+                                     f"renewal on {self._state.renewal_date.isoformat()}: final {rule.days_before} days")
 
-    async def _past_due(self, action: Action) -> None:
+    async def _past_due(self) -> None:
         rule = self._content.past_due
         date = self._state.renewal_date.isoformat()
-        await self._create_task(PAST_DUE, rule.task, None)
-        await self._risk(f"{PAST_DUE}/risk", rule.indicator, rule.points, f"renewal date {date} passed without renewal")
-        self._log("renewal.past_due", renewal_date=date, severity="warning")
+        await self._create_tasks(PAST_DUE, [rule.task], None)
+        await self._play.record_risk(f"{PAST_DUE}/risk", rule.indicator, rule.points,
+                                     f"renewal date {date} passed without renewal")
+        self._log("past_due", renewal_date=date, severity="warning")
 
     async def _escalate_past_due(self, action: Action) -> None:
         rung = self._content.past_due.escalations[int(action.ref)]
-        now, st, account = workflow.now(), self._state, self._account
+        now, st, account = workflow.now(), self._state, self._play.account
         overdue = -self._timeline.days_to_renewal(now)
         open_tasks = [t.title for t in st.tasks.values() if t.status != "completed"]
         report = EscalationReport(
@@ -192,86 +154,62 @@ class RenewalCountdown:
             success_criteria=["Signed renewal agreement", "Or a confirmed churn with close-out started"],
             next_steps=[f"{account.csm.name}: call {account.sponsor.name} today"],
         )
-        await run_activity(EscalationActivities.escalate, EscalateRequest(
-            play=self._play, step=action.step, level=rung.level, to_role=rung.to_role,
-            reason=f"renewal {overdue} days past due", report=report,
-            template=self._input.playbook.template("escalation"),
-        ))
-        self._log("renewal.escalated", escalation_level=rung.level, days_past_due=overdue)
+        await self._play.escalate(action.step, rung.level, rung.to_role, f"renewal {overdue} days past due", report)
+        self._log("escalated", escalation_level=rung.level, days_past_due=overdue)
 
     async def _apply_outcome(self) -> None:
         st = self._state
         await run_activity(AccountActivities.record_renewal_outcome, RenewalOutcomeRequest(
-            play=self._play, outcome=st.outcome, new_renewal_date=st.new_renewal_date,
+            play=self._play.ref, outcome=st.outcome, new_renewal_date=st.new_renewal_date,
         ))
         moot = self._timeline.open_tasks_to_close()
-        refs = await asyncio.gather(*(
-            run_activity(TaskActivities.complete_task, CompleteTaskRequest(
-                play=self._play, step=step, completed_by=f"renewal {st.outcome}",
-            ))
-            for step in moot
-        ))
-        for ref in refs:
-            st.tasks[ref.step] = ref
-        self._log(f"renewal.{st.outcome}", by=st.outcome_by, closed_tasks=len(moot))
+        await self._play.complete_tasks(st.tasks, moot, f"renewal {st.outcome}")
+        self._log(st.outcome, by=st.outcome_by, closed_tasks=len(moot))
 
     async def _close_churned(self) -> None:
         rule = self._content.churned
-        await self._create_task(CHURN_CLOSE, rule.task, None)
+        await self._create_tasks(CHURN_CLOSE, [rule.task], None)
         data = self._timeline.status_data(workflow.now())
         await self._email(f"{CHURN_CLOSE}/email", "churn_notice", rule.notify.to, rule.notify.cc, data)
 
-    async def _reschedule_tasks(self) -> None:
-        changes = self._timeline.rescheduled_tasks()
-        if not changes:
-            return
-        await run_activity(TaskActivities.reschedule_tasks, RescheduleTasksRequest(play=self._play, due_dates=changes))
-        for step, due in changes.items():
-            self._state.tasks[step] = self._state.tasks[step].model_copy(update={"due_at": due})
-
     def _log(self, event: str, severity: str = "info", **fields) -> None:
-        play_log(event, self._input.account_id, severity, **fields)
+        self._play.log(event, severity, **fields)
 
     # -- messages ------------------------------------------------------------
     @workflow.signal
     def renewed(self, signed: Renewed) -> None:
         st = self._state
         if st.outcome is not None:
-            self._log("renewal.outcome_ignored", got="renewed", outcome=st.outcome, severity="warning")
+            self._log("outcome_ignored", got="renewed", outcome=st.outcome, severity="warning")
             return
         new_date = signed.new_renewal_date
         if new_date is not None and new_date <= st.renewal_date:
-            self._log("renewal.new_date_ignored", new_renewal_date=new_date.isoformat(), severity="warning")
+            self._log("new_date_ignored", new_renewal_date=new_date.isoformat(), severity="warning")
             new_date = None
         self._timeline.record_outcome("renewed", workflow.now(), signed.signed_by, new_renewal_date=new_date)
-        self._woken = True
+        self._play.wake()
 
     @workflow.signal
     def churned(self, churn: Churned) -> None:
         st = self._state
         if st.outcome is not None:
-            self._log("renewal.outcome_ignored", got="churned", outcome=st.outcome, severity="warning")
+            self._log("outcome_ignored", got="churned", outcome=st.outcome, severity="warning")
             return
         self._timeline.record_outcome("churned", workflow.now(), churn.recorded_by, reason=churn.reason)
-        self._woken = True
+        self._play.wake()
 
     @workflow.signal
     def task_completed(self, done: TaskCompleted) -> None:
-        ref = self._state.tasks.get(done.step)
-        if ref is None or ref.task_id != done.task_id:
-            self._log("renewal.unknown_task_signal", step=done.step, task_id=done.task_id, severity="warning")
-            return
-        if ref.status != "completed":
-            self._state.tasks[done.step] = ref.model_copy(update={"status": "completed", "completed_at": workflow.now()})
+        self._play.task_completed(self._state.tasks, done)
 
     @workflow.update
     def change_renewal_date(self, change: ChangeRenewalDate) -> RenewalPlan:
         now = workflow.now()
         moved = self._timeline.change_date(change.renewal_date, now, change.reason)
         self._timeline.due(now)  # settles steps the new date overtook, so the schedule shows them skipped
-        self._log("renewal.date_changed", from_date=moved.from_date.isoformat(),
+        self._log("date_changed", from_date=moved.from_date.isoformat(),
                   to_date=moved.to_date.isoformat(), reason=change.reason)
-        self._woken = True
+        self._play.wake()
         return RenewalPlan(
             renewal_date=self._state.renewal_date, previous_date=moved.from_date,
             days_to_renewal=self._timeline.days_to_renewal(now), schedule=self._timeline.schedule(now),

@@ -157,7 +157,7 @@ class RenewalTimeline:
         for s in self.countdown():
             day = self.step_date(s)
             if day < self.state.start_date:
-                self.skip(step_id(s.key), f"its date ({day.isoformat()}) was before the play started")
+                self.skip(step_id(s.key), f"dated before the play started on {self.state.start_date.isoformat()}")
 
     # -- what is due --------------------------------------------------------------
     def pending(self) -> list[Action]:

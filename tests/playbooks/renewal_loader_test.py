@@ -62,7 +62,7 @@ RENEWAL_CASES = {
         "template: renewal/reminder.html.j2", "countdown[4].emails[0].template",
         "renewal/reminder.html.j2 (subject): 'dict object' has no attribute 'days_to_renwal'",
     ),
-    "step without work": (
+    "unknown key": (
         "    days_before: 0\n    tasks:\n", "    days_before: 0\n    tasks: []\n    old_tasks:\n",
         "    old_tasks:", "countdown[6].old_tasks", "Extra inputs are not permitted",
     ),

@@ -1,0 +1,136 @@
+"""What every playbook workflow does the same way.
+
+A `Play` knows which play instance it is (the idempotency scope of every row
+it writes), loads its account, keeps its search attributes, calls the shared
+activities with one retry policy, and keeps a months-long play going past a
+step's business failure. Only for use inside a workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.accounts import AccountActivities
+    from activities.email import EmailActivities
+    from activities.escalation import EscalationActivities
+    from activities.tasks import TaskActivities
+    from core.models import (
+        Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayRef,
+        RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest, StaffRole, TaskRef,
+    )
+    from playbooks.schema import PlaybookSnapshot
+    from workflows.common import (
+        ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure, play_log,
+        run_activity,
+    )
+    from workflows.messages import TaskCompleted
+
+
+class Play:
+    def __init__(self, playbook: str, account_id: str, snapshot: PlaybookSnapshot, search_attributes: bool):
+        info = workflow.info()
+        self.playbook = playbook
+        self.ref = PlayRef(workflow_id=info.workflow_id, play_id=info.first_execution_run_id, account_id=account_id)
+        self.snapshot = snapshot
+        self.search = SearchAttributeTracker(search_attributes)
+        self.account: Account | None = None
+        self._woken = False
+
+    def wake(self) -> None:
+        """A signal or update changed the plan: the main loop looks again now."""
+        self._woken = True
+
+    async def sleep_until(self, wake_at: datetime | None) -> None:
+        """Sleep until the next planned action (or for good) unless woken first."""
+        self._woken = False
+        timeout = wake_at - workflow.now() if wake_at else None
+        try:
+            await workflow.wait_condition(lambda: self._woken, timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def finish(self, phase: str) -> None:
+        """Let running handlers end, then show the play as done in the UI."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.search.set(PHASE, phase)
+        self.search.set(NEXT_ACTION_AT, None)
+
+    async def load_account(self) -> Account:
+        self.account = await run_activity(AccountActivities.load_account, self.ref.account_id)
+        self.search.set(ACCOUNT_ID, self.ref.account_id)
+        self.search.set(PLAYBOOK, self.playbook)
+        self.search.set(CSM_EMAIL, str(self.account.csm.email))
+        return self.account
+
+    def log(self, event: str, severity: str = "info", **fields) -> None:
+        play_log(f"{self.playbook}.{event}", self.ref.account_id, severity, **fields)
+
+    async def attempt(self, step: str, failed_steps: dict[str, str], work: Awaitable[None]) -> None:
+        """Run a step; a business failure (bad template, nobody to send to) must not end
+        a play that lives for weeks: record it, show it in `status`, carry on."""
+        try:
+            await work
+        except ActivityError as err:
+            cause = business_failure(err)
+            failed_steps[step] = cause
+            self.log("step_failed", step=step, error=cause, severity="error")
+
+    # -- the shared activities ----------------------------------------------------
+    async def email(self, step: str, template_key: str, to: list, cc: list, data: dict) -> None:
+        await run_activity(EmailActivities.send_templated_email, SendEmailRequest(
+            play=self.ref, step=step, template=self.snapshot.template(template_key), to=to, cc=cc, data=data,
+        ))
+
+    async def create_tasks(self, tasks: dict[str, TaskRef], requests: list[dict]) -> list[TaskRef]:
+        """Create tasks in parallel; `tasks` learns them in the order asked for."""
+        refs = await asyncio.gather(*(
+            run_activity(TaskActivities.create_task, CreateTaskRequest(play=self.ref, **fields)) for fields in requests
+        ))
+        for ref in refs:
+            tasks.setdefault(ref.step, ref)
+        return refs
+
+    async def complete_tasks(self, tasks: dict[str, TaskRef], steps: list[str], completed_by: str) -> None:
+        refs = await asyncio.gather(*(
+            run_activity(TaskActivities.complete_task, CompleteTaskRequest(
+                play=self.ref, step=step, completed_by=completed_by,
+            ))
+            for step in steps
+        ))
+        for ref in refs:
+            tasks[ref.step] = ref
+
+    async def reschedule_tasks(self, tasks: dict[str, TaskRef], changes: dict[str, datetime]) -> None:
+        if not changes:
+            return
+        await run_activity(TaskActivities.reschedule_tasks, RescheduleTasksRequest(play=self.ref, due_dates=changes))
+        for step, due in changes.items():
+            tasks[step] = tasks[step].model_copy(update={"due_at": due})
+
+    async def escalate(self, step: str, level: int, to_role: StaffRole, reason: str, report: EscalationReport) -> None:
+        await run_activity(EscalationActivities.escalate, EscalateRequest(
+            play=self.ref, step=step, level=level, to_role=to_role, reason=reason, report=report,
+            template=self.snapshot.template("escalation"),
+        ))
+
+    async def record_risk(self, step: str, indicator: str, points: int, reason: str) -> None:
+        await run_activity(EscalationActivities.record_risk_points, RiskPointsRequest(
+            play=self.ref, step=step, indicator=indicator, points=points, reason=reason,
+        ))
+
+    # -- messages ------------------------------------------------------------------
+    def task_completed(self, tasks: dict[str, TaskRef], done: TaskCompleted) -> TaskRef | None:
+        """Mark a task of this play completed; None (and a warning) for a task it does not know."""
+        ref = tasks.get(done.step)
+        if ref is None or ref.task_id != done.task_id:
+            self.log("unknown_task_signal", step=done.step, task_id=done.task_id, severity="warning")
+            return None
+        if ref.status != "completed":
+            tasks[done.step] = ref.model_copy(update={"status": "completed", "completed_at": workflow.now()})
+        return ref
