@@ -20,19 +20,22 @@ from activities.accounts import AccountActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
+from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.onboarding import OnboardingPlan
 from workflows.renewal import RenewalCountdown
+from workflows.sla import SlaClock
 
-WORKFLOWS = [OnboardingPlan, RenewalCountdown]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
     accounts, tasks = AccountActivities(pool), TaskActivities(pool)
     email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings)
+    sla = SlaActivities(pool)
     return [
         accounts.load_account,
         accounts.record_renewal_outcome,
@@ -42,6 +45,8 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
         tasks.reschedule_tasks,
         escalation.escalate,
         escalation.record_risk_points,
+        sla.record_ticket,
+        sla.record_service_credit,
     ]
 
 

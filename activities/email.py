@@ -66,9 +66,10 @@ class Mailer:
         to: list[Person],
         cc: list[Person],
         data: dict,
-        account: Account,
+        account: Account | None,
         staff: dict[str, StaffMember],
     ) -> EmailResult:
+        """Send once per (play, step). `account` is None for a report about many accounts."""
         log = play_logger("email", play, step)
         key = play.key(step)
         row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
@@ -88,7 +89,7 @@ class Mailer:
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                 ON CONFLICT (idem_key) DO NOTHING
                 """,
-                key, play.workflow_id, play.play_id, step, play.account_id, template.name,
+                key, play.workflow_id, play.play_id, step, play.account_id or None, template.name,
                 message_id_for(key, self.settings.mail_from), self.settings.mail_from,
                 [formataddr((p.name, str(p.email))) for p in to],
                 [formataddr((p.name, str(p.email))) for p in cc],

@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities.accounts import account_for_activity, fetch_staff
 from activities.common import needs_setup, play_logger
-from activities.email import Mailer
+from activities.email import Mailer, resolve_roles
 from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
 from core.settings import Settings
 
@@ -22,11 +22,11 @@ class EscalationActivities:
         """Record the escalation and e-mail the §9.3 report to the level's owner."""
         account = await account_for_activity(self.pool, req.play.account_id)
         staff = await fetch_staff(self.pool)
-        target = staff.get(req.to_role)
-        if target is None:
-            raise needs_setup(
-                f"cannot escalate to {req.to_role!r}: no staff member has that role", "StaffRoleMissing"
-            )
+        # A staff role (the ladder of seed 001 section 9) or an account role (the CSM on lower tiers).
+        people = resolve_roles([req.to_role], account, staff)
+        if not people:
+            raise needs_setup(f"cannot escalate to {req.to_role!r}: nobody has that role", "RoleMissing")
+        target = people[0]
         key = req.play.key(req.step)
         await self.pool.execute(
             """

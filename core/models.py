@@ -162,6 +162,7 @@ class EscalationReport(Model):
     success_criteria: list[str]
     tried: list[str] = []
     next_steps: list[str] = []
+    timeline: list[str] = []  # reported, first response, escalated... (when the play knows them)
     status_updates: str = "Daily until resolved"
 
 
@@ -169,7 +170,7 @@ class EscalateRequest(Model):
     play: PlayRef
     step: str
     level: int = Field(ge=1, le=4)
-    to_role: StaffRole
+    to_role: Role
     from_role: Role = "csm"
     reason: str
     report: EscalationReport
@@ -186,6 +187,37 @@ class RenewalOutcomeRequest(Model):
     play: PlayRef
     outcome: Literal["renewed", "churned"]
     new_renewal_date: date | None = None
+
+
+TicketStatus = Literal["open", "acknowledged", "on_hold", "resolved", "closed"]
+
+
+class TicketRecord(Model):
+    """A support ticket's SLA state, as its play last wrote it."""
+
+    play: PlayRef
+    ticket_id: str
+    tier: Tier
+    priority: Priority
+    subject: str
+    status: TicketStatus
+    opened_at: datetime
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    response_due_at: datetime | None = None
+    resolution_due_at: datetime | None = None
+    response_met: bool | None = None
+    resolution_met: bool | None = None
+    escalation_level: int = 0
+
+
+class ServiceCreditRequest(Model):
+    play: PlayRef
+    step: str
+    ticket_id: str
+    clock: Literal["response", "resolution"]
+    percent: float = Field(ge=0, le=100)
+    reason: str
 
 
 class RiskPointsRequest(Model):

@@ -44,6 +44,16 @@ def _long_date(value) -> str:
     return _as_date(value).strftime("%a %d %b %Y")
 
 
+def _when(value, tz: str = "America/New_York") -> str:
+    """A moment as the reader's local time, e.g. 'Mon 30 Nov 2026 10:00 EST'."""
+    from zoneinfo import ZoneInfo
+
+    moment = _as_date(value)
+    if getattr(moment, "tzinfo", None) is not None:
+        moment = moment.astimezone(ZoneInfo(tz))
+    return moment.strftime("%a %d %b %Y %H:%M %Z").strip()
+
+
 class _SnapshotLoader(BaseLoader):
     """Templates from a snapshot, compiled under their own names so errors carry file and line."""
 
@@ -66,6 +76,7 @@ def _environment(autoescape: bool, templates: dict[str, str]) -> SandboxedEnviro
     )
     env.filters["weekday"] = _weekday
     env.filters["long_date"] = _long_date
+    env.filters["when"] = _when
     return env
 
 
@@ -150,14 +161,16 @@ def referenced_templates(source: str, name: str = "template") -> set[str]:
 
 
 def email_context(account, staff: dict, step: str, data: dict, recipient) -> dict:
-    """The variables every template sees. Plain data only: no objects with methods."""
-    acct = account.model_dump(mode="python")
-    acct["tier"] = account.tier
+    """The variables every template sees. Plain data only: no objects with methods.
+    A report about many accounts has no `account` (nor csm, sponsor, contacts)."""
+    acct = account.model_dump(mode="python") if account is not None else None
+    if acct is not None:
+        acct["tier"] = account.tier
     return {
         "account": acct,
-        "csm": acct["csm"],
-        "sponsor": acct["sponsor"],
-        "contacts": acct["contacts"],
+        "csm": acct["csm"] if acct else None,
+        "sponsor": acct["sponsor"] if acct else None,
+        "contacts": acct["contacts"] if acct else [],
         "staff": {role: member.model_dump(mode="python") for role, member in staff.items()},
         "recipient": recipient.model_dump(mode="python") if recipient is not None else None,
         "step": step,

@@ -79,9 +79,27 @@ RENEWAL_DATA = {
     "outcome": None,
 }
 
+_TICKET = {"id": "T-1001", "subject": "Dashboards do not load", "priority": "P0", "status": "open", "opened_at": _T}
+
+SLA_DATA = {
+    "ticket": _TICKET,
+    "clock": "resolution",
+    "rule": "SLA breached",
+    "target": "4 hours",
+    "due_at": _T,
+    "level": 2,
+    "update_number": 3,
+    "every_minutes": 30,
+    "month": "2027-01",
+    "rows": [{"tier": "Enterprise", "priority": "P0", "tickets": 2, "response_met": 1, "response_pct": 50.0,
+              "resolution_met": 2, "resolution_pct": 100.0, "open": 0, "credits": Decimal("625.00")}],
+    "totals": {"tickets": 2, "response_pct": 50.0, "resolution_pct": 100.0, "credits": Decimal("625.00")},
+}
+
 _ESCALATION = {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}
 
 SAMPLE_DATA: dict[str, dict] = {
     "onboarding": {**ONBOARDING_DATA, "escalation": _ESCALATION},
     "renewal": {**RENEWAL_DATA, "escalation": _ESCALATION},
+    "sla": {**SLA_DATA, "escalation": _ESCALATION},
 }

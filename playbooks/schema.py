@@ -8,6 +8,7 @@ in its input, so editing a file never changes a run in flight.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -433,3 +434,140 @@ class RenewalSnapshot(PlaybookSnapshot):
 
 PLAYBOOK_MODELS["renewal"] = RenewalContent
 SNAPSHOT_MODELS["renewal"] = RenewalSnapshot
+
+
+# -- support SLA clock (SPEC "Playbook 5"; seed 001 sections 3, 8 and 9) ----------
+PRIORITIES: tuple[Priority, ...] = Priority.__args__  # type: ignore[attr-defined]
+TimeUnit = Literal["minutes", "hours", "business_hours", "business_days"]
+Clock = Literal["response", "resolution"]
+
+
+class SlaTarget(Content):
+    """`4 business_hours` counts Mon-Fri opening hours without holidays; `30 minutes` runs 24/7."""
+
+    amount: float = Field(gt=0)
+    unit: TimeUnit
+
+    @property
+    def business(self) -> bool:
+        return self.unit.startswith("business_")
+
+    def duration(self, business_day_hours: int) -> timedelta:
+        hours = {"minutes": 1 / 60, "hours": 1, "business_hours": 1, "business_days": business_day_hours}[self.unit]
+        return timedelta(hours=self.amount * hours)
+
+    def __str__(self) -> str:
+        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
+        return f"{amount} {self.unit.replace('_', ' ')}"
+
+
+class PriorityTargets(Content):
+    response: SlaTarget
+    response_after_hours: SlaTarget | None = Field(
+        None, description="the response target instead, for a ticket opened outside business hours"
+    )
+    resolution: SlaTarget
+
+
+class CreditRates(Content):
+    """Service credit in % of the monthly fee (ARR / 12) for a clock missed twice over."""
+
+    response: float = Field(ge=0, le=100)
+    resolution: float = Field(ge=0, le=100)
+
+
+class TierSla(Content):
+    targets: dict[Priority, PriorityTargets]
+    credits: CreditRates
+    ladder: list[Role] = Field(min_length=1, max_length=4, description="who levels 1, 2, ... go to")
+
+    @model_validator(mode="after")
+    def _every_priority(self) -> "TierSla":
+        missing = [p for p in PRIORITIES if p not in self.targets]
+        if missing:
+            raise ValueError(f"targets: no targets for {', '.join(missing)}")
+        return self
+
+
+class LadderRule(Content):
+    """Raises the ticket to at least `level` (each level in between is escalated
+    once, in order): when a clock reaches `at_sla` times its target, or when a
+    ticket of one of `priorities` has been open `open_hours`."""
+
+    label: str = Field(min_length=1)
+    level: int = Field(ge=1, le=4)
+    level_by_priority: dict[Priority, Annotated[int, Field(ge=1, le=4)]] = {}
+    at_sla: float | None = Field(None, gt=0)
+    priorities: list[Priority] | None = None
+    open_hours: float | None = Field(None, ge=0)
+    notify: list[Role] = []
+    credit: bool = False
+
+    def level_for(self, priority: Priority) -> int:
+        return self.level_by_priority.get(priority, self.level)
+
+    def applies_to(self, priority: Priority) -> bool:
+        return self.priorities is None or priority in self.priorities
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> "LadderRule":
+        if (self.at_sla is None) == (self.open_hours is None):
+            raise ValueError("at_sla: give either at_sla (a multiple of the SLA) or open_hours, not both")
+        if self.credit and self.at_sla is None:
+            raise ValueError("credit: a service credit is for a missed SLA: use it with at_sla")
+        return self
+
+
+class EveryMinutes(EmailContent):
+    every_minutes: PositiveInt
+
+
+class TaskRule(Content):
+    title: str = Field(min_length=1)
+    detail: str = ""
+    owner_role: Role = "csm"
+    priority: Priority = "P1"
+    due_hours: int = Field(24, ge=0)
+
+
+class SlaContent(PlaybookContent):
+    playbook: Literal["sla"]
+    open_hour: int = Field(9, ge=0, le=23, description="business hours open, local time")
+    close_hour: int = Field(18, ge=1, le=24)
+    holidays: Literal["US", "none"] = "US"
+    tiers: dict[Tier, TierSla]
+    ladder: list[LadderRule] = Field(min_length=1)
+    breach_notice: EmailContent = Field(description="the notice a rule's `notify` roles get")
+    p0_updates: EveryMinutes
+    root_cause: TaskRule
+    reopen_window_days: int = Field(7, ge=0, description="after resolution, how long a reopen resumes the clock")
+    report: EmailContent
+
+    @property
+    def business_day_hours(self) -> int:
+        return self.close_hour - self.open_hour
+
+    def email_contents(self) -> list[tuple[str, tuple, TemplateContent]]:
+        return [
+            *super().email_contents(),
+            ("breach_notice", ("breach_notice",), self.breach_notice),
+            ("p0_update", ("p0_updates",), self.p0_updates),
+            ("report", ("report",), self.report),
+        ]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SlaContent":
+        if self.close_hour <= self.open_hour:
+            raise ValueError(f"close_hour: {self.close_hour} is not after open_hour {self.open_hour}")
+        missing = [t for t in TIERS if t not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: no SLA for {', '.join(missing)}")
+        return self
+
+
+class SlaSnapshot(PlaybookSnapshot):
+    content: SlaContent
+
+
+PLAYBOOK_MODELS["sla"] = SlaContent
+SNAPSHOT_MODELS["sla"] = SlaSnapshot

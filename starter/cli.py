@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import Enum
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,15 +23,20 @@ from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError, validate_all
 from starter.mail_sink import read_maildir
+from activities.sla import send_sla_report, sla_attainment
+from playbooks.schema import PRIORITIES
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
-    renewal_status, signal_play,
+    open_ticket, playbook_snapshot, renewal_status, signal_play, sla_status,
 )
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import (
     BlockerReport, BlockerResolved, MoveGoLive, ReadinessSignoff, onboarding_workflow_id,
 )
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed
+from workflows.sla_messages import (
+    SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, sla_workflow_id,
+)
 
 app = typer.Typer(help="Customer lifecycle playbooks on Temporal.", no_args_is_help=True, add_completion=False)
 out = Console()
@@ -265,6 +270,149 @@ async def resolve_blocker(account_id: str, key: str):
     """Resolve a blocker."""
     await signal_onboarding(account_id, OnboardingPlan.resolve_blocker, BlockerResolved(key=key))
     out.print(f"blocker {key} resolved")
+
+
+ticket = typer.Typer(help="Support tickets under an SLA clock.", no_args_is_help=True)
+app.add_typer(ticket, name="ticket")
+
+
+def parse_moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date and time; use e.g. 2027-01-08T17:30:00-05:00") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a UTC offset, e.g. 2027-01-08T17:30:00-05:00")
+    return moment
+
+
+@ticket.command("open")
+@command
+async def ticket_open(
+    ticket_id: str,
+    account: str = typer.Option(..., help="account id"),
+    priority: str = typer.Option(..., help="P0, P1, P2 or P3"),
+    subject: str = typer.Option(..., help="what the customer reported"),
+    opened_at: str = typer.Option(None, help="when it was opened (default: now), with UTC offset"),
+):
+    """Start the SLA clock of a ticket."""
+    async with services() as (settings, client, pool):
+        handle = await open_ticket(client, pool, settings, ticket_id, account, priority.upper(), subject,
+                                   parse_moment(opened_at), "cli")
+        st = await sla_status(client, ticket_id)
+    out.print(f"started [bold]{handle.id}[/bold]")
+    print_ticket(st)
+
+
+def print_ticket(st) -> None:
+    out.print(f"[bold]{escape(st.ticket_id)}[/bold] {st.priority} {st.tier} {escape(st.account_id)}  "
+              f"status {st.status}  escalation level {st.escalation_level}")
+    table = Table("clock", "target", "elapsed (min)", "due", "met")
+    for c in st.clocks:
+        due = c.due_at.strftime("%Y-%m-%d %H:%M %Z") if c.due_at else ("stopped" if not c.running else "-")
+        table.add_row(c.clock, c.target, str(c.elapsed_minutes), due, {True: "yes", False: "NO", None: "-"}[c.met])
+    out.print(table)
+    for e in st.escalations:
+        out.print(f"  L{e.level} -> {e.to_role}  {escape(e.rule)}  {e.at:%Y-%m-%d %H:%M %Z}")
+    for clock, percent in st.credits.items():
+        out.print(f"  service credit: {percent}% of the monthly fee ({clock})")
+    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    print_failures(st.failed_steps)
+
+
+@ticket.command("status")
+@command
+async def ticket_status(ticket_id: str):
+    """A ticket's clocks, escalations and credits."""
+    async with services(need_db=False) as (_, client, __):
+        print_ticket(await sla_status(client, ticket_id))
+
+
+async def ticket_signal(ticket_id: str, signal: str, arg) -> None:
+    async with services(need_db=False) as (_, client, __):
+        await signal_play(client, sla_workflow_id(ticket_id), signal, arg)
+    out.print(f"{ticket_id}: {signal.replace('_', ' ')}")
+
+
+@ticket.command("ack")
+@command
+async def ticket_ack(ticket_id: str, by: str = typer.Option(..., help="who answered the customer")):
+    """First response given: stops the response clock."""
+    await ticket_signal(ticket_id, "acknowledged", Acknowledged(by=by))
+
+
+@ticket.command("priority")
+@command
+async def ticket_priority(ticket_id: str, priority: str, by: str = typer.Option(..., help="who changed it")):
+    """Change the priority: both clocks re-plan from the new targets."""
+    if priority.upper() not in PRIORITIES:
+        raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}")
+    await ticket_signal(ticket_id, "priority_changed", PriorityChanged(priority=priority.upper(), by=by))
+
+
+@ticket.command("hold")
+@command
+async def ticket_hold(ticket_id: str, reason: str = typer.Option("pending customer", help="why")):
+    """On hold / pending customer: both clocks stop."""
+    await ticket_signal(ticket_id, "on_hold", OnHold(reason=reason))
+
+
+@ticket.command("resume")
+@command
+async def ticket_resume(ticket_id: str, by: str = typer.Option("cli", help="who")):
+    """Off hold: the clocks run again."""
+    await ticket_signal(ticket_id, "resumed", Resumed(by=by))
+
+
+@ticket.command("resolve")
+@command
+async def ticket_resolve(ticket_id: str, by: str = typer.Option(..., help="who resolved it")):
+    """Resolved: the resolution clock stops (a reopen within the window resumes it)."""
+    await ticket_signal(ticket_id, "resolved", Resolved(by=by))
+
+
+@ticket.command("reopen")
+@command
+async def ticket_reopen(ticket_id: str, reason: str = typer.Option("", help="why")):
+    """Reopened: the resolution clock resumes where it stopped."""
+    await ticket_signal(ticket_id, "reopened", Reopened(reason=reason))
+
+
+@app.command("sla-report")
+@command
+async def sla_report(
+    month: str = typer.Option(None, help="YYYY-MM (default: last month)"),
+    email: bool = typer.Option(False, "--email", help="also e-mail it to CS leadership"),
+):
+    """SLA attainment by tier and priority for the tickets opened in a month, with credits owed."""
+    if month is None:
+        first = date.today().replace(day=1)
+        day = (first - timedelta(days=1)).replace(day=1)
+    else:
+        try:
+            day = date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise typer.BadParameter(f"{month!r} is not a month; use YYYY-MM") from None
+    async with services(need_temporal=False) as (settings, _, pool):
+        if email:
+            snapshot = playbook_snapshot(settings, SLA)
+            report, already = await send_sla_report(pool, settings, day, snapshot.template("report"),
+                                                    snapshot.content.report.to)
+        else:
+            report, already = await sla_attainment(pool, day), None
+    table = Table("tier", "priority", "tickets", "response in SLA", "resolution in SLA", "open", "credits owed")
+    for r in report["rows"]:
+        table.add_row(r["tier"], r["priority"], str(r["tickets"]), f"{r['response_met']} ({r['response_pct']}%)",
+                      f"{r['resolution_met']} ({r['resolution_pct']}%)", str(r["open"]), f"${r['credits']:,.2f}")
+    t = report["totals"]
+    table.add_row("all", "", str(t["tickets"]), f"{t['response_pct']}%", f"{t['resolution_pct']}%", "",
+                  f"${t['credits']:,.2f}", style="bold")
+    out.print(f"SLA attainment, tickets opened in {report['month']}")
+    out.print(table)
+    if email:
+        out.print("report e-mail " + ("was already sent for this month" if already else "sent"))
 
 
 @app.command()

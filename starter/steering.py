@@ -6,7 +6,8 @@ invalid playbook file is refused with a clear message and starts nothing.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import re
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,12 +22,14 @@ from activities.tasks import complete_task_by_id
 from core.models import Account
 from core.settings import Settings
 from playbooks.loader import load_playbook
-from playbooks.schema import PlaybookSnapshot
+from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
 from workflows.messages import TaskCompleted
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
 from workflows.renewal import RenewalCountdown
+from workflows.sla import SlaClock
+from workflows.sla_messages import SLA, TICKET_ID, SlaInput, SlaStatus, sla_workflow_id
 from workflows.renewal_messages import (
     RENEWAL, ChangeRenewalDate, Churned, RenewalInput, RenewalPlan, RenewalStatus, Renewed, renewal_workflow_id,
 )
@@ -201,3 +204,64 @@ async def mark_churned(client: Client, account_id: str, churned: Churned) -> Non
     if status.outcome is not None:
         raise SteeringError(f"account {account_id!r} has already {status.outcome}", 409)
     await handle.signal(RenewalCountdown.churned, churned)
+
+
+def public_holidays(kind: str, around: date) -> list[date]:
+    """The holidays a ticket's business clock skips: the year it opens and the next."""
+    if kind == "none":
+        return []
+    import holidays  # only the starter needs the calendar package; the workflow gets dates
+
+    return sorted(holidays.US(years=[around.year, around.year + 1]).keys())
+
+
+async def open_ticket(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    ticket_id: str,
+    account_id: str,
+    priority: str,
+    subject: str,
+    opened_at: datetime | None = None,
+    launched_by: str = "unknown",
+    task_queue: str | None = None,
+    max_history_events: int | None = None,
+    now: datetime | None = None,
+) -> WorkflowHandle:
+    """Start a ticket's SLA clock (workflow `sla-<ticket>`); one clock per ticket.
+    `now` is the wall clock unless the caller runs on another (a time-skipping test server)."""
+    if not re.match(TICKET_ID, ticket_id or ""):
+        raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
+    if priority not in PRIORITIES:
+        raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}", 422)
+    if not subject.strip():
+        raise SteeringError("subject must not be empty", 422)
+    account = await known_account(pool, account_id)
+    snapshot = playbook_snapshot(settings, SLA)
+    now = now or datetime.now(timezone.utc)
+    opened_at = opened_at or now
+    if opened_at.tzinfo is None:
+        raise SteeringError("opened_at needs a time zone (e.g. 2027-01-08T17:30:00-05:00)", 422)
+    if opened_at > now + timedelta(minutes=5):
+        raise SteeringError(f"opened_at {opened_at.isoformat()} is in the future", 422)
+    extra = {"max_history_events": max_history_events} if max_history_events else {}
+    return await start_play(
+        client, settings, SlaClock.run,
+        SlaInput(
+            ticket_id=ticket_id, account_id=account.id, tier=account.tier, priority=priority, subject=subject,
+            opened_at=opened_at, playbook=snapshot,
+            holidays=public_holidays(snapshot.content.holidays, opened_at.date()),
+            launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
+        ),
+        workflow_id=sla_workflow_id(ticket_id), account=account, playbook=SLA, phase="open", task_queue=task_queue,
+    )
+
+
+async def sla_status(client: Client, ticket_id: str) -> SlaStatus:
+    try:
+        return await client.get_workflow_handle(sla_workflow_id(ticket_id)).query(SlaClock.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no SLA clock for ticket {ticket_id!r}", 404) from None
+        raise

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tasks import TaskActivities
     from core.models import (
         Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayRef,
-        RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest, StaffRole, TaskRef,
+        RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
     )
     from playbooks.schema import PlaybookSnapshot
     from workflows.common import (
@@ -33,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Play:
-    def __init__(self, playbook: str, account_id: str, snapshot: PlaybookSnapshot, search_attributes: bool):
+    def __init__(self, playbook: str, account_id: str, snapshot: PlaybookSnapshot, search_attributes: bool,
+                 keep_timers: bool = False):
         info = workflow.info()
         self.playbook = playbook
         self.ref = PlayRef(workflow_id=info.workflow_id, play_id=info.first_execution_run_id, account_id=account_id)
@@ -41,6 +42,13 @@ class Play:
         self.search = SearchAttributeTracker(search_attributes)
         self.account: Account | None = None
         self._woken = False
+        # With keep_timers, a wake-up by signal leaves the pending timer running
+        # instead of cancelling it: plays that re-plan often (SLA clocks) never
+        # send CancelTimer, which the time-skipping test server rejects when the
+        # timer fires during the same workflow task (sdk-java issue 2606).
+        self._keep_timers = keep_timers
+        self._timer: asyncio.Future | None = None
+        self._timer_at: datetime | None = None
 
     def wake(self) -> None:
         """A signal or update changed the plan: the main loop looks again now."""
@@ -49,11 +57,29 @@ class Play:
     async def sleep_until(self, wake_at: datetime | None) -> None:
         """Sleep until the next planned action (or for good) unless woken first."""
         self._woken = False
+        if self._keep_timers:
+            await self._sleep_keeping_timers(wake_at)
+            return
         timeout = wake_at - workflow.now() if wake_at else None
         try:
             await workflow.wait_condition(lambda: self._woken, timeout=timeout)
         except asyncio.TimeoutError:
             pass
+
+    async def _sleep_keeping_timers(self, wake_at: datetime | None) -> None:
+        if wake_at is not None and wake_at != self._timer_at:
+            self._timer_at = wake_at
+            self._timer = asyncio.ensure_future(asyncio.sleep((wake_at - workflow.now()).total_seconds()))
+        timer = self._timer
+        await workflow.wait_condition(lambda: self._woken or (timer is not None and timer.done()))
+        if timer is not None and timer.done():
+            self._timer, self._timer_at = None, None
+
+    @staticmethod
+    def history_is_long(max_events: int) -> bool:
+        """Time to continue as new: the server suggests it, or our own (lower) limit is reached."""
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= max_events
 
     async def finish(self, phase: str) -> None:
         """Let running handlers end, then show the play as done in the UI."""
@@ -113,7 +139,7 @@ class Play:
         for step, due in changes.items():
             tasks[step] = tasks[step].model_copy(update={"due_at": due})
 
-    async def escalate(self, step: str, level: int, to_role: StaffRole, reason: str, report: EscalationReport) -> None:
+    async def escalate(self, step: str, level: int, to_role: Role, reason: str, report: EscalationReport) -> None:
         await run_activity(EscalationActivities.escalate, EscalateRequest(
             play=self.ref, step=step, level=level, to_role=to_role, reason=reason, report=report,
             template=self.snapshot.template("escalation"),

@@ -68,7 +68,7 @@ class RenewalCountdown:
                 break
             self._search.set(PHASE, self._timeline.phase())
             self._search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
-            if self._history_is_long():
+            if self._play.history_is_long(input.max_history_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._state.runs += 1
                 self._log("continue_as_new", events=workflow.info().get_current_history_length())
@@ -82,10 +82,6 @@ class RenewalCountdown:
             new_renewal_date=st.new_renewal_date, emails_sent=len(st.emails_sent), tasks_created=len(st.tasks),
             done_steps=st.done_steps, skipped_steps=st.skipped_steps, failed_steps=st.failed_steps,
         )
-
-    def _history_is_long(self) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._input.max_history_events
 
     async def _perform(self, action: Action) -> None:
         run = {

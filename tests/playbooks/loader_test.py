@@ -14,7 +14,6 @@ escapes HTML, keeps subjects on one line and refuses sandbox escapes.
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -39,15 +38,6 @@ TEMPLATE_FIELDS = [
     ("emails[3].template", "onboarding/health_check.html.j2"),
     ("emails[4].template", "onboarding/thirty_day_checkin.html.j2"),
 ]
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """A private copy of the shipped playbooks folder: onboarding.yaml and templates/."""
-    dest = tmp_path / "playbooks"
-    shutil.copytree(PLAYBOOKS_DIR, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    assert (dest / "onboarding.yaml").is_file() and (dest / "templates" / WELCOME).is_file()
-    return dest
 
 
 def lines_of(text: str, needle: str) -> list[int]:
@@ -193,7 +183,7 @@ YAML_CASES = {
     ),
     "unknown playbook kind": (
         "playbook: onboarding", "playbook: retention",
-        "playbook: retention", "playbook", "must be one of: onboarding, renewal",
+        "playbook: retention", "playbook", "must be one of: onboarding, renewal, sla",
     ),
     "template outside templates/": (
         f"template: {WELCOME}", "template: ../loader.py",

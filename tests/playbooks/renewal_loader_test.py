@@ -6,7 +6,7 @@ import pytest
 
 from playbooks.loader import load_named
 from playbooks.schema import TIERS
-from tests.playbooks.loader_test import edit_yaml, folder, line_of, load_error  # noqa: F401 (fixture)
+from tests.playbooks.loader_test import edit_yaml, line_of, load_error
 
 SEED_DAYS = [180, 150, 120, 90, 60, 30, 0]
 

@@ -133,6 +133,28 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         again = cli(env, "churned", "acme", "--by", "e2e")
         assert again.returncode == 1 and "already renewed" in again.stderr
         await client.get_workflow_handle("renewal-acme").terminate("end of e2e test")
+
+        # A P0 ticket: the SLA clock escalates to the CS manager and VP Engineering at once.
+        opened = cli(env, "ticket", "open", "T-E2E", "--account", "acme", "--priority", "p0", "--subject", "Down")
+        assert opened.returncode == 0 and "started sla-T-E2E" in opened.stdout and "30 minutes" in opened.stdout, \
+            opened.stderr
+
+        async def escalated():
+            return await pool.fetchval("SELECT count(*) FROM escalations WHERE workflow_id = 'sla-T-E2E'") == 2
+
+        await wait_for(escalated, what="the P0 escalations to levels 1 and 2")
+
+        async def ticket_listed():
+            query = 'Playbook="sla" AND Phase="open" AND AccountId="acme"'
+            return [w async for w in client.list_workflows(query)]
+
+        await wait_for(ticket_listed, what="the SLA clock in visibility")
+        assert cli(env, "ticket", "ack", "T-E2E", "--by", "e2e").returncode == 0
+        shown = cli(env, "ticket", "status", "T-E2E")
+        assert shown.returncode == 0 and "L2 -> vp_engineering" in shown.stdout
+        unknown = cli(env, "ticket", "ack", "T-NONE", "--by", "e2e")
+        assert unknown.returncode == 1 and "no running play 'sla-T-NONE'" in unknown.stderr
+        await client.get_workflow_handle("sla-T-E2E").terminate("end of e2e test")
     finally:
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=30)[0].decode()

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import fetch_account, upsert_account
 from starter.demo import DEMO_ACCOUNT_ID, demo_account
-from starter.steering import SteeringError, complete_task, launch_renewal
+from starter.steering import SteeringError, launch_renewal
 from tests.workflows.play_driver import ET, skip_to_next_monday
 from workflows.renewal import RenewalCountdown
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed, renewal_workflow_id

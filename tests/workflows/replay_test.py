@@ -15,13 +15,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from starter.demo import DEMO_ACCOUNT_ID
-from starter.steering import complete_task, launch_onboarding, launch_renewal
+from starter.steering import complete_task, launch_onboarding, launch_renewal, open_ticket
 from tests.workflows.play_driver import PlayDriver, skip_to_next_monday
 from worker import WORKFLOWS, workflow_runner
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import BlockerReport, MoveGoLive, ReadinessSignoff
 from workflows.renewal import RenewalCountdown
 from workflows.renewal_messages import ChangeRenewalDate, Renewed
+from workflows.sla import SlaClock
+from workflows.sla_messages import Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 
@@ -85,3 +87,26 @@ async def test_record_renewal_history(env, worker, pool, settings):
     await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
     await handle.result()
     await save_history(handle, "renewal-move-earlier-renewed")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_sla_history(env, worker, pool, settings):
+    """A P2 raised to P0 that climbs the ladder, goes on hold, resumes, is resolved, reopened and closed."""
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-REC", DEMO_ACCOUNT_ID, "P2", "Sync stalls", start,
+                               "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=5))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await handle.signal(SlaClock.priority_changed, PriorityChanged(priority="P0", by="recorder"))
+    await env.sleep(timedelta(hours=2))
+    await handle.signal(SlaClock.on_hold, OnHold(reason="pending customer"))
+    await env.sleep(timedelta(hours=3))
+    await handle.signal(SlaClock.resumed, Resumed(by="recorder"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await env.sleep(timedelta(days=1))
+    await handle.signal(SlaClock.reopened, Reopened(reason="recorder"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, "sla-p2-to-p0-hold-reopen")

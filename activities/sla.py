@@ -1,0 +1,129 @@
+"""Support tickets under an SLA clock, the service credits they earn, and the
+monthly attainment report (seed 001 section 8.1)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+import asyncpg
+from temporalio import activity
+
+from activities.accounts import account_for_activity, fetch_staff
+from activities.common import not_retryable, play_logger
+from activities.email import Mailer, resolve_roles
+from core.models import EmailTemplate, PlayRef, ServiceCreditRequest, TicketRecord
+from core.settings import Settings
+
+CENT = Decimal("0.01")
+
+
+def monthly_fee(arr: Decimal) -> Decimal:
+    return (arr / 12).quantize(CENT, ROUND_HALF_UP)
+
+
+class SlaActivities:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @activity.defn(name="record_ticket")
+    async def record_ticket(self, t: TicketRecord) -> None:
+        """Write the ticket's current state (the play owns the row; writing the same state twice is harmless)."""
+        await self.pool.execute(
+            """
+            INSERT INTO sla_tickets (ticket_id, workflow_id, account_id, tier, priority, subject, status,
+                opened_at, acknowledged_at, resolved_at, response_due_at, resolution_due_at,
+                response_met, resolution_met, escalation_level)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            ON CONFLICT (ticket_id) DO UPDATE SET
+                priority = EXCLUDED.priority, subject = EXCLUDED.subject, status = EXCLUDED.status,
+                acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at,
+                response_due_at = EXCLUDED.response_due_at, resolution_due_at = EXCLUDED.resolution_due_at,
+                response_met = EXCLUDED.response_met, resolution_met = EXCLUDED.resolution_met,
+                escalation_level = EXCLUDED.escalation_level, updated_at = now()
+            """,
+            t.ticket_id, t.play.workflow_id, t.play.account_id, t.tier, t.priority, t.subject, t.status,
+            t.opened_at, t.acknowledged_at, t.resolved_at, t.response_due_at, t.resolution_due_at,
+            t.response_met, t.resolution_met, t.escalation_level,
+        )
+
+    @activity.defn(name="record_service_credit")
+    async def record_service_credit(self, req: ServiceCreditRequest) -> Decimal:
+        """Issue the credit once per (ticket, clock); returns its amount."""
+        account = await account_for_activity(self.pool, req.play.account_id)
+        fee = monthly_fee(account.arr)
+        amount = (fee * Decimal(str(req.percent)) / 100).quantize(CENT, ROUND_HALF_UP)
+        key = req.play.key(req.step)
+        await self.pool.execute(
+            """
+            INSERT INTO service_credits (idem_key, workflow_id, play_id, ticket_id, account_id, clock,
+                                         percent, monthly_fee, amount, reason)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (idem_key) DO NOTHING
+            """,
+            key, req.play.workflow_id, req.play.play_id, req.ticket_id, req.play.account_id, req.clock,
+            Decimal(str(req.percent)), fee, amount, req.reason,
+        )
+        amount = await self.pool.fetchval("SELECT amount FROM service_credits WHERE idem_key = $1", key)
+        play_logger("sla", req.play, req.step).warning(
+            "sla.service_credit", clock=req.clock, percent=req.percent, amount=str(amount)
+        )
+        return amount
+
+
+def _pct(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 100.0
+
+
+async def sla_attainment(pool: asyncpg.Pool, month: date) -> dict:
+    """Tickets opened in `month` (New York time), by tier and priority: how many
+    were answered and resolved within SLA, how many are still open, credits owed."""
+    rows = await pool.fetch(
+        """
+        WITH t AS (
+            SELECT * FROM sla_tickets
+            WHERE date_trunc('month', opened_at AT TIME ZONE 'America/New_York') = $1::date
+        )
+        SELECT t.tier, t.priority, count(*) AS tickets,
+               count(*) FILTER (WHERE t.response_met) AS response_met,
+               count(*) FILTER (WHERE t.resolution_met) AS resolution_met,
+               count(*) FILTER (WHERE t.status NOT IN ('resolved', 'closed')) AS open,
+               coalesce(sum((SELECT sum(amount) FROM service_credits c WHERE c.ticket_id = t.ticket_id)), 0)
+                   AS credits
+        FROM t GROUP BY t.tier, t.priority
+        ORDER BY array_position(ARRAY['Enterprise', 'Mid-Market', 'Starter'], t.tier), t.priority
+        """,
+        month.replace(day=1),
+    )
+    out = [
+        {
+            "tier": r["tier"], "priority": r["priority"], "tickets": r["tickets"],
+            "response_met": r["response_met"], "response_pct": _pct(r["response_met"], r["tickets"]),
+            "resolution_met": r["resolution_met"], "resolution_pct": _pct(r["resolution_met"], r["tickets"]),
+            "open": r["open"], "credits": Decimal(r["credits"]).quantize(CENT),
+        }
+        for r in rows
+    ]
+    tickets = sum(r["tickets"] for r in out)
+    return {
+        "month": month.strftime("%Y-%m"),
+        "rows": out,
+        "totals": {
+            "tickets": tickets,
+            "response_pct": _pct(sum(r["response_met"] for r in out), tickets),
+            "resolution_pct": _pct(sum(r["resolution_met"] for r in out), tickets),
+            "credits": sum((r["credits"] for r in out), Decimal("0.00")),
+        },
+    }
+
+
+async def send_sla_report(pool: asyncpg.Pool, settings: Settings, month: date, template: EmailTemplate,
+                          to: list[str]) -> tuple[dict, bool]:
+    """E-mail the month's attainment to CS leadership, once per month; (report, already sent before)."""
+    report = await sla_attainment(pool, month)
+    staff = await fetch_staff(pool)
+    people = resolve_roles(to, None, staff)
+    if not people:
+        raise not_retryable("the report has nobody to go to: add the roles to the staff table", "NoRecipient")
+    play = PlayRef(workflow_id="report-sla", play_id=report["month"], account_id="")
+    result = await Mailer(pool, settings).deliver(play, "report", template, people, [], report, None, staff)
+    return report, result.already_sent

@@ -1,0 +1,229 @@
+"""A support ticket's SLA clock and escalation ladder (SPEC "Playbook 5"; seed 001 sections 3, 8, 9)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sla import SlaActivities
+    from core.models import EscalationReport, ServiceCreditRequest, TicketRecord
+    from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
+    from workflows.messages import TaskCompleted
+    from workflows.play import Play
+    from workflows.sla_messages import (
+        SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, SlaInput, SlaResult, SlaStatus,
+    )
+    from workflows.sla_timeline import Action, Escalation, Interval, SlaState, SlaTimeline
+
+# Seed 001 section 3.2: how often the customer hears from us, by priority.
+UPDATE_CADENCE = {"P0": "Every 30 minutes until resolved", "P1": "Every 4 hours", "P2": "Daily", "P3": "On change"}
+
+
+@workflow.defn(name="SlaClock")
+class SlaClock:
+    """Runs one ticket's response and resolution clocks against the tier x
+    priority targets, climbs the escalation ladder at the SLA, past it and
+    at twice it (with a service credit), keeps a P0's customer updated every
+    30 minutes, and asks for a root-cause report after a P0.
+
+    Signals: `acknowledged`, `priority_changed`, `on_hold`, `resumed`,
+    `resolved`, `reopened`. Query: `status`. Continues as new past its
+    history limit, carrying its state.
+    """
+
+    @workflow.init
+    def __init__(self, input: SlaInput) -> None:
+        self._input = input
+        self._content = input.playbook.content
+        self._state = input.state or SlaState(
+            ticket_id=input.ticket_id, subject=input.subject, tier=input.tier, priority=input.priority,
+            opened_at=input.opened_at, running=[Interval(start=input.opened_at)],
+        )
+        self._timeline = SlaTimeline(self._content, self._state, input.holidays)
+        if input.state is None:
+            self._timeline.start()
+        self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, keep_timers=True)
+        self._changed = True  # the ticket row needs writing
+
+    @workflow.run
+    async def run(self, input: SlaInput) -> SlaResult:
+        await self._play.load_account()
+        self._play.log("started" if self._state.runs == 1 else "continued", ticket_id=input.ticket_id,
+                       priority=self._state.priority, tier=self._state.tier)
+        while True:
+            await self._record_ticket()
+            now = workflow.now()
+            due = self._timeline.due(now)
+            for action in due:
+                await self._perform(action)
+            if due:
+                continue
+            if self._timeline.finished():
+                break
+            self._play.search.set(PHASE, self._state.status)
+            self._play.search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
+            if self._play.history_is_long(input.max_history_events):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.runs += 1
+                workflow.continue_as_new(input.model_copy(update={"state": self._state}))
+            await self._play.sleep_until(self._timeline.next_wake(now))
+        await self._play.finish("closed")
+        st, now = self._state, workflow.now()
+        self._play.log("closed", level=st.level, credits=st.credits)
+        return SlaResult(
+            ticket_id=st.ticket_id, priority=st.priority, response_met=self._timeline.met("response", now),
+            resolution_met=self._timeline.met("resolution", now), escalation_level=st.level,
+            escalations=st.escalations, credits=st.credits,
+            p0_updates=sum(1 for s in st.done_steps if s.startswith("p0-update/")), reopens=st.reopens,
+        )
+
+    async def _perform(self, action: Action) -> None:
+        run = {
+            "ladder": lambda: self._climb(action),
+            "p0_update": lambda: self._p0_update(action),
+            "root_cause": lambda: self._root_cause(action),
+            "close": self._close,
+        }[action.kind]
+        await self._play.attempt(action.step, self._state.failed_steps, run())
+        self._timeline.mark_done(action.step)
+        self._changed = True
+
+    # -- steps ---------------------------------------------------------------
+    async def _climb(self, action: Action) -> None:
+        st, rule = self._state, self._timeline.rule(action.rule)
+        now = workflow.now()
+        target = rule.level_for(st.priority)
+        label = rule.label if action.clock is None else f"{rule.label} ({action.clock})"
+        for level in range(st.level + 1, target + 1):
+            role = self._timeline.ladder_role(level)
+            await self._play.escalate(f"escalation/L{level}", level, role, label, self._report(label, action, now))
+            st.escalations.append(Escalation(level=level, to_role=role, rule=label, at=now))
+            st.level = level
+        if rule.notify:
+            await self._play.email(f"{action.step}/notify", "breach_notice", rule.notify,
+                                   self._content.breach_notice.cc, self._notice_data(label, action))
+        if rule.credit and action.clock is not None and action.clock not in st.credits:
+            percent = getattr(self._content.tiers[st.tier].credits, action.clock)
+            await run_activity(SlaActivities.record_service_credit, ServiceCreditRequest(
+                play=self._play.ref, step=f"credit/{action.clock}", ticket_id=st.ticket_id, clock=action.clock,
+                percent=percent, reason=f"{st.priority} {action.clock} SLA ({self._timeline.target(action.clock)}) "
+                                        f"missed twice over",
+            ))
+            st.credits[action.clock] = percent
+        self._play.log("ladder", rule=label, level=st.level, severity="warning")
+
+    def _report(self, label: str, action: Action, now) -> EscalationReport:
+        st, account = self._state, self._play.account
+        clocks = {c.clock: c for c in self._timeline.clocks(now)}
+        ack = st.acknowledged_at.strftime("%Y-%m-%d %H:%M UTC") if st.acknowledged_at else "not yet"
+        return EscalationReport(
+            title=f"{label}: {st.priority} ticket {st.ticket_id} at {account.name}: {st.subject}",
+            severity=st.priority,
+            business_impact=f"{st.priority} issue for a {st.tier} customer (ARR ${account.arr:,.0f}); "
+                            f"status {st.status.replace('_', ' ')}",
+            reported_at=now,
+            timeline=[
+                f"Reported: {st.opened_at:%Y-%m-%d %H:%M UTC}",
+                f"First response: {ack}",
+                f"Escalated: {now:%Y-%m-%d %H:%M UTC} (level {st.level + 1}, open "
+                f"{int(self._timeline.open_time(now).total_seconds() // 60)} minutes)",
+            ],
+            tried=[f"{c.clock.capitalize()} clock: {c.elapsed_minutes} min of {c.target}" for c in clocks.values()],
+            why=[f"{label} (seed 001 section 9.1)", "SLA at risk" if action.clock is None else f"{action.clock} SLA"],
+            needs=["Engineering resource assigned" if st.priority in ("P0", "P1") else "Owner and fix date",
+                   "Customer communication on next steps"],
+            success_criteria=["System is back up and stable", "Customer has agreed to solution"],
+            next_steps=[f"{self._timeline.ladder_role(st.level + 1)}: act within 30 minutes",
+                        f"{account.csm.name}: keep {account.sponsor.name} informed"],
+            status_updates=UPDATE_CADENCE[st.priority],
+        )
+
+    def _notice_data(self, label: str, action: Action) -> dict:
+        target = self._timeline.target(action.clock or "resolution")
+        return {"ticket": self._timeline.ticket_data(), "clock": action.clock or "resolution", "rule": label,
+                "target": str(target), "due_at": self._timeline.deadline(action.clock or "resolution") or action.at,
+                "level": self._state.level}
+
+    async def _p0_update(self, action: Action) -> None:
+        c = self._content.p0_updates
+        data = {"ticket": self._timeline.ticket_data(), "update_number": action.occurrence,
+                "every_minutes": c.every_minutes, "level": self._state.level}
+        await self._play.email(action.step, "p0_update", c.to, c.cc, data)
+        self._state.p0_updates_sent = action.occurrence
+
+    async def _root_cause(self, action: Action) -> None:
+        rule = self._content.root_cause
+        await self._play.create_tasks(self._state.tasks, [dict(
+            step=f"{action.step}/task", title=f"{rule.title}: ticket {self._state.ticket_id}", detail=rule.detail,
+            owner_role=rule.owner_role, priority=rule.priority, due_at=action.at + timedelta(hours=rule.due_hours),
+        )])
+
+    async def _close(self) -> None:
+        self._timeline.close()
+
+    async def _record_ticket(self) -> None:
+        if not self._changed:
+            return
+        st, now, t = self._state, workflow.now(), self._timeline
+        await run_activity(SlaActivities.record_ticket, TicketRecord(
+            play=self._play.ref, ticket_id=st.ticket_id, tier=st.tier, priority=st.priority, subject=st.subject,
+            status=st.status, opened_at=st.opened_at, acknowledged_at=st.acknowledged_at,
+            resolved_at=st.resolved_at, response_due_at=t.deadline("response"),
+            resolution_due_at=t.deadline("resolution"), response_met=t.met("response", now),
+            resolution_met=t.met("resolution", now), escalation_level=st.level,
+        ))
+        self._changed = False
+
+    # -- ticket events ------------------------------------------------------------
+    def _event(self, name: str, changed: bool, **fields) -> None:
+        if changed:
+            self._play.log(name, ticket_id=self._state.ticket_id, **fields)
+            self._changed = True
+            self._play.wake()
+        else:
+            self._play.log(f"{name}_ignored", status=self._state.status, severity="warning", **fields)
+
+    @workflow.signal
+    def acknowledged(self, ack: Acknowledged) -> None:
+        self._event("acknowledged", self._timeline.acknowledge(workflow.now(), ack.by), by=ack.by)
+
+    @workflow.signal
+    def priority_changed(self, change: PriorityChanged) -> None:
+        previous = self._state.priority
+        changed = self._timeline.change_priority(change.priority, workflow.now(), change.by)
+        self._event("priority_changed", changed, from_priority=previous, to_priority=change.priority)
+
+    @workflow.signal
+    def on_hold(self, hold: OnHold) -> None:
+        self._event("on_hold", self._timeline.hold(workflow.now(), hold.reason), reason=hold.reason)
+
+    @workflow.signal
+    def resumed(self, resumed: Resumed) -> None:
+        self._event("resumed", self._timeline.resume(workflow.now()), by=resumed.by)
+
+    @workflow.signal
+    def resolved(self, resolved: Resolved) -> None:
+        self._event("resolved", self._timeline.resolve(workflow.now()), by=resolved.by)
+
+    @workflow.signal
+    def reopened(self, reopened: Reopened) -> None:
+        self._event("reopened", self._timeline.reopen(workflow.now()), reason=reopened.reason)
+
+    @workflow.signal
+    def task_completed(self, done: TaskCompleted) -> None:
+        self._play.task_completed(self._state.tasks, done)
+
+    @workflow.query
+    def status(self) -> SlaStatus:
+        st, now, t = self._state, workflow.now(), self._timeline
+        step, at = t.next_action()
+        return SlaStatus(
+            as_of=now, ticket_id=st.ticket_id, account_id=self._input.account_id, tier=st.tier,
+            priority=st.priority, status=st.status, opened_at=st.opened_at, clocks=t.clocks(now),
+            escalation_level=st.level, escalations=st.escalations, credits=st.credits,
+            priority_changes=st.priority_changes,
+            open_tasks=[r for r in st.tasks.values() if r.status != "completed"],
+            next_action=step, next_action_at=at, failed_steps=st.failed_steps, run_count=st.runs,
+        )

@@ -1,0 +1,94 @@
+"""Inputs, signals and queries of a ticket's SLA clock: one small typed model each."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import Field
+
+from core.models import Priority, TaskRef, TicketStatus, Tier
+from playbooks.schema import SlaSnapshot
+from workflows.messages import Message
+from workflows.sla_timeline import ClockView, Escalation, PriorityChange, SlaState
+
+SLA = "sla"
+TICKET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+def sla_workflow_id(ticket_id: str) -> str:
+    return f"sla-{ticket_id}"
+
+
+class SlaInput(Message):
+    ticket_id: str = Field(pattern=TICKET_ID)
+    account_id: str
+    tier: Tier
+    priority: Priority
+    subject: str
+    opened_at: datetime
+    playbook: SlaSnapshot
+    # Business days exclude these (US public holidays, observed days included),
+    # computed at launch so the workflow needs no calendar package.
+    holidays: list[date] = []
+    launched_by: str = "unknown"
+    search_attributes: bool = True
+    max_history_events: int = Field(2_000, ge=10)
+    state: SlaState | None = None
+
+
+class Acknowledged(Message):
+    by: str = Field(min_length=1)
+
+
+class PriorityChanged(Message):
+    priority: Priority
+    by: str = Field(min_length=1)
+
+
+class OnHold(Message):
+    reason: str = Field("pending customer", min_length=1)
+
+
+class Resumed(Message):
+    by: str = "unknown"
+
+
+class Resolved(Message):
+    by: str = Field(min_length=1)
+    note: str = ""
+
+
+class Reopened(Message):
+    reason: str = ""
+
+
+class SlaStatus(Message):
+    as_of: datetime
+    ticket_id: str
+    account_id: str
+    tier: Tier
+    priority: Priority
+    status: TicketStatus
+    opened_at: datetime
+    clocks: list[ClockView]
+    escalation_level: int
+    escalations: list[Escalation]
+    credits: dict[str, float]
+    priority_changes: list[PriorityChange]
+    open_tasks: list[TaskRef]
+    next_action: str
+    next_action_at: datetime | None
+    failed_steps: dict[str, str]
+    run_count: int
+
+
+class SlaResult(Message):
+    ticket_id: str
+    priority: Priority
+    response_met: bool | None
+    resolution_met: bool | None
+    escalation_level: int
+    escalations: list[Escalation]
+    credits: dict[str, float]
+    p0_updates: int
+    reopens: int
