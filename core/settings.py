@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,14 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The CRM signs each webhook with this secret (HubSpot signature v3: the
+    # app's client secret). The default only suits the local demo.
+    crm_webhook_secret: SecretStr = SecretStr("local-demo-secret")
+    crm_webhook_max_age_seconds: int = 300
+    crm_webhook_max_bytes: int = 1_000_000
+    # The URL the CRM calls, as it signs it (behind a proxy the service sees
+    # another one); None: the URL of the request as received.
+    public_base_url: str | None = None
 
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"

@@ -16,10 +16,12 @@ from pydantic import ValidationError
 from core.models import EmailTemplate
 from playbooks.rendering import RenderError, email_context, referenced_templates, render_email
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
-from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, PlaybookSnapshot
+from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, PlaybookSnapshot
+from playbooks.triggers import TriggersContent
 
 PLAYBOOKS_DIR = Path(__file__).parent
 MAX_FILE_BYTES = 1_000_000
+TRIGGERS_FILE = "triggers.yaml"
 
 
 class PlaybookError(ValueError):
@@ -78,20 +80,22 @@ def _line(node: yaml.Node | None) -> int | None:
 
 def _field(loc: tuple) -> str:
     parts: list[str] = []
+    previous = None
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif part in ("start", "after_milestone", "weekly", "daily_after_milestone"):
-            continue  # pydantic's union branch name, not a key of the file
+        elif previous == "trigger" and part in ("start", "after_milestone", "weekly", "daily_after_milestone"):
+            pass  # pydantic's name for the branch of the e-mail trigger union, not a key of the file
+        elif isinstance(part, str) and (part.startswith(("literal[", "dict[", "function-")) or part in ("str", "int")):
+            pass  # the branch of a union field (`owner_role`: a role or a role per tier)
         else:
             parts.append(("." if parts else "") + str(part))
+        previous = part
     return "".join(parts) or "(top level)"
 
 
-def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
-    """Parse, validate and snapshot one playbook file (content + template sources)."""
-    path = Path(path)
-    templates_dir = templates_dir or path.parent / "templates"
+def _read_yaml(path: Path) -> tuple[str, bytes, yaml.Node, object]:
+    """(name, raw bytes, node tree for line numbers, parsed data) of a YAML file."""
     name = str(path)
     try:
         raw = path.read_bytes()
@@ -110,15 +114,12 @@ def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnap
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise PlaybookError([(name, line, "", f"YAML syntax: {exc.problem or exc}")]) from None
-    if not isinstance(data, dict):
-        raise PlaybookError([(name, 1, "", "expected a mapping with a 'playbook' key at the top")])
-    kind = data.get("playbook")
-    model = PLAYBOOK_MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        known = ", ".join(sorted(PLAYBOOK_MODELS))
-        raise PlaybookError([(name, _line(_node_at(root, ("playbook",))), "playbook", f"must be one of: {known}")])
+    return name, raw, root, data
+
+
+def _validate(name: str, root: yaml.Node, model: type[Content], data: object) -> Content:
     try:
-        content = model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -126,6 +127,29 @@ def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnap
             loc = tuple(err["loc"]) + rel
             problems.append((name, _line(_node_at(root, loc)), _field(loc), message))
         raise PlaybookError(problems) from None
+
+
+def load_triggers(path: Path) -> TriggersContent:
+    """The CRM routing rules (triggers.yaml), validated, errors as file:line: field: message."""
+    name, _, root, data = _read_yaml(Path(path))
+    if not isinstance(data, dict):
+        raise PlaybookError([(name, 1, "", "expected a mapping with a 'triggers' list at the top")])
+    return _validate(name, root, TriggersContent, data)
+
+
+def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
+    """Parse, validate and snapshot one playbook file (content + template sources)."""
+    path = Path(path)
+    templates_dir = templates_dir or path.parent / "templates"
+    name, raw, root, data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise PlaybookError([(name, 1, "", "expected a mapping with a 'playbook' key at the top")])
+    kind = data.get("playbook")
+    model = PLAYBOOK_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(sorted(PLAYBOOK_MODELS))
+        raise PlaybookError([(name, _line(_node_at(root, ("playbook",))), "playbook", f"must be one of: {known}")])
+    content = _validate(name, root, model, data)
 
     templates: dict[str, EmailTemplate] = {}
     problems = []
@@ -198,7 +222,7 @@ def validate_all(playbooks_dir: Path | None = None) -> list[str]:
     errors: list[str] = []
     for path in sorted((playbooks_dir or PLAYBOOKS_DIR).glob("*.yaml")):
         try:
-            load_playbook(path)
+            load_triggers(path) if path.name == TRIGGERS_FILE else load_playbook(path)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
     return errors

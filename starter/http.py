@@ -1,7 +1,7 @@
-"""HTTP service: health, accounts, launching and steering onboarding and renewal, tasks, outbox.
+"""HTTP service: CRM webhooks, health, accounts, launching and steering plays, tasks, outbox.
 
-The CRM webhook endpoint and the CS console are later issues; this is the
-small API the README and the e2e test use.
+OpenAPI docs at /docs. Every refusal is a 4xx with a one-line `detail`;
+an unexpected error is a 500 that says to look at the service log.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
+from starter import webhooks
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
     renewal_status,
@@ -41,6 +42,7 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
+app.include_router(webhooks.router)
 
 
 @app.exception_handler(SteeringError)

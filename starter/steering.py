@@ -215,6 +215,10 @@ def public_holidays(kind: str, around: date) -> list[date]:
     return sorted(holidays.US(years=[around.year, around.year + 1]).keys())
 
 
+def valid_ticket_id(ticket_id: str | None) -> bool:
+    return bool(re.match(TICKET_ID, ticket_id or ""))
+
+
 async def open_ticket(
     client: Client,
     pool: asyncpg.Pool,
@@ -231,7 +235,7 @@ async def open_ticket(
 ) -> WorkflowHandle:
     """Start a ticket's SLA clock (workflow `sla-<ticket>`); one clock per ticket.
     `now` is the wall clock unless the caller runs on another (a time-skipping test server)."""
-    if not re.match(TICKET_ID, ticket_id or ""):
+    if not valid_ticket_id(ticket_id):
         raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
     if priority not in PRIORITIES:
         raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}", 422)
