@@ -43,6 +43,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
         tasks.create_task,
         tasks.complete_task,
         tasks.reschedule_tasks,
+        tasks.cancel_open_tasks,
         escalation.escalate,
         escalation.record_risk_points,
         sla.record_ticket,

@@ -14,7 +14,7 @@ from temporalio import activity
 from activities.accounts import account_for_activity, fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import resolve_roles
-from core.models import CompleteTaskRequest, CreateTaskRequest, RescheduleTasksRequest, TaskRef
+from core.models import CompleteTaskRequest, CreateTaskRequest, PlayRef, RescheduleTasksRequest, TaskRef
 
 
 class TaskNotFound(LookupError):
@@ -100,3 +100,17 @@ class TaskActivities:
             keys, dues,
         )
         return int(result.split()[-1])
+
+    @activity.defn(name="cancel_open_tasks")
+    async def cancel_open_tasks(self, play: PlayRef) -> list[TaskRef]:
+        """A cancelled play's open tasks leave the to-do lists; returns them as cancelled."""
+        rows = await self.pool.fetch(
+            """
+            UPDATE tasks SET status = 'cancelled', completed_at = COALESCE(completed_at, now()),
+                   completed_by = COALESCE(completed_by, 'play cancelled')
+            WHERE workflow_id = $1 AND play_id = $2 AND status NOT IN ('completed', 'cancelled') RETURNING *
+            """,
+            play.workflow_id, play.play_id,
+        )
+        play_logger("tasks", play).info("tasks.cancelled", count=len(rows))
+        return [task_ref(r) for r in rows]

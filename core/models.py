@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 Priority = Literal["P0", "P1", "P2", "P3"]
-TaskStatus = Literal["not-started", "in-progress", "blocked", "completed"]
+TaskStatus = Literal["not-started", "in-progress", "blocked", "completed", "cancelled"]
 AccountStatus = Literal["prospect", "onboarding", "active", "at-risk", "churned"]
 Tier = Literal["Enterprise", "Mid-Market", "Starter"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from datetime import date, datetime, timedelta
 from enum import Enum
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.markup import escape
 
@@ -25,9 +27,11 @@ from playbooks.loader import PlaybookError, validate_all
 from starter.mail_sink import read_maildir
 from activities.sla import send_sla_report, sla_attainment
 from playbooks.schema import PRIORITIES
+from core.models import tier_for_arr
 from starter.steering import (
-    SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
-    open_ticket, playbook_snapshot, renewal_status, signal_play, sla_status,
+    SteeringError, cancel_play, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned,
+    mark_renewed, open_ticket, pause_play, playbook_snapshot, renewal_status, resume_play, signal_play, skip_step,
+    sla_status,
 )
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import (
@@ -108,20 +112,57 @@ def parse_date(value: str | None) -> date | None:
 @app.command()
 @command
 async def launch(
-    account_id: str,
+    account_id: str = typer.Argument(None, help="one account; or choose a segment with --tier/--status/--csm"),
     playbook: Playbook = typer.Option(Playbook.onboarding, "--playbook", "-p", help="which play to launch"),
     renewal_date: str = typer.Option(None, help="renewal: count down to this date (default: the account's)"),
+    tier: str = typer.Option(None, help="segment: Enterprise, Mid-Market or Starter"),
+    status_: str = typer.Option(None, "--status", help="segment: account status (onboarding, active, ...)"),
+    csm: str = typer.Option(None, help="segment: the CSM's e-mail"),
     by: str = typer.Option("cli", help="who launches it, for the log"),
 ):
-    """Launch a play for an account: the 30-day onboarding or the renewal countdown."""
+    """Launch a play for an account, or for every account of a segment (with progress)."""
     day = parse_date(renewal_date)
+    if account_id is None and not (tier or status_ or csm):
+        raise SteeringError("name an account, or a segment with --tier, --status or --csm")
     async with services() as (settings, client, pool):
-        if playbook is Playbook.renewal:
-            handle = await launch_renewal(client, pool, settings, account_id, by, day)
-        else:
-            handle = await launch_onboarding(client, pool, settings, account_id, by)
-    out.print(f"started [bold]{handle.id}[/bold]")
-    out.print(f"watch it: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}")
+        if account_id is not None:
+            handle = await launch_one(client, pool, settings, playbook, account_id, day, by)
+            out.print(f"started [bold]{handle.id}[/bold]")
+            out.print(f"watch it: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}")
+            return
+        accounts = await segment(pool, tier, status_, csm)
+        if not accounts:
+            raise SteeringError("no account matches that segment")
+        outcomes: dict[str, list[str]] = {"started": [], "refused": []}
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as progress:
+            bar = progress.add_task(f"launching {playbook.value}", total=len(accounts))
+            for account in accounts:
+                try:
+                    await launch_one(client, pool, settings, playbook, account, day, by)
+                    outcomes["started"].append(account)
+                except (SteeringError, PlaybookError) as exc:
+                    outcomes["refused"].append(f"{account}: {exc}")
+                progress.advance(bar)
+    out.print(f"{len(outcomes['started'])} started, {len(outcomes['refused'])} refused")
+    for line in outcomes["refused"]:
+        out.print(f"  [yellow]refused[/yellow] {escape(line)}")
+
+
+async def launch_one(client, pool, settings, playbook: "Playbook", account_id: str, day: date | None, by: str):
+    if playbook is Playbook.renewal:
+        return await launch_renewal(client, pool, settings, account_id, by, day)
+    if playbook is Playbook.onboarding:
+        return await launch_onboarding(client, pool, settings, account_id, by)
+    raise SteeringError("an SLA clock starts per ticket: use `csplay ticket open`")
+
+
+async def segment(pool, tier: str | None, status: str | None, csm: str | None) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT id, arr FROM accounts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR csm_email = $2)"
+        " ORDER BY id", status, csm,
+    )
+    return [r["id"] for r in rows if tier is None or tier_for_arr(r["arr"]).lower() == tier.lower()]
 
 
 @app.command()
@@ -209,19 +250,29 @@ async def churned(account_id: str, by: str = typer.Option(..., help="who records
 
 @app.command()
 @command
-async def tasks(account_id: str = typer.Option(None, "--account"), all_: bool = typer.Option(False, "--all")):
-    """Open tasks, soonest due first."""
+async def tasks(
+    account_id: str = typer.Option(None, "--account", help="only this account"),
+    owner: str = typer.Option(None, help="only this owner's e-mail"),
+    overdue: bool = typer.Option(False, "--overdue", help="only tasks past their due time"),
+    all_: bool = typer.Option(False, "--all", help="include completed and cancelled tasks"),
+):
+    """Open tasks by owner, soonest due first; overdue ones marked."""
     async with services(need_temporal=False) as (_, __, pool):
         rows = await pool.fetch(
-            "SELECT id, account_id, title, owner_email, due_at, priority, status FROM tasks "
-            "WHERE ($1::text IS NULL OR account_id = $1) AND ($2 OR status <> 'completed') ORDER BY due_at, id",
-            account_id, all_,
+            "SELECT id, account_id, title, owner_email, due_at, priority, status, due_at < now() AS late FROM tasks"
+            " WHERE ($1::text IS NULL OR account_id = $1) AND ($2::text IS NULL OR owner_email = $2)"
+            " AND ($3 OR status NOT IN ('completed', 'cancelled')) AND (NOT $4 OR due_at < now())"
+            " ORDER BY owner_email NULLS LAST, due_at, id",
+            account_id, owner, all_, overdue,
         )
-    table = Table("id", "account", "title", "owner", "due", "priority", "status")
+    table = Table("owner", "id", "account", "title", "due", "priority", "status")
     for r in rows:
-        table.add_row(str(r["id"]), r["account_id"], escape(r["title"]), r["owner_email"] or "",
-                      r["due_at"].strftime("%Y-%m-%d %H:%M"), r["priority"], r["status"])
+        late = r["late"] and r["status"] not in ("completed", "cancelled")
+        due = r["due_at"].strftime("%Y-%m-%d %H:%M") + (" [red]overdue[/red]" if late else "")
+        table.add_row(r["owner_email"] or "", str(r["id"]), r["account_id"], escape(r["title"]), due, r["priority"],
+                      r["status"])
     out.print(table)
+    out.print(f"{len(rows)} tasks, {sum(1 for r in rows if r['late'] and r['status'] not in ('completed', 'cancelled'))} overdue")
 
 
 @app.command("complete-task")
@@ -413,6 +464,98 @@ async def sla_report(
     out.print(table)
     if email:
         out.print("report e-mail " + ("was already sent for this month" if already else "sent"))
+
+
+@app.command("list")
+@command
+async def list_plays(
+    playbook: str = typer.Option(None, "--playbook", "-p", help="onboarding, renewal or sla"),
+    account_id: str = typer.Option(None, "--account"),
+    phase: str = typer.Option(None),
+    csm: str = typer.Option(None, help="the CSM's e-mail"),
+    risk_band: str = typer.Option(None, help="GREEN, YELLOW, ORANGE or RED"),
+    closed: bool = typer.Option(False, "--closed", help="also plays that have ended"),
+    limit: int = typer.Option(100),
+):
+    """Plays by their search attributes (Temporal visibility), newest first."""
+    clauses = [] if closed else ["ExecutionStatus = 'Running'"]
+    for name, value in (("Playbook", playbook), ("AccountId", account_id), ("Phase", phase), ("CsmEmail", csm),
+                        ("RiskBand", risk_band)):
+        if value:
+            clauses.append(f"{name} = {json.dumps(value)}")
+    query = " AND ".join(clauses)
+    async with services(need_db=False) as (_, client, __):
+        table = Table("play", "playbook", "account", "phase", "next action", "status", "started")
+        count = 0
+        async for w in client.list_workflows(query or None, limit=limit):
+            attrs = {p.key.name: p.value for p in w.typed_search_attributes}
+            nxt = attrs.get("NextActionAt")
+            table.add_row(w.id, attrs.get("Playbook", ""), attrs.get("AccountId", ""), attrs.get("Phase", ""),
+                          nxt.strftime("%Y-%m-%d %H:%M") if nxt else "", w.status.name.lower() if w.status else "",
+                          w.start_time.strftime("%Y-%m-%d %H:%M"))
+            count += 1
+    out.print(table)
+    out.print(f"{count} plays" + (f" matching {query}" if query else ""))
+
+
+@app.command()
+@command
+async def show(play: str = typer.Argument(..., help="the play's workflow id, e.g. renewal-acme or sla-T-1001")):
+    """One play's timeline: what is done, what is current, what comes next, with dates."""
+    async with services(need_db=False) as (_, client, __):
+        if play.startswith("sla-"):
+            print_ticket(await sla_status(client, play.removeprefix("sla-")))
+        elif play.startswith("renewal-"):
+            print_renewal(await renewal_status(client, play.removeprefix("renewal-")))
+        elif play.startswith("onboarding-"):
+            st = await client.get_workflow_handle(play).query(OnboardingPlan.status)
+            out.print(f"[bold]{escape(st.account_id)}[/bold]  phase {st.phase_name}  day {st.day}  "
+                      f"go-live day {st.go_live_day}  slip {st.slip_days} days")
+            table = Table("day", "when", "step", "status")
+            for e in st.schedule:
+                table.add_row(str(e.day or ""), e.at.strftime("%Y-%m-%d %H:%M"), escape(e.title), e.status)
+            out.print(table)
+            print_tasks(st.open_tasks)
+            print_failures(st.failed_steps)
+        else:
+            raise SteeringError(f"{play!r} is not a play id (onboarding-..., renewal-... or sla-...)")
+
+
+@app.command()
+@command
+async def pause(play: str, by: str = typer.Option(..., help="who pauses it"), reason: str = typer.Option("")):
+    """Pause a play: it acts on nothing until resumed (signals and task completions still land)."""
+    async with services(need_db=False) as (_, client, __):
+        await pause_play(client, play, by, reason)
+    out.print(f"{play} paused")
+
+
+@app.command()
+@command
+async def resume(play: str, by: str = typer.Option(..., help="who resumes it")):
+    """Resume a paused play; what fell due meanwhile follows the playbook's catch-up rules."""
+    async with services(need_db=False) as (_, client, __):
+        await resume_play(client, play, by)
+    out.print(f"{play} resumed")
+
+
+@app.command("skip-step")
+@command
+async def skip_step_cmd(play: str, step: str, by: str = typer.Option(..., help="who skips it"),
+                        reason: str = typer.Option("")):
+    """Skip one pending step of a play (the play refuses steps it cannot skip and lists those it can)."""
+    async with services(need_db=False) as (_, client, __):
+        result = await skip_step(client, play, step, by, reason)
+    out.print(f"skipped {escape(result.skipped)}; next: {escape(result.next_step)} at {result.next_at or '-'}")
+
+
+@app.command()
+@command
+async def cancel(play: str):
+    """Cancel a play: its open tasks are cancelled and it ends as cancelled."""
+    async with services(need_db=False) as (_, client, __):
+        await cancel_play(client, play)
+    out.print(f"{play} cancelled")
 
 
 @app.command()

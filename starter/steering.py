@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,7 +25,7 @@ from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
-from workflows.messages import TaskCompleted
+from workflows.messages import PausePlay, ResumePlay, SkipResult, SkipStep, TaskCompleted
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
@@ -269,3 +269,40 @@ async def sla_status(client: Client, ticket_id: str) -> SlaStatus:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise SteeringError(f"no SLA clock for ticket {ticket_id!r}", 404) from None
         raise
+
+
+# -- steering any play: pause, resume, skip a step, cancel ----------------------------
+async def pause_play(client: Client, workflow_id: str, by: str, reason: str = "") -> None:
+    await signal_play(client, workflow_id, "pause_play", PausePlay(by=by, reason=reason))
+
+
+async def resume_play(client: Client, workflow_id: str, by: str) -> None:
+    await signal_play(client, workflow_id, "resume_play", ResumePlay(by=by))
+
+
+async def skip_step(client: Client, workflow_id: str, step: str, by: str, reason: str = "") -> SkipResult:
+    """Skip one pending step; the play's validator refuses a step it cannot skip."""
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(
+            "skip_step", SkipStep(step=step, by=by, reason=reason), result_type=SkipResult
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no running play {workflow_id!r}", 404) from None
+        raise
+
+
+async def cancel_play(client: Client, workflow_id: str) -> None:
+    """Cancel a play: it cancels its open tasks and ends as cancelled (visible as such in the Temporal UI)."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no play {workflow_id!r}", 404) from None
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise SteeringError(f"play {workflow_id!r} is not running ({desc.status.name.lower()})", 409)
+    await handle.cancel()

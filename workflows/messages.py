@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Message(BaseModel):
@@ -15,3 +17,40 @@ class TaskCompleted(Message):
     task_id: int
     step: str
     completed_by: str
+
+
+class ControlEntry(Message):
+    kind: str  # paused, resumed, skipped
+    at: datetime
+    by: str
+    note: str = ""
+
+
+class PlayControl(Message):
+    """How people have steered a play: carried in its state, shown in its status."""
+
+    paused_at: datetime | None = None
+    paused_by: str = ""
+    pause_reason: str = ""
+    log: list[ControlEntry] = []
+
+
+class PausePlay(Message):
+    by: str = Field(min_length=1)
+    reason: str = ""
+
+
+class ResumePlay(Message):
+    by: str = Field(min_length=1)
+
+
+class SkipStep(Message):
+    step: str = Field(min_length=1)
+    by: str = Field(min_length=1)
+    reason: str = ""
+
+
+class SkipResult(Message):
+    skipped: str
+    next_step: str
+    next_at: datetime | None

@@ -17,11 +17,11 @@ with workflow.unsafe.imports_passed_through():
         OnboardingResult, OnboardingStatus, ReadinessSignoff,
     )
     from workflows.onboarding_timeline import Action, Blocker, OnboardingState, OnboardingTimeline
-    from workflows.play import Play
+    from workflows.play import Play, SteerablePlay
 
 
 @workflow.defn(name="OnboardingPlan")
-class OnboardingPlan:
+class OnboardingPlan(SteerablePlay):
     """Runs one account's 30-day onboarding: six phases, their tasks and
     milestones, the onboarding e-mails, the day-22 readiness gate, blocker
     alerts, slip escalations and the churn-risk mark for a long delay.
@@ -41,15 +41,19 @@ class OnboardingPlan:
         )
         self._timeline = OnboardingTimeline(self._content, self._state)
         self._signoffs: list[str] = []  # milestone steps completed by signal, to close in the task list
-        self._play = Play(ONBOARDING, input.account_id, input.playbook, input.search_attributes)
+        self._play = Play(ONBOARDING, input.account_id, input.playbook, input.search_attributes, self._state.control)
         self._search = self._play.search
 
     # -- main loop -----------------------------------------------------------
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingResult:
+        return await self._play.run_cancellable(self._run(input), self._state.tasks)
+
+    async def _run(self, input: OnboardingInput) -> OnboardingResult:
         await self._play.load_account()
         self._play.log("started", version=self._content.version, digest=input.playbook.digest)
         while True:
+            await self._play.hold_while_paused()
             await self._close_signed_tasks()
             await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks())
             now = workflow.now()
@@ -155,6 +159,17 @@ class OnboardingPlan:
             await self._play.complete_tasks(self._state.tasks, [self._signoffs[0]], "signal")
             self._signoffs.pop(0)
 
+    # -- steering (SteerablePlay) ---------------------------------------------------
+    def _skippable(self) -> dict[str, str]:
+        # A phase cannot be skipped: its milestones gate the rest of the plan.
+        return {a.step: f"{a.kind}: {a.ref}" for a in self._timeline.pending(workflow.now()) if a.kind != "phase"}
+
+    def _skip(self, step: str, why: str) -> None:
+        self._timeline.mark_skipped(step)
+
+    def _next(self):
+        return self._timeline.next_action(workflow.now())
+
     # -- messages ------------------------------------------------------------
     def _complete_milestone(self, milestone: str, by: str) -> None:
         shift = self._timeline.complete_milestone(milestone, workflow.now())
@@ -245,4 +260,5 @@ class OnboardingPlan:
             failed_steps=self._state.failed_steps,
             schedule=t.schedule(now),
             finished=finished,
+            control=self._state.control,
         )

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from core.models import TaskRef
 from playbooks.schema import OnboardingSnapshot
-from workflows.messages import Message
+from workflows.messages import Message, PlayControl
 from workflows.onboarding_timeline import Blocker, OnboardingState, ScheduleEntry, Shift
 
 ONBOARDING = "onboarding"
@@ -75,6 +75,7 @@ class OnboardingStatus(Message):
     failed_steps: dict[str, str]
     schedule: list[ScheduleEntry]
     finished: bool
+    control: PlayControl
 
 
 class OnboardingResult(Message):

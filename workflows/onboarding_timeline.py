@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from core.models import TaskRef
 from playbooks.schema import EmailStep, OnboardingContent, TaskContent
 from workflows.calendar import at_local, date_of_day, day_number, days_late, local_date, weekly_dates
+from workflows.messages import PlayControl
 
 
 class Model(BaseModel):
@@ -74,6 +75,7 @@ class OnboardingState(Model):
     failed_steps: dict[str, str] = {}
     tasks: dict[str, TaskRef] = {}
     blockers: dict[str, Blocker] = {}
+    control: PlayControl = PlayControl()
 
 
 class ScheduleEntry(Model):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
@@ -29,13 +29,16 @@ with workflow.unsafe.imports_passed_through():
         ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure, play_log,
         run_activity,
     )
-    from workflows.messages import TaskCompleted
+    from workflows.messages import (
+        ControlEntry, PausePlay, PlayControl, ResumePlay, SkipResult, SkipStep, TaskCompleted,
+    )
 
 
 class Play:
     def __init__(self, playbook: str, account_id: str, snapshot: PlaybookSnapshot, search_attributes: bool,
-                 keep_timers: bool = False):
+                 control: PlayControl, keep_timers: bool = False):
         info = workflow.info()
+        self.control = control
         self.playbook = playbook
         self.ref = PlayRef(workflow_id=info.workflow_id, play_id=info.first_execution_run_id, account_id=account_id)
         self.snapshot = snapshot
@@ -74,6 +77,26 @@ class Play:
         await workflow.wait_condition(lambda: self._woken or (timer is not None and timer.done()))
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
+
+    async def hold_while_paused(self) -> None:
+        """A paused play acts on nothing (signals still land) until resumed; what fell due
+        meanwhile is then handled by the playbook's own catch-up rules."""
+        if self.control.paused_at is None:
+            return
+        self.search.set(PHASE, "paused")
+        self.search.set(NEXT_ACTION_AT, None)
+        await workflow.wait_condition(lambda: self.control.paused_at is None)
+
+    async def run_cancellable(self, main: Awaitable, tasks: dict[str, TaskRef]):
+        """Run the play; on cancellation, take its open tasks off everyone's list, then end as cancelled."""
+        try:
+            return await main
+        except asyncio.CancelledError:
+            # New activities still run after a cancel request: the cleanup is durable too.
+            for ref in await run_activity(TaskActivities.cancel_open_tasks, self.ref):
+                tasks[ref.step] = ref
+            self.log("cancelled", open_tasks_cancelled=sum(1 for t in tasks.values() if t.status == "cancelled"))
+            raise
 
     @staticmethod
     def history_is_long(max_events: int) -> bool:
@@ -160,3 +183,55 @@ class Play:
         if ref.status != "completed":
             tasks[done.step] = ref.model_copy(update={"status": "completed", "completed_at": workflow.now()})
         return ref
+
+
+class SteerablePlay:
+    """Pause, resume and skip-step, the same for every playbook workflow (their
+    handlers are inherited). A subclass keeps `self._play` and says which of its
+    pending steps a person may skip, and how to skip one."""
+
+    _play: Play
+
+    def _skippable(self) -> dict[str, str]:
+        """Pending steps that may be skipped: step -> title."""
+        raise NotImplementedError
+
+    def _skip(self, step: str, why: str) -> None:
+        raise NotImplementedError
+
+    def _next(self) -> tuple[str, datetime | None]:
+        raise NotImplementedError
+
+    def _control(self, kind: str, by: str, note: str = "") -> None:
+        self._play.control.log.append(ControlEntry(kind=kind, at=workflow.now(), by=by, note=note))
+        self._play.log(f"play_{kind}", by=by, note=note)
+        self._play.wake()
+
+    @workflow.signal
+    def pause_play(self, req: PausePlay) -> None:
+        control = self._play.control
+        if control.paused_at is None:
+            control.paused_at, control.paused_by, control.pause_reason = workflow.now(), req.by, req.reason
+            self._control("paused", req.by, req.reason)
+
+    @workflow.signal
+    def resume_play(self, req: ResumePlay) -> None:
+        control = self._play.control
+        if control.paused_at is not None:
+            control.paused_at, control.paused_by, control.pause_reason = None, "", ""
+            self._control("resumed", req.by)
+
+    @workflow.update
+    def skip_step(self, req: SkipStep) -> SkipResult:
+        self._skip(req.step, f"skipped by {req.by}" + (f": {req.reason}" if req.reason else ""))
+        self._control("skipped", req.by, f"{req.step} {req.reason}".strip())
+        step, at = self._next()
+        return SkipResult(skipped=req.step, next_step=step, next_at=at)
+
+    @skip_step.validator
+    def _validate_skip_step(self, req: SkipStep) -> None:
+        skippable = self._skippable()
+        if req.step not in skippable:
+            choices = ", ".join(skippable) or "none right now"
+            raise ApplicationError(f"{req.step!r} is not a pending step that can be skipped (can skip: {choices})",
+                                   type="InvalidSkip")

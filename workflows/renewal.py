@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calendar import local_date
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
-    from workflows.play import Play
+    from workflows.play import Play, SteerablePlay
     from workflows.renewal_messages import (
         RENEWAL, ChangeRenewalDate, Churned, RenewalInput, RenewalPlan, RenewalResult, RenewalStatus, Renewed,
     )
@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name="RenewalCountdown")
-class RenewalCountdown:
+class RenewalCountdown(SteerablePlay):
     """Runs one account's renewal: the countdown steps from 180 days out, the
     churn-risk marks of the final 90 days and of a missed date, past-due
     escalations, then the post-renewal steps (renewed) or the close-out
@@ -45,18 +45,22 @@ class RenewalCountdown:
         self._timeline = RenewalTimeline(self._content, self._state)
         if input.state is None:
             self._timeline.skip_before_start()
-        self._play = Play(RENEWAL, input.account_id, input.playbook, input.search_attributes)
+        self._play = Play(RENEWAL, input.account_id, input.playbook, input.search_attributes, self._state.control)
         self._search = self._play.search
 
     # -- main loop -----------------------------------------------------------
     @workflow.run
     async def run(self, input: RenewalInput) -> RenewalResult:
+        return await self._play.run_cancellable(self._run(input), self._state.tasks)
+
+    async def _run(self, input: RenewalInput) -> RenewalResult:
         await self._play.load_account()
         self._log("started" if self._state.runs == 1 else "continued",
                   renewal_date=self._state.renewal_date.isoformat(), tier=self._state.tier,
                   version=self._content.version, digest=input.playbook.digest, run=self._state.runs,
                   skipped=list(self._state.skipped_steps))
         while True:
+            await self._play.hold_while_paused()
             await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks())
             now = workflow.now()
             due = self._timeline.due(now)
@@ -171,6 +175,18 @@ class RenewalCountdown:
     def _log(self, event: str, severity: str = "info", **fields) -> None:
         self._play.log(event, severity, **fields)
 
+    # -- steering (SteerablePlay) ---------------------------------------------------
+    def _skippable(self) -> dict[str, str]:
+        # The outcome bookkeeping and the churn close-out are not optional.
+        return {a.step: f"{a.kind}: {a.ref}" for a in self._timeline.pending()
+                if a.kind not in ("outcome", "churn_close")}
+
+    def _skip(self, step: str, why: str) -> None:
+        self._timeline.skip(step, why)
+
+    def _next(self):
+        return self._timeline.next_action()
+
     # -- messages ------------------------------------------------------------
     @workflow.signal
     def renewed(self, signed: Renewed) -> None:
@@ -231,4 +247,5 @@ class RenewalCountdown:
             open_tasks=[r for r in st.tasks.values() if r.status != "completed"],
             date_changes=st.date_changes, failed_steps=st.failed_steps, schedule=t.schedule(now),
             run_count=st.runs, finished=t.finished(),
+            control=self._state.control,
         )

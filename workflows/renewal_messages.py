@@ -8,7 +8,7 @@ from pydantic import Field
 
 from core.models import TaskRef, Tier
 from playbooks.schema import RenewalSnapshot
-from workflows.messages import Message
+from workflows.messages import Message, PlayControl
 from workflows.renewal_timeline import DateChange, Outcome, RenewalState, ScheduleEntry
 
 RENEWAL = "renewal"
@@ -78,6 +78,7 @@ class RenewalStatus(Message):
     schedule: list[ScheduleEntry]
     run_count: int
     finished: bool
+    control: PlayControl
 
 
 class RenewalResult(Message):

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from core.models import TaskRef, Tier
 from playbooks.schema import CountdownStep, RenewalContent, RenewalStep, StepTask
 from workflows.calendar import at_local, local_date
+from workflows.messages import PlayControl
 
 Outcome = Literal["renewed", "churned"]
 ActionKind = Literal["step", "outcome", "final_window", "past_due", "past_due_escalation", "churn_close"]
@@ -66,6 +67,7 @@ class RenewalState(Model):
     tasks: dict[str, TaskRef] = {}
     emails_sent: list[str] = []
     runs: int = 1  # runs of the workflow chain so far (continue-as-new starts the next)
+    control: PlayControl = PlayControl()
 
 
 class Action(Model):

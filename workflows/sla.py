@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models import EscalationReport, ServiceCreditRequest, TicketRecord
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
-    from workflows.play import Play
+    from workflows.play import Play, SteerablePlay
     from workflows.sla_messages import (
         SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, SlaInput, SlaResult, SlaStatus,
     )
@@ -22,7 +22,7 @@ UPDATE_CADENCE = {"P0": "Every 30 minutes until resolved", "P1": "Every 4 hours"
 
 
 @workflow.defn(name="SlaClock")
-class SlaClock:
+class SlaClock(SteerablePlay):
     """Runs one ticket's response and resolution clocks against the tier x
     priority targets, climbs the escalation ladder at the SLA, past it and
     at twice it (with a service credit), keeps a P0's customer updated every
@@ -44,15 +44,20 @@ class SlaClock:
         self._timeline = SlaTimeline(self._content, self._state, input.holidays)
         if input.state is None:
             self._timeline.start()
-        self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, keep_timers=True)
+        self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, self._state.control,
+                          keep_timers=True)
         self._changed = True  # the ticket row needs writing
 
     @workflow.run
     async def run(self, input: SlaInput) -> SlaResult:
+        return await self._play.run_cancellable(self._run(input), self._state.tasks)
+
+    async def _run(self, input: SlaInput) -> SlaResult:
         await self._play.load_account()
         self._play.log("started" if self._state.runs == 1 else "continued", ticket_id=input.ticket_id,
                        priority=self._state.priority, tier=self._state.tier)
         while True:
+            await self._play.hold_while_paused()
             await self._record_ticket()
             now = workflow.now()
             due = self._timeline.due(now)
@@ -176,6 +181,18 @@ class SlaClock:
         ))
         self._changed = False
 
+    # -- steering (SteerablePlay) ---------------------------------------------------
+    def _skippable(self) -> dict[str, str]:
+        # Closing the ticket is not optional; escalations, updates and the root-cause task are.
+        return {a.step: f"{a.kind}: {a.clock or ''}".rstrip(": ") for a in self._timeline.pending()
+                if a.kind != "close"}
+
+    def _skip(self, step: str, why: str) -> None:
+        self._timeline.skip(step)
+
+    def _next(self):
+        return self._timeline.next_action()
+
     # -- ticket events ------------------------------------------------------------
     def _event(self, name: str, changed: bool, **fields) -> None:
         if changed:
@@ -226,4 +243,5 @@ class SlaClock:
             priority_changes=st.priority_changes,
             open_tasks=[r for r in st.tasks.values() if r.status != "completed"],
             next_action=step, next_action_at=at, failed_steps=st.failed_steps, run_count=st.runs,
+            control=self._state.control,
         )

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from core.models import Priority, TaskRef, TicketStatus, Tier
 from playbooks.schema import SlaSnapshot
-from workflows.messages import Message
+from workflows.messages import Message, PlayControl
 from workflows.sla_timeline import ClockView, Escalation, PriorityChange, SlaState
 
 SLA = "sla"
@@ -80,6 +80,7 @@ class SlaStatus(Message):
     next_action_at: datetime | None
     failed_steps: dict[str, str]
     run_count: int
+    control: PlayControl
 
 
 class SlaResult(Message):

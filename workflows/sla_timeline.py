@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from core.models import Priority, TaskRef, TicketStatus, Tier
 from playbooks.schema import Clock, LadderRule, SlaContent, SlaTarget
 from workflows.business_time import AroundTheClock, BusinessCalendar
+from workflows.messages import PlayControl
 
 CLOCKS: tuple[Clock, ...] = ("response", "resolution")
 ActionKind = Literal["ladder", "p0_update", "root_cause", "close"]
@@ -87,6 +88,7 @@ class SlaState(Model):
     failed_steps: dict[str, str] = {}
     tasks: dict[str, TaskRef] = {}
     runs: int = 1
+    control: PlayControl = PlayControl()
 
 
 class Action(Model):
@@ -193,6 +195,13 @@ class SlaTimeline:
     def mark_done(self, step: str) -> None:
         if not self.is_done(step):
             self.state.done_steps.append(step)
+
+    def skip(self, step: str) -> None:
+        """A person skipped a pending step; a skipped P0 update moves the count on to the next one."""
+        if step.startswith("p0-update/"):
+            self.state.p0_updates_sent = max(self.state.p0_updates_sent, int(step.rsplit("-", 1)[1]))
+        if not self.is_done(step):
+            self.state.skipped_steps.append(step)
 
     def ladder_role(self, level: int) -> str:
         ladder = self.content.tiers[self.state.tier].ladder

@@ -154,7 +154,31 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         assert shown.returncode == 0 and "L2 -> vp_engineering" in shown.stdout
         unknown = cli(env, "ticket", "ack", "T-NONE", "--by", "e2e")
         assert unknown.returncode == 1 and "no running play 'sla-T-NONE'" in unknown.stderr
-        await client.get_workflow_handle("sla-T-E2E").terminate("end of e2e test")
+
+        # Steering any play from the command line, found by its search attributes.
+        listed = cli(env, "list", "--playbook", "sla", "--account", "acme")
+        assert listed.returncode == 0 and "sla-T-E2E" in listed.stdout and "1 plays" in listed.stdout, listed.stderr
+        assert cli(env, "pause", "sla-T-E2E", "--by", "e2e").returncode == 0
+
+        async def paused():
+            return [w async for w in client.list_workflows('Phase="paused"')]
+
+        await wait_for(paused, what="the paused play in visibility")
+        refused = cli(env, "skip-step", "sla-T-E2E", "close/0", "--by", "e2e")
+        assert refused.returncode == 1 and "can skip:" in refused.stderr
+        assert cli(env, "resume", "sla-T-E2E", "--by", "e2e").returncode == 0
+        shown = cli(env, "show", "sla-T-E2E")
+        assert shown.returncode == 0 and "response" in shown.stdout and "resolution" in shown.stdout
+        cancelled = cli(env, "cancel", "sla-T-E2E")
+        assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+        again = cli(env, "cancel", "sla-T-E2E")
+        assert again.returncode == 1 and "not running" in again.stderr
+
+        # A segment launch shows progress and a summary.
+        bulk = cli(env, "launch", "--playbook", "onboarding", "--tier", "Enterprise")
+        assert bulk.returncode == 0 and "1 started, 0 refused" in bulk.stdout, bulk.stderr
+        assert "launching onboarding" in bulk.stderr
+        await client.get_workflow_handle("onboarding-acme").terminate("end of e2e test")
     finally:
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=30)[0].decode()
