@@ -9,6 +9,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
 from datetime import date, datetime, timedelta
 from enum import Enum
 from contextlib import asynccontextmanager
@@ -20,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.markup import escape
 
+from activities.accounts import fetch_account
 from activities.db import DatabaseUnavailable, create_pool, database_url
 from core.settings import get_settings
 from core.temporal import connect
@@ -98,6 +104,7 @@ async def signal_onboarding(account_id: str, signal, arg) -> None:
 class Playbook(str, Enum):
     onboarding = "onboarding"
     renewal = "renewal"
+    sla = "sla"
 
 
 def parse_date(value: str | None) -> date | None:
@@ -556,6 +563,48 @@ async def cancel(play: str):
     async with services(need_db=False) as (_, client, __):
         await cancel_play(client, play)
     out.print(f"{play} cancelled")
+
+
+@app.command()
+def preview(
+    playbook: Playbook = typer.Argument(..., help="onboarding, renewal or sla"),
+    account_id: str = typer.Option(None, "--account", help="preview for this account (default: a sample one)"),
+    priority: str = typer.Option("P1", help="sla: the ticket's priority"),
+    renewal_days_out: int = typer.Option(180, help="renewal: days from launch to the renewal date"),
+):
+    """The whole timeline of a play (e-mails, tasks, escalations) in about a second, sending nothing."""
+    from starter.preview import format_timeline, preview as run_preview
+
+    logging.getLogger("temporalio").setLevel(logging.ERROR)  # a play's own warnings are part of the timeline
+
+    async def go():
+        account = None
+        if account_id:
+            async with services(need_temporal=False) as (_, __, pool):
+                try:
+                    account = await fetch_account(pool, account_id)
+                except LookupError as exc:
+                    raise SteeringError(str(exc), 404) from None
+        started = time.perf_counter()
+        entries = await run_preview(playbook.value, account, renewal_days_out=renewal_days_out,
+                                    ticket_priority=priority.upper())
+        return entries, time.perf_counter() - started
+
+    try:
+        entries, seconds = asyncio.run(go())
+    except (SteeringError, PlaybookError, DatabaseUnavailable, ValueError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    for line in format_timeline(entries):
+        out.print(escape(line), highlight=False)
+    kinds = Counter(e.kind for e in entries)
+    out.print(f"{len(entries)} entries ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) "
+              f"previewed in {seconds:.2f} s; nothing was sent or written")
+    # Leave without the interpreter's shutdown: the Temporal runtime's threads can
+    # crash it after the work is done (temporalio/sdk-python issue 300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()
