@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from datetime import date
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,7 @@ from playbooks.loader import PlaybookError
 from starter import webhooks
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
-    renewal_status,
+    query_status, renewal_status,
 )
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import OnboardingStatus, onboarding_workflow_id
@@ -110,12 +110,8 @@ async def launch(req: LaunchRequest, state=Depends(deps)):
 
 @app.get("/plays/onboarding/{account_id}", response_model=OnboardingStatus)
 async def play_status(account_id: str, state=Depends(deps)):
-    from temporalio.service import RPCError
-
-    try:
-        return await state.client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
-    except RPCError:
-        raise HTTPException(404, f"no onboarding play for account {account_id!r}") from None
+    return await query_status(state.client, onboarding_workflow_id(account_id), OnboardingPlan.status,
+                              f"no onboarding play for account {account_id!r}")
 
 
 class RenewalLaunch(LaunchRequest):

@@ -163,13 +163,19 @@ async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, comple
     return row
 
 
-async def renewal_status(client: Client, account_id: str) -> RenewalStatus:
+async def query_status(client: Client, workflow_id: str, query, missing: str):
+    """A play's status query; a play that does not exist is a clear 404 saying `missing`."""
     try:
-        return await client.get_workflow_handle(renewal_workflow_id(account_id)).query(RenewalCountdown.status)
+        return await client.get_workflow_handle(workflow_id).query(query)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise SteeringError(f"no renewal countdown for account {account_id!r}", 404) from None
+            raise SteeringError(missing, 404) from None
         raise
+
+
+async def renewal_status(client: Client, account_id: str) -> RenewalStatus:
+    return await query_status(client, renewal_workflow_id(account_id), RenewalCountdown.status,
+                              f"no renewal countdown for account {account_id!r}")
 
 
 async def _running_renewal(client: Client, account_id: str) -> tuple[WorkflowHandle, RenewalStatus]:
@@ -263,12 +269,8 @@ async def open_ticket(
 
 
 async def sla_status(client: Client, ticket_id: str) -> SlaStatus:
-    try:
-        return await client.get_workflow_handle(sla_workflow_id(ticket_id)).query(SlaClock.status)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise SteeringError(f"no SLA clock for ticket {ticket_id!r}", 404) from None
-        raise
+    return await query_status(client, sla_workflow_id(ticket_id), SlaClock.status,
+                              f"no SLA clock for ticket {ticket_id!r}")
 
 
 # -- steering any play: pause, resume, skip a step, cancel ----------------------------

@@ -98,11 +98,16 @@ class Play:
             self.log("cancelled", open_tasks_cancelled=sum(1 for t in tasks.values() if t.status == "cancelled"))
             raise
 
-    @staticmethod
-    def history_is_long(max_events: int) -> bool:
-        """Time to continue as new: the server suggests it, or our own (lower) limit is reached."""
+    async def continue_as_new_if_long(self, input, state) -> None:
+        """Keep a play that lives for months on a bounded history: past `input.max_history_events`
+        (or when the server suggests it) start the next run with the state learnt so far."""
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= max_events
+        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state.runs += 1
+        self.log("continue_as_new", events=info.get_current_history_length(), run=state.runs)
+        workflow.continue_as_new(input.model_copy(update={"state": state}))
 
     async def finish(self, phase: str) -> None:
         """Let running handlers end, then show the play as done in the UI."""

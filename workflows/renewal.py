@@ -72,11 +72,7 @@ class RenewalCountdown(SteerablePlay):
                 break
             self._search.set(PHASE, self._timeline.phase())
             self._search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
-            if self._play.history_is_long(input.max_history_events):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._state.runs += 1
-                self._log("continue_as_new", events=workflow.info().get_current_history_length())
-                workflow.continue_as_new(input.model_copy(update={"state": self._state}))
+            await self._play.continue_as_new_if_long(input, self._state)
             await self._play.sleep_until(self._timeline.next_wake(now))
         await self._play.finish(self._timeline.phase())
         st = self._state

@@ -69,10 +69,7 @@ class SlaClock(SteerablePlay):
                 break
             self._play.search.set(PHASE, self._state.status)
             self._play.search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
-            if self._play.history_is_long(input.max_history_events):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._state.runs += 1
-                workflow.continue_as_new(input.model_copy(update={"state": self._state}))
+            await self._play.continue_as_new_if_long(input, self._state)
             await self._play.sleep_until(self._timeline.next_wake(now))
         await self._play.finish("closed")
         st, now = self._state, workflow.now()
