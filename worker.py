@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
+from activities.churn import ChurnActivities, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
@@ -26,16 +27,18 @@ from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.onboarding import OnboardingPlan
+from workflows.churn import ChurnWatch, MonthlyRiskSummary
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
 
-WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
     accounts, tasks = AccountActivities(pool), TaskActivities(pool)
     email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings)
     sla = SlaActivities(pool)
+    churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     return [
         accounts.load_account,
         accounts.record_renewal_outcome,
@@ -48,6 +51,8 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
         escalation.record_risk_points,
         sla.record_ticket,
         sla.record_service_credit,
+        churn.record_risk,
+        summary.send_risk_summary,
     ]
 
 

@@ -220,6 +220,31 @@ class ServiceCreditRequest(Model):
     reason: str
 
 
+class BandChangeRecord(Model):
+    from_band: str
+    to_band: str
+    score: int
+    at: datetime
+
+
+class RiskRecord(Model):
+    """An account's current churn-risk score, and the band changes not yet written."""
+
+    play: PlayRef
+    score: int
+    band: str
+    indicators: list[str]
+    at: datetime
+    changes: list[BandChangeRecord] = []
+    first_change: int = 0  # index of changes[0] in the play's list: the idempotency key
+
+
+class RiskSummaryRequest(Model):
+    month: date
+    template: EmailTemplate
+    to: list[Role]
+
+
 class RiskPointsRequest(Model):
     play: PlayRef
     step: str

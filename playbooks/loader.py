@@ -17,11 +17,13 @@ from core.models import EmailTemplate
 from playbooks.rendering import RenderError, email_context, referenced_templates, render_email
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
 from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, PlaybookSnapshot
+from playbooks.scoring import ScoringContent
 from playbooks.triggers import TriggersContent
 
 PLAYBOOKS_DIR = Path(__file__).parent
 MAX_FILE_BYTES = 1_000_000
 TRIGGERS_FILE = "triggers.yaml"
+SCORING_FILE = "churn_scoring.yaml"
 
 
 class PlaybookError(ValueError):
@@ -129,12 +131,21 @@ def _validate(name: str, root: yaml.Node, model: type[Content], data: object) ->
         raise PlaybookError(problems) from None
 
 
-def load_triggers(path: Path) -> TriggersContent:
-    """The CRM routing rules (triggers.yaml), validated, errors as file:line: field: message."""
+def _load_config(path: Path, model: type[Content]):
     name, _, root, data = _read_yaml(Path(path))
     if not isinstance(data, dict):
-        raise PlaybookError([(name, 1, "", "expected a mapping with a 'triggers' list at the top")])
-    return _validate(name, root, TriggersContent, data)
+        raise PlaybookError([(name, 1, "", "expected a mapping at the top")])
+    return _validate(name, root, model, data)
+
+
+def load_triggers(path: Path) -> TriggersContent:
+    """The CRM routing rules (triggers.yaml), validated, errors as file:line: field: message."""
+    return _load_config(path, TriggersContent)
+
+
+def load_scoring(path: Path | None = None) -> ScoringContent:
+    """The churn-risk models (churn_scoring.yaml), validated, errors as file:line: field: message."""
+    return _load_config(path or PLAYBOOKS_DIR / SCORING_FILE, ScoringContent)
 
 
 def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
@@ -213,6 +224,10 @@ def check_template(template: EmailTemplate, playbook: str) -> str | None:
     return None
 
 
+# Files of the playbooks folder that are configuration, not playbooks.
+CONFIG_FILES: dict[str, type[Content]] = {TRIGGERS_FILE: TriggersContent, SCORING_FILE: ScoringContent}
+
+
 def load_named(playbook: str, playbooks_dir: Path | None = None) -> PlaybookSnapshot:
     return load_playbook((playbooks_dir or PLAYBOOKS_DIR) / f"{playbook}.yaml")
 
@@ -222,7 +237,10 @@ def validate_all(playbooks_dir: Path | None = None) -> list[str]:
     errors: list[str] = []
     for path in sorted((playbooks_dir or PLAYBOOKS_DIR).glob("*.yaml")):
         try:
-            load_triggers(path) if path.name == TRIGGERS_FILE else load_playbook(path)
+            if path.name in CONFIG_FILES:
+                _load_config(path, CONFIG_FILES[path.name])
+            else:
+                load_playbook(path)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
     return errors

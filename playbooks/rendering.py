@@ -105,6 +105,8 @@ class _TextExtractor(HTMLParser):
             self._skip += 1
         elif tag == "li":
             self.parts.append("\n- ")
+        elif tag in ("td", "th"):
+            self.parts.append("  ")  # cells of a row stay apart in the plain-text part
         elif tag in self._BREAKS:
             self.parts.append("\n")
 

@@ -96,10 +96,26 @@ SLA_DATA = {
     "totals": {"tickets": 2, "response_pct": 50.0, "resolution_pct": 100.0, "credits": Decimal("625.00")},
 }
 
+CHURN_DATA = {
+    "band": "ORANGE",
+    "previous_band": "YELLOW",
+    "score": 45,
+    "play": "Escalated intervention",
+    "indicators": [{"key": "nps_below_30", "label": "NPS score < 30", "points": 20}],
+    "actions": [{"title": "VP-level call", "owner": "vp_product", "due": _T}],
+    "month": "2027-01",
+    "counts": {"GREEN": 10, "YELLOW": 3, "ORANGE": 1, "RED": 1},
+    "arr": {"GREEN": Decimal(1_000_000), "YELLOW": Decimal(300_000), "ORANGE": Decimal(150_000), "RED": Decimal(90_000)},
+    "moves": [{"account": "Sample Corp", "from_band": "YELLOW", "to_band": "ORANGE", "at": _T}],
+    "rescued": ["Other Corp"],
+    "lost": [],
+}
+
 _ESCALATION = {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}
 
 SAMPLE_DATA: dict[str, dict] = {
     "onboarding": {**ONBOARDING_DATA, "escalation": _ESCALATION},
     "renewal": {**RENEWAL_DATA, "escalation": _ESCALATION},
     "sla": {**SLA_DATA, "escalation": _ESCALATION},
+    "churn": {**CHURN_DATA, "escalation": _ESCALATION},
 }

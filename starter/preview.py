@@ -40,9 +40,10 @@ from activities.common import not_retryable
 from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.models import (
-    Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest, EscalationResult,
-    Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RiskPointsRequest, SendEmailRequest,
-    ServiceCreditRequest, StaffMember, TaskRef, TicketRecord,
+    Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest,
+    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RiskPointsRequest,
+    RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember, TaskRef,
+    TicketRecord,
 )
 from core.settings import Settings
 from playbooks.loader import load_named
@@ -259,6 +260,17 @@ class RecordingActivities:
                         f"{req.clock}: {req.percent:g}% of the monthly fee = ${amount} ({req.reason})")
             self._done[key] = amount
         return self._done[key]
+
+    @activity.defn(name="record_risk")
+    async def record_risk(self, rec: RiskRecord) -> None:
+        for c in rec.changes:
+            self.record("band", f"band-change/{c.from_band}-{c.to_band}", f"{c.from_band} -> {c.to_band} "
+                        f"(risk {c.score})", at=c.at)
+
+    @activity.defn(name="send_risk_summary")
+    async def send_risk_summary(self, req: RiskSummaryRequest) -> dict:
+        self.record("email", "summary", f"monthly risk summary {req.month:%Y-%m} to {', '.join(req.to)}")
+        return {"month": f"{req.month:%Y-%m}"}
 
 
 # -- drivers: a CS team that does everything on time ---------------------------------

@@ -183,7 +183,7 @@ YAML_CASES = {
     ),
     "unknown playbook kind": (
         "playbook: onboarding", "playbook: retention",
-        "playbook: retention", "playbook", "must be one of: onboarding, renewal, sla",
+        "playbook: retention", "playbook", "must be one of: churn, onboarding, renewal, sla",
     ),
     "template outside templates/": (
         f"template: {WELCOME}", "template: ../loader.py",

@@ -1,0 +1,107 @@
+"""Churn-risk records (seed 001 section 13.2) and the monthly risk summary (section 13.4)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from temporalio import activity
+
+from activities.accounts import fetch_staff
+from activities.common import not_retryable, play_logger
+from activities.email import Mailer, resolve_roles
+from core.models import PlayRef, RiskRecord, RiskSummaryRequest
+from core.settings import Settings
+
+BANDS = ("GREEN", "YELLOW", "ORANGE", "RED")
+NY = ZoneInfo("America/New_York")
+
+
+class ChurnActivities:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @activity.defn(name="record_risk")
+    async def record_risk(self, rec: RiskRecord) -> None:
+        """The account's current score (latest wins) and its band changes (each once)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO account_risk (account_id, score, band, indicators, updated_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (account_id) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band,
+                    indicators = EXCLUDED.indicators, updated_at = EXCLUDED.updated_at
+                WHERE account_risk.updated_at <= EXCLUDED.updated_at
+                """,
+                rec.play.account_id, rec.score, rec.band, rec.indicators, rec.at,
+            )
+            await conn.executemany(
+                """
+                INSERT INTO risk_band_changes (idem_key, account_id, workflow_id, from_band, to_band, score, changed_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idem_key) DO NOTHING
+                """,
+                [(rec.play.key(f"band-change/{rec.first_change + i}"), rec.play.account_id, rec.play.workflow_id,
+                  c.from_band, c.to_band, c.score, c.at) for i, c in enumerate(rec.changes)],
+            )
+        for c in rec.changes:
+            play_logger("churn", rec.play).warning("churn.band_changed", from_band=c.from_band, to_band=c.to_band,
+                                                   score=c.score)
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    first = month.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return datetime.combine(first, time(), tzinfo=NY), datetime.combine(nxt, time(), tzinfo=NY)
+
+
+async def risk_summary(pool: asyncpg.Pool, month: date) -> dict:
+    """Accounts per band (and their ARR) now, the band moves during `month`, the accounts
+    rescued (ORANGE or RED, back to GREEN within the month) and lost (churned)."""
+    start, end = month_bounds(month)
+    rows = await pool.fetch(
+        "SELECT a.id, a.name, a.arr, a.status, coalesce(r.band, 'GREEN') AS band FROM accounts a"
+        " LEFT JOIN account_risk r ON r.account_id = a.id WHERE a.status <> 'churned' ORDER BY a.id"
+    )
+    counts = {b: 0 for b in BANDS}
+    arr = {b: Decimal(0) for b in BANDS}
+    for r in rows:
+        counts[r["band"]] += 1
+        arr[r["band"]] += Decimal(r["arr"])
+    moves = await pool.fetch(
+        "SELECT c.account_id, a.name, c.from_band, c.to_band, c.changed_at FROM risk_band_changes c"
+        " JOIN accounts a ON a.id = c.account_id WHERE c.changed_at >= $1 AND c.changed_at < $2"
+        " ORDER BY c.changed_at, c.id", start, end,
+    )
+    rescued = sorted({m["name"] for m in moves if m["to_band"] == "GREEN" and any(
+        o["account_id"] == m["account_id"] and o["to_band"] in ("ORANGE", "RED") for o in moves)})
+    lost = await pool.fetch(
+        "SELECT name FROM accounts WHERE status = 'churned' AND updated_at >= $1 AND updated_at < $2 ORDER BY name",
+        start, end,
+    )
+    return {
+        "month": month.strftime("%Y-%m"),
+        "counts": counts,
+        "arr": arr,
+        "moves": [{"account": m["name"], "from_band": m["from_band"], "to_band": m["to_band"], "at": m["changed_at"]}
+                  for m in moves],
+        "rescued": rescued,
+        "lost": [r["name"] for r in lost],
+    }
+
+
+class RiskSummaryActivities:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self.pool, self.settings = pool, settings
+
+    @activity.defn(name="send_risk_summary")
+    async def send_risk_summary(self, req: RiskSummaryRequest) -> dict:
+        """E-mail the month's summary once (the communication log keys it by month)."""
+        report = await risk_summary(self.pool, req.month)
+        staff = await fetch_staff(self.pool)
+        people = resolve_roles(req.to, None, staff)
+        if not people:
+            raise not_retryable("the summary has nobody to go to: add the roles to the staff table", "NoRecipient")
+        play = PlayRef(workflow_id="report-churn", play_id=report["month"], account_id="")
+        await Mailer(self.pool, self.settings).deliver(play, "summary", req.template, people, [], report, None, staff)
+        return {"month": report["month"], "counts": report["counts"], "moves": len(report["moves"])}
