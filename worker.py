@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
-from activities.churn import ChurnActivities, RiskSummaryActivities
+from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
@@ -34,9 +34,11 @@ from workflows.sla import SlaClock
 WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary]
 
 
-def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
-    accounts, tasks = AccountActivities(pool), TaskActivities(pool)
-    email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings)
+def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
+    # With a client, risk found by one play reaches the account's churn watch.
+    feed = ChurnFeed(client, settings) if client is not None else None
+    accounts, tasks = AccountActivities(pool, feed), TaskActivities(pool)
+    email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings, feed)
     sla = SlaActivities(pool)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     return [
@@ -71,7 +73,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(pool, settings),
+        activities=activities_for(pool, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=workflow_runner(),
         **options,

@@ -86,8 +86,9 @@ async def upsert_staff(pool: asyncpg.Pool, members: list[StaffMember]) -> None:
 
 
 class AccountActivities:
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, feed=None):
         self.pool = pool
+        self.feed = feed  # an activities.churn.ChurnFeed, to clear contract risk once renewed
 
     @activity.defn(name="load_account")
     async def load_account(self, account_id: str) -> Account:
@@ -107,6 +108,9 @@ class AccountActivities:
             )
         if result.endswith(" 0"):
             raise not_retryable(f"unknown account {req.play.account_id!r}", "AccountNotFound")
+        if req.outcome == "renewed" and self.feed is not None:
+            for indicator in ("contract_final_90_days", "renewal_past_due"):
+                await self.feed.flag(req.play.account_id, indicator, False, req.play.workflow_id, "renewed")
         play_logger("accounts", req.play).info(
             "account.renewal_outcome", outcome=req.outcome, new_renewal_date=str(req.new_renewal_date or "")
         )

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy,
+)
 
 from activities.accounts import fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import Mailer, resolve_roles
 from core.models import PlayRef, RiskRecord, RiskSummaryRequest
 from core.settings import Settings
+from playbooks.loader import SCORING_FILE, load_named, load_scoring
+from workflows.churn_messages import CHURN, ChurnInput, IndicatorFlag, churn_workflow_id
+from workflows.common import ACCOUNT_ID, PLAYBOOK
 
 BANDS = ("GREEN", "YELLOW", "ORANGE", "RED")
 NY = ZoneInfo("America/New_York")
@@ -105,3 +113,39 @@ class RiskSummaryActivities:
         play = PlayRef(workflow_id="report-churn", play_id=report["month"], account_id="")
         await Mailer(self.pool, self.settings).deliver(play, "summary", req.template, people, [], report, None, staff)
         return {"month": report["month"], "counts": report["counts"], "moves": len(report["moves"])}
+
+
+class ChurnFeed:
+    """Tells an account's churn watch what other plays learnt (an onboarding delay, the
+    final 90 days before renewal, a missed renewal date), starting the watch if needed."""
+
+    def __init__(self, client: Client, settings: Settings):
+        self.client, self.settings = client, settings
+
+    async def flag(self, account_id: str, indicator: str, present: bool, source: str, note: str = "") -> None:
+        await signal_watch(self.client, self.settings, account_id, "flag_indicator",
+                           IndicatorFlag(indicator=indicator, present=present, source=source, note=note), source)
+
+
+def watch_input(settings: Settings, account_id: str, launched_by: str, max_history_events: int | None = None):
+    extra = {"max_history_events": max_history_events} if max_history_events else {}
+    return ChurnInput(
+        account_id=account_id, playbook=load_named(CHURN, settings.playbooks_dir),
+        scoring=load_scoring(Path(settings.playbooks_dir) / SCORING_FILE), launched_by=launched_by,
+        search_attributes=settings.search_attributes, **extra,
+    )
+
+
+async def signal_watch(client: Client, settings: Settings, account_id: str, signal: str, arg, launched_by: str,
+                       task_queue: str | None = None):
+    """Signal-with-start: one watch per account, started by whatever first has news for it."""
+    return await client.start_workflow(
+        "ChurnWatch", watch_input(settings, account_id, launched_by), id=churn_workflow_id(account_id),
+        task_queue=task_queue or settings.task_queue, start_signal=signal, start_signal_args=[arg],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=(
+            TypedSearchAttributes([SearchAttributePair(ACCOUNT_ID, account_id), SearchAttributePair(PLAYBOOK, CHURN)])
+            if settings.search_attributes else None
+        ),
+    )

@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.accounts import account_for_activity, fetch_staff
+from activities.churn import ChurnFeed
 from activities.common import needs_setup, play_logger
 from activities.email import Mailer, resolve_roles
 from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
@@ -13,9 +14,10 @@ from core.settings import Settings
 
 
 class EscalationActivities:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, feed: ChurnFeed | None = None):
         self.pool = pool
         self.mailer = Mailer(pool, settings)
+        self.feed = feed  # tells the account's churn watch; None where no Temporal client is at hand
 
     @activity.defn(name="escalate")
     async def escalate(self, req: EscalateRequest) -> EscalationResult:
@@ -70,4 +72,6 @@ class EscalationActivities:
         play_logger("risk", req.play, req.step).warning(
             "churn_risk.recorded", indicator=req.indicator, points=req.points
         )
+        if self.feed is not None:
+            await self.feed.flag(req.play.account_id, req.indicator, True, req.play.workflow_id, req.reason)
         return await self.pool.fetchval("SELECT id FROM risk_events WHERE idem_key = $1", req.play.key(req.step))

@@ -26,7 +26,8 @@ from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch
-from workflows.churn_messages import CHURN, ChurnInput, ChurnStatus, IndicatorFlag, MetricsReading, churn_workflow_id
+from activities.churn import signal_watch
+from workflows.churn_messages import ChurnStatus, IndicatorFlag, MetricsReading, churn_workflow_id
 from workflows.messages import PausePlay, ResumePlay, SkipResult, SkipStep, TaskCompleted
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
 from workflows.renewal import RenewalCountdown
@@ -313,28 +314,10 @@ async def cancel_play(client: Client, workflow_id: str) -> None:
 
 
 # -- the churn watch -----------------------------------------------------------------
-def churn_input(settings: Settings, account_id: str, launched_by: str,
-                max_history_events: int | None = None) -> ChurnInput:
-    extra = {"max_history_events": max_history_events} if max_history_events else {}
-    return ChurnInput(
-        account_id=account_id, playbook=playbook_snapshot(settings, CHURN),
-        scoring=load_scoring(Path(settings.playbooks_dir) / SCORING_FILE), launched_by=launched_by,
-        search_attributes=settings.search_attributes, **extra,
-    )
-
-
 async def signal_churn_watch(client: Client, settings: Settings, account_id: str, signal: str, arg,
                              launched_by: str = "signal", task_queue: str | None = None) -> WorkflowHandle:
     """Signal an account's churn watch, starting it first if it is not running (one per account)."""
-    return await client.start_workflow(
-        ChurnWatch.run, churn_input(settings, account_id, launched_by), id=churn_workflow_id(account_id),
-        task_queue=task_queue or settings.task_queue, start_signal=signal, start_signal_args=[arg],
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=(
-            play_search_attributes(account_id, CHURN, "", "watching") if settings.search_attributes else None
-        ),
-    )
+    return await signal_watch(client, settings, account_id, signal, arg, launched_by, task_queue)
 
 
 async def flag_risk(client: Client, pool: asyncpg.Pool, settings: Settings, account_id: str, flag: IndicatorFlag,

@@ -121,11 +121,11 @@ async def test_a_new_scoring_model_rescored_at_once(env, worker, pool, settings,
 
 
 async def test_long_watch_continues_as_new_with_its_state(env, worker, pool, settings, sink):
-    from starter.steering import churn_input
+    from activities.churn import watch_input
 
     await skip_to_next_monday(env)
     handle = await env.client.start_workflow(
-        ChurnWatch.run, churn_input(settings, DEMO_ACCOUNT_ID, "test", max_history_events=30),
+        ChurnWatch.run, watch_input(settings, DEMO_ACCOUNT_ID, "test", max_history_events=30),
         id="churn-acme", task_queue=settings.task_queue)
     for value in range(30, 0, -5):
         await handle.signal(ChurnWatch.read_metrics, MetricsReading(values={"dau_pct": value}))
@@ -152,3 +152,22 @@ async def test_monthly_summary_counts_bands_moves_rescues_and_losses(env, worker
     assert "Rescued (RED or ORANGE back to GREEN): Acme Logistics" in mail.text
     assert "Acme Logistics: GREEN → ORANGE" in mail.text and "Acme Logistics: ORANGE → GREEN" in mail.text
     assert "GREEN  1  $150,000" in mail.text
+
+
+async def test_other_plays_feed_the_watch_and_a_renewal_clears_contract_risk(env, worker, pool, settings, sink):
+    from starter.steering import launch_renewal
+    from workflows.renewal import RenewalCountdown
+    from workflows.renewal_messages import Renewed
+
+    start = await skip_to_next_monday(env)
+    renewal = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "test",
+                                   start.date() + timedelta(days=5), settings.task_queue)
+    await env.sleep(timedelta(days=7))
+    # Final 90 days (+10) and past due (+25), both recorded by the countdown: YELLOW.
+    st = await churn_status(env.client, DEMO_ACCOUNT_ID)
+    assert (st.score, st.band) == (35, "YELLOW")
+    assert st.flags == {"contract_final_90_days": "renewal-acme", "renewal_past_due": "renewal-acme"}
+    await renewal.signal(RenewalCountdown.renewed, Renewed(signed_by="Dana Reyes"))
+    await env.sleep(timedelta(hours=1))
+    st = await churn_status(env.client, DEMO_ACCOUNT_ID)
+    assert (st.score, st.band, st.flags) == (0, "GREEN", {})
