@@ -26,6 +26,7 @@ from activities.tasks import TaskActivities
 from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.temporal import connect
+from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch, MonthlyRiskSummary
 from workflows.renewal import RenewalCountdown
@@ -89,6 +90,9 @@ async def main() -> None:
     if applied:
         log.info("migrations.applied", files=applied)
     client = await connect(settings)
+    created = await ensure_schedules(client, settings)  # idempotent: whichever worker starts first creates them
+    if created:
+        log.info("schedules.created", schedules=created)
     worker = build_worker(client, pool, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,20 +22,21 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.markup import escape
 
 from activities.accounts import fetch_account
 from activities.db import DatabaseUnavailable, create_pool, database_url
 from core.settings import get_settings
 from core.temporal import connect
-from playbooks.loader import PlaybookError, validate_all
+from playbooks.loader import SCORING_FILE, PlaybookError, load_scoring, validate_all
 from starter.mail_sink import read_maildir
+from activities.churn import risk_summary
 from activities.sla import send_sla_report, sla_attainment
 from playbooks.schema import PRIORITIES
 from core.models import tier_for_arr
 from starter.steering import (
-    SteeringError, cancel_play, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned,
+    SteeringError, cancel_play, change_renewal_date, churn_status, flag_risk, read_metrics, complete_task, launch_onboarding, launch_renewal, mark_churned,
     mark_renewed, open_ticket, pause_play, playbook_snapshot, renewal_status, resume_play, signal_play, skip_step,
     sla_status,
 )
@@ -43,6 +44,8 @@ from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import (
     BlockerReport, BlockerResolved, MoveGoLive, ReadinessSignoff, onboarding_workflow_id,
 )
+from workflows.churn import ChurnWatch
+from workflows.churn_messages import IndicatorFlag, MetricsReading, ScoringUpdate
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed
 from workflows.sla_messages import (
     SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, sla_workflow_id,
@@ -53,22 +56,33 @@ out = Console()
 err = Console(stderr=True)
 
 
+def leave(code: int) -> None:
+    """Exit without the interpreter's shutdown once the output is out: the Temporal
+    runtime's threads can crash a short-lived process at exit (sdk-python issue 300),
+    turning a command that worked into a segfault."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def command(fn):
     """Run an async command; turn known refusals into one clear line and exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return asyncio.run(fn(*args, **kwargs))
+            asyncio.run(fn(*args, **kwargs))
+        except typer.Exit as exc:
+            leave(exc.exit_code)
         except (SteeringError, PlaybookError, DatabaseUnavailable) as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(1) from None
+            leave(1)
         except RuntimeError as exc:
-            if "connect" in str(exc).lower():
-                err.print(f"[red]error:[/red] cannot reach Temporal at {get_settings().temporal_address}: "
-                          "start the product with ./run.sh or set TEMPORAL_ADDRESS")
-                raise typer.Exit(1) from None
-            raise
+            if "connect" not in str(exc).lower():
+                raise
+            err.print(f"[red]error:[/red] cannot reach Temporal at {get_settings().temporal_address}: "
+                      "start the product with ./run.sh or set TEMPORAL_ADDRESS")
+            leave(1)
         except Exception as exc:  # a Temporal refusal (update validator, unknown workflow)
             from temporalio.client import WorkflowUpdateFailedError
             from temporalio.service import RPCError
@@ -79,7 +93,8 @@ def command(fn):
                 err.print(f"[red]error:[/red] {escape(exc.message)}")
             else:
                 raise
-            raise typer.Exit(1) from None
+            leave(1)
+        leave(0)
 
     return wrapper
 
@@ -438,6 +453,105 @@ async def ticket_reopen(ticket_id: str, reason: str = typer.Option("", help="why
     await ticket_signal(ticket_id, "reopened", Reopened(reason=reason))
 
 
+churn = typer.Typer(help="Churn risk: each account's score, band and intervention.", no_args_is_help=True)
+app.add_typer(churn, name="churn")
+
+
+@churn.command("flag")
+@command
+async def churn_flag(account_id: str, indicator: str, by: str = typer.Option(..., help="who says so"),
+                     gone: bool = typer.Option(False, "--gone", help="the indicator no longer holds"),
+                     note: str = typer.Option("")):
+    """Flag a risk indicator or positive factor (e.g. key_stakeholder_departed); the account is rescored."""
+    async with services() as (settings, client, pool):
+        await flag_risk(client, pool, settings, account_id,
+                        IndicatorFlag(indicator=indicator, present=not gone, source=f"cli:{by}", note=note))
+        out.print(f"{indicator} {'cleared' if gone else 'flagged'} for {account_id}")
+
+
+@churn.command("metrics")
+@command
+async def churn_metrics(account_id: str, readings: list[str] = typer.Argument(..., help="metric=value, e.g. dau_pct=8 nps=20"),
+                        by: str = typer.Option("cli", help="where the readings come from")):
+    """Record metric readings (DAU %, NPS, CSAT, usage, health components); the account is rescored."""
+    values: dict[str, float] = {}
+    for item in readings:
+        name, _, value = item.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise SteeringError(f"{item!r}: expected metric=number") from None
+    health_keys = {c.key for c in load_scoring(Path(get_settings().playbooks_dir) / SCORING_FILE).health.components}
+    reading = MetricsReading(values={k: v for k, v in values.items() if k not in health_keys},
+                             health={k: v for k, v in values.items() if k in health_keys}, source=f"cli:{by}")
+    async with services() as (settings, client, pool):
+        await read_metrics(client, pool, settings, account_id, reading)
+    out.print(f"{len(values)} readings recorded for {account_id}")
+
+
+@churn.command("status")
+@command
+async def churn_status_cmd(account_id: str):
+    """An account's risk score, band, what drives it, and the intervention under way."""
+    async with services(need_db=False) as (_, client, __):
+        st = await churn_status(client, account_id)
+    health = f"  health {st.health_score}/100" if st.health_score is not None else ""
+    out.print(f"[bold]{escape(account_id)}[/bold]  risk {st.score}  [bold]{st.band}[/bold]  {st.phase}{health}")
+    table = Table("indicator", "points")
+    for i in st.indicators:
+        table.add_row(escape(i["label"]), f"{i['points']:+d}")
+    out.print(table)
+    for c in st.band_changes[-5:]:
+        out.print(f"  {c.at:%Y-%m-%d %H:%M}  {c.from_band} -> {c.to_band} (risk {c.score})")
+    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    print_tasks(st.open_tasks)
+
+
+@churn.command("apply-scoring")
+@command
+async def churn_apply_scoring(by: str = typer.Option(..., help="who changed the model")):
+    """Send the current churn_scoring.yaml to every running churn watch; each rescores at once."""
+    async with services(need_db=False) as (settings, client, _):
+        scoring = load_scoring(Path(settings.playbooks_dir) / SCORING_FILE)
+        ids = [w.id async for w in client.list_workflows("WorkflowType = 'ChurnWatch' AND ExecutionStatus = 'Running'")]
+        moved = 0
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=err) as progress:
+            bar = progress.add_task(f"applying scoring v{scoring.version}", total=len(ids))
+            for wid in ids:
+                view = await client.get_workflow_handle(wid).execute_update(
+                    ChurnWatch.apply_scoring, ScoringUpdate(scoring=scoring, by=by))
+                moved += view.band != view.previous_band
+                progress.advance(bar)
+    out.print(f"scoring v{scoring.version} applied to {len(ids)} watches; {moved} changed band")
+
+
+@churn.command("summary")
+@command
+async def churn_summary(month: str = typer.Option(None, help="YYYY-MM (default: last month)")):
+    """The monthly churn-risk summary: accounts per band, moves, rescued and lost."""
+    day = parse_month(month)
+    async with services(need_temporal=False) as (_, __, pool):
+        report = await risk_summary(pool, day)
+    table = Table("band", "accounts", "ARR")
+    for band, n in report["counts"].items():
+        table.add_row(band, str(n), f"${report['arr'][band]:,.0f}")
+    out.print(f"Churn risk, {report['month']}")
+    out.print(table)
+    for m in report["moves"]:
+        out.print(f"  {m['at']:%Y-%m-%d}  {escape(m['account'])}: {m['from_band']} -> {m['to_band']}")
+    out.print(f"rescued: {', '.join(report['rescued']) or 'none'}; lost: {', '.join(report['lost']) or 'none'}")
+
+
+def parse_month(month: str | None) -> date:
+    if month is None:
+        return (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
+    try:
+        return date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise typer.BadParameter(f"{month!r} is not a month; use YYYY-MM") from None
+
+
 @app.command("sla-report")
 @command
 async def sla_report(
@@ -445,14 +559,7 @@ async def sla_report(
     email: bool = typer.Option(False, "--email", help="also e-mail it to CS leadership"),
 ):
     """SLA attainment by tier and priority for the tickets opened in a month, with credits owed."""
-    if month is None:
-        first = date.today().replace(day=1)
-        day = (first - timedelta(days=1)).replace(day=1)
-    else:
-        try:
-            day = date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise typer.BadParameter(f"{month!r} is not a month; use YYYY-MM") from None
+    day = parse_month(month)
     async with services(need_temporal=False) as (settings, _, pool):
         if email:
             snapshot = playbook_snapshot(settings, SLA)
@@ -492,7 +599,9 @@ async def list_plays(
             clauses.append(f"{name} = {json.dumps(value)}")
     query = " AND ".join(clauses)
     async with services(need_db=False) as (_, client, __):
-        table = Table("play", "playbook", "account", "phase", "next action", "status", "started")
+        # Ids are what people copy into the next command: never cut or wrap them.
+        table = Table(Column("play", no_wrap=True, min_width=12), "playbook", "account", "phase", "next action",
+                      "status", "started")
         count = 0
         async for w in client.list_workflows(query or None, limit=limit):
             attrs = {p.key.name: p.value for p in w.typed_search_attributes}
@@ -600,11 +709,7 @@ def preview(
     kinds = Counter(e.kind for e in entries)
     out.print(f"{len(entries)} entries ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) "
               f"previewed in {seconds:.2f} s; nothing was sent or written")
-    # Leave without the interpreter's shutdown: the Temporal runtime's threads can
-    # crash it after the work is done (temporalio/sdk-python issue 300).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave(0)
 
 
 @app.command()

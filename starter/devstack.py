@@ -30,6 +30,7 @@ from activities.db import apply_migrations, create_pool, embedded_pgdata, ensure
 from core.logs import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings
 from core.temporal import SEARCH_ATTRIBUTES, connect
+from starter.schedules import ensure_schedules
 from starter.demo import DEMO_ACCOUNT_ID, seed_demo
 from starter.mail_sink import start_sink
 
@@ -98,15 +99,19 @@ class Children:
 
 
 async def wait_for_temporal(settings: Settings, children: Children, seconds: float = 60) -> None:
+    """Wait until Temporal answers, then make sure the product's schedules exist."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            await connect(settings)
-            return
+            client = await connect(settings)
+            break
         except Exception:
             if children.dead() or time.monotonic() > deadline:
                 raise SystemExit(f"Temporal did not start; see {children.log_dir / 'temporal.log'}")
             await asyncio.sleep(0.5)
+    created = await ensure_schedules(client, settings)
+    if created:
+        say(f"- schedules created: {', '.join(created)}")
 
 
 async def prepare_database(url: str) -> bool:

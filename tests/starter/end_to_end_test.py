@@ -174,6 +174,24 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         again = cli(env, "cancel", "sla-T-E2E")
         assert again.returncode == 1 and "not running" in again.stderr
 
+        # Churn risk: a flag starts the account's watch, which keeps RiskBand current; the summary is scheduled.
+        flagged = cli(env, "churn", "flag", "acme", "key_stakeholder_departed", "--by", "e2e")
+        assert flagged.returncode == 0, flagged.stderr
+
+        async def yellow():
+            return [w async for w in client.list_workflows('RiskBand="YELLOW" AND Playbook="churn"')]
+
+        await wait_for(yellow, what="the churn watch in visibility as YELLOW")
+        risky = cli(env, "list", "--risk-band", "YELLOW")
+        assert risky.returncode == 0 and "churn-acme" in risky.stdout
+        shown = cli(env, "churn", "status", "acme")
+        assert shown.returncode == 0 and "YELLOW" in shown.stdout and "Key stakeholder departed" in shown.stdout
+        unknown = cli(env, "churn", "flag", "acme", "moon_phase", "--by", "e2e")
+        assert unknown.returncode == 1 and "unknown indicator 'moon_phase'" in unknown.stderr
+        schedule = await client.get_schedule_handle("monthly-risk-summary").describe()
+        assert schedule.schedule.spec.time_zone_name == "America/New_York"
+        await client.get_workflow_handle("churn-acme").terminate("end of e2e test")
+
         # A segment launch shows progress and a summary.
         bulk = cli(env, "launch", "--playbook", "onboarding", "--tier", "Enterprise")
         assert bulk.returncode == 0 and "1 started, 0 refused" in bulk.stdout, bulk.stderr
