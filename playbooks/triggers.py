@@ -16,12 +16,15 @@ from playbooks.schema import Content, Slug
 
 # What each playbook can be started with, and the signals it takes with their fields.
 START_FIELDS: dict[str, set[str]] = {
+    "churn": set(),
     "onboarding": set(),
     "renewal": {"renewal_date"},
     "sla": {"ticket_id", "priority", "subject", "opened_at"},
 }
 REQUIRED_START_FIELDS: dict[str, set[str]] = {"sla": {"ticket_id", "priority", "subject"}}
 SIGNALS: dict[str, dict[str, set[str]]] = {
+    # The churn watch starts itself on its first signal (one per account).
+    "churn": {"flag_indicator": {"indicator", "present", "source", "note"}, "read_metrics": {"metric", "value", "source"}},
     "onboarding": {},
     "renewal": {"renewed": {"signed_by", "new_renewal_date"}, "churned": {"recorded_by", "reason"}},
     "sla": {
@@ -34,7 +37,7 @@ UPDATES: dict[str, dict[str, set[str]]] = {"renewal": {"change_renewal_date": {"
 EVENT_FIELDS = {"eventId", "subscriptionType", "objectId", "accountId", "propertyName", "propertyValue",
                 "occurredAt", "ticketId", "priority", "subject"}
 
-PlaybookName = Literal["onboarding", "renewal", "sla"]
+PlaybookName = Literal["onboarding", "renewal", "sla", "churn"]
 
 
 def _check_mapping(what: str, mapping: dict[str, str], allowed: set[str]) -> None:
@@ -48,11 +51,14 @@ def _check_mapping(what: str, mapping: dict[str, str], allowed: set[str]) -> Non
 
 class EventMatch(Content):
     subscription: str = Field(min_length=1, description="the CRM's subscriptionType, e.g. deal.propertyChange")
-    property: str | None = Field(None, description="propertyName it must change")
+    property: str | list[str] | None = Field(None, description="propertyName it must change (or one of these)")
     values: list[str] | None = Field(None, min_length=1, description="propertyValue must be one of these")
 
     def matches(self, subscription: str, prop: str | None, value: str | None) -> bool:
-        if subscription != self.subscription or (self.property is not None and prop != self.property):
+        if subscription != self.subscription:
+            return False
+        wanted = [self.property] if isinstance(self.property, str) else self.property
+        if wanted is not None and prop not in wanted:
             return False
         return self.values is None or (value or "").lower() in {v.lower() for v in self.values}
 

@@ -36,6 +36,7 @@ from playbooks.triggers import Trigger, TriggersContent
 from starter import steering
 from starter.steering import SteeringError
 from workflows import messages
+from workflows.churn_messages import IndicatorFlag, MetricsReading, churn_workflow_id
 from workflows.onboarding_messages import onboarding_workflow_id
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed, renewal_workflow_id
 from workflows.sla_messages import (
@@ -48,7 +49,16 @@ SIGNATURE = "X-HubSpot-Signature-v3"
 TIMESTAMP = "X-HubSpot-Request-Timestamp"
 MAX_EVENTS = 100
 
+class MetricChange(messages.Message):
+    """One metric as the CRM sends it; becomes a reading for the churn watch."""
+
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    value: float
+    source: str = "crm"
+
+
 SIGNAL_MODELS: dict[str, type[messages.Message]] = {
+    "flag_indicator": IndicatorFlag, "read_metrics": MetricChange,
     "renewed": Renewed, "churned": Churned, "acknowledged": Acknowledged, "priority_changed": PriorityChanged,
     "on_hold": OnHold, "resumed": Resumed, "resolved": Resolved, "reopened": Reopened,
 }
@@ -216,6 +226,8 @@ def plan(event: CrmEvent, triggers: TriggersContent) -> Plan:
             p.workflow_id = sla_workflow_id(str(ticket))
         elif sig.playbook == "renewal":
             p.workflow_id = renewal_workflow_id(event.accountId)
+        elif sig.playbook == "churn":
+            p.workflow_id = churn_workflow_id(event.accountId)
         else:
             p.workflow_id = onboarding_workflow_id(event.accountId)
     if event.propertyName:
@@ -261,6 +273,11 @@ async def _act(p: Plan, client: Client, pool: asyncpg.Pool, settings: Settings) 
         return "updated"
     sig = t.signal
     arg = SIGNAL_MODELS[sig.name].model_validate(p.args)
+    if sig.playbook == "churn":
+        if isinstance(arg, MetricChange):
+            arg = MetricsReading(values={arg.metric: arg.value}, source=arg.source)
+        await steering.signal_churn_watch(client, settings, e.accountId, sig.name, arg, f"crm:{e.eventId}")
+        return "signalled"
     try:
         await steering.signal_play(client, p.workflow_id, sig.name, arg)
     except SteeringError as exc:

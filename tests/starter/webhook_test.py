@@ -155,8 +155,24 @@ async def test_ticket_events_drive_the_sla_clock_and_an_early_update_is_refused_
 
 
 async def test_events_without_a_trigger_are_acknowledged_and_recorded(env, http, pool):
-    health = event(30, "company.propertyChange", propertyName="health_score", propertyValue="41")
+    health = event(30, "company.propertyChange", propertyName="industry", propertyValue="logistics")
     response = await post(http, [health])
     assert response.status_code == 202
     assert response.json()["results"][0]["outcome"] == "ignored: no trigger matches"
     assert await pool.fetchval("SELECT outcome FROM crm_events WHERE event_id = '30'") == "ignored: no trigger matches"
+
+
+async def test_risk_events_start_and_feed_the_churn_watch(env, http, pool):
+    from starter.steering import churn_status
+
+    nps = event(40, "company.propertyChange", propertyName="nps", propertyValue="20")
+    left = event(41, "contact.propertyChange", propertyName="stakeholder_status", propertyValue="departed")
+    response = await post(http, [nps, left])
+    assert [r["outcome"] for r in response.json()["results"]] == ["signalled", "signalled"]
+    assert {r["workflow_id"] for r in response.json()["results"]} == {"churn-acme"}
+    await env.sleep(timedelta(minutes=1))
+    st = await churn_status(env.client, "acme")
+    assert (st.score, st.band) == (45, "ORANGE") and st.flags == {"key_stakeholder_departed": "crm"}
+    bad = event(42, "company.propertyChange", propertyName="nps", propertyValue="lots")
+    refused = await post(http, [bad])
+    assert refused.status_code == 422 and "propertyValue" in refused.json()["detail"]

@@ -110,3 +110,32 @@ async def test_record_sla_history(env, worker, pool, settings):
     await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
     await handle.result()
     await save_history(handle, "sla-p2-to-p0-hold-reopen")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_churn_history(env, worker, pool, settings):
+    """A watch that goes YELLOW, is upgraded to RED, recovers to GREEN through monitoring, under a new model."""
+    from playbooks.loader import load_scoring
+    from starter.steering import flag_risk, read_metrics
+    from workflows.churn import ChurnWatch
+    from workflows.churn_messages import IndicatorFlag, MetricsReading, ScoringUpdate
+
+    await skip_to_next_monday(env)
+    handle = await flag_risk(env.client, pool, settings, DEMO_ACCOUNT_ID,
+                             IndicatorFlag(indicator="key_stakeholder_departed", source="recorder"), settings.task_queue)
+    await env.sleep(timedelta(days=2))
+    await read_metrics(env.client, pool, settings, DEMO_ACCOUNT_ID,
+                       MetricsReading(values={"nps": 10, "csat": 2, "dau_pct": 8}), settings.task_queue)
+    await env.sleep(timedelta(days=3))
+    task_id = await pool.fetchval("SELECT min(id) FROM tasks WHERE workflow_id = $1", handle.id)
+    await complete_task(env.client, pool, task_id, "recorder")
+    await read_metrics(env.client, pool, settings, DEMO_ACCOUNT_ID,
+                       MetricsReading(values={"nps": 60, "csat": 4.5, "dau_pct": 70}), settings.task_queue)
+    await env.sleep(timedelta(days=2))
+    scoring = load_scoring().model_copy(update={"version": 2})
+    await handle.execute_update(ChurnWatch.apply_scoring, ScoringUpdate(scoring=scoring, by="recorder"))
+    await flag_risk(env.client, pool, settings, DEMO_ACCOUNT_ID,
+                    IndicatorFlag(indicator="key_stakeholder_departed", present=False, source="recorder"),
+                    settings.task_queue)
+    await env.sleep(timedelta(days=20))
+    await save_history(handle, "churn-yellow-red-recovery")
