@@ -81,8 +81,7 @@ async def risk_summary(pool: asyncpg.Pool, month: date) -> dict:
         " JOIN accounts a ON a.id = c.account_id WHERE c.changed_at >= $1 AND c.changed_at < $2"
         " ORDER BY c.changed_at, c.id", start, end,
     )
-    rescued = sorted({m["name"] for m in moves if m["to_band"] == "GREEN" and any(
-        o["account_id"] == m["account_id"] and o["to_band"] in ("ORANGE", "RED") for o in moves)})
+    rescued = await _rescued(pool, [m for m in moves if m["to_band"] == "GREEN"])
     lost = await pool.fetch(
         "SELECT name FROM accounts WHERE status = 'churned' AND updated_at >= $1 AND updated_at < $2 ORDER BY name",
         start, end,
@@ -96,6 +95,24 @@ async def risk_summary(pool: asyncpg.Pool, month: date) -> dict:
         "rescued": rescued,
         "lost": [r["name"] for r in lost],
     }
+
+
+async def _rescued(pool: asyncpg.Pool, back_to_green: list) -> list[str]:
+    """Accounts back to GREEN whose spell away from GREEN (however long ago it began) reached ORANGE or RED."""
+    names = set()
+    for move in back_to_green:
+        peak = await pool.fetchval(
+            """
+            SELECT bool_or(to_band IN ('ORANGE', 'RED')) FROM risk_band_changes
+            WHERE account_id = $1 AND changed_at < $2 AND changed_at > coalesce(
+                (SELECT max(changed_at) FROM risk_band_changes
+                 WHERE account_id = $1 AND to_band = 'GREEN' AND changed_at < $2), '-infinity')
+            """,
+            move["account_id"], move["changed_at"],
+        )
+        if peak:
+            names.add(move["name"])
+    return sorted(names)
 
 
 class RiskSummaryActivities:

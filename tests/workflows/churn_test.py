@@ -171,3 +171,21 @@ async def test_other_plays_feed_the_watch_and_a_renewal_clears_contract_risk(env
     await env.sleep(timedelta(hours=1))
     st = await churn_status(env.client, DEMO_ACCOUNT_ID)
     assert (st.score, st.band, st.flags) == (0, "GREEN", {})
+
+
+async def test_a_rescue_that_began_last_month_counts_this_month(pool):
+    from datetime import date, datetime, timezone
+
+    from activities.churn import risk_summary
+
+    def at(month: int, day: int) -> datetime:
+        return datetime(2027, month, day, 15, tzinfo=timezone.utc)
+
+    for n, (frm, to, when) in enumerate([("GREEN", "YELLOW", at(1, 5)), ("YELLOW", "RED", at(1, 20)),
+                                         ("RED", "YELLOW", at(2, 3)), ("YELLOW", "GREEN", at(2, 10))]):
+        await pool.execute(
+            "INSERT INTO risk_band_changes (idem_key, account_id, workflow_id, from_band, to_band, score, changed_at)"
+            " VALUES ($1, 'acme', 'churn-acme', $2, $3, 0, $4)", f"k{n}", frm, to, when)
+    february = await risk_summary(pool, date(2027, 2, 1))
+    assert february["rescued"] == ["Acme Logistics"] and len(february["moves"]) == 2
+    assert (await risk_summary(pool, date(2027, 1, 1)))["rescued"] == []
