@@ -20,6 +20,7 @@ from activities.accounts import AccountActivities
 from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
+from activities.nps import NpsActivities
 from activities.escalation import EscalationActivities
 from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
@@ -29,10 +30,11 @@ from core.temporal import connect
 from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch, MonthlyRiskSummary
+from workflows.nps import NpsCycle, NpsFollowUp
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
 
-WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
@@ -42,6 +44,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings, feed)
     sla = SlaActivities(pool)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
+    nps = NpsActivities(pool, settings, feed)
     return [
         accounts.load_account,
         accounts.record_renewal_outcome,
@@ -56,6 +59,10 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         sla.record_service_credit,
         churn.record_risk,
         summary.send_risk_summary,
+        nps.send_survey_batch,
+        nps.close_nonresponses,
+        nps.email_respondent,
+        nps.feed_account_nps,
     ]
 
 

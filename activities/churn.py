@@ -20,7 +20,7 @@ from activities.email import Mailer, resolve_roles
 from core.models import PlayRef, RiskRecord, RiskSummaryRequest
 from core.settings import Settings
 from playbooks.loader import SCORING_FILE, load_named, load_scoring
-from workflows.churn_messages import CHURN, ChurnInput, IndicatorFlag, churn_workflow_id
+from workflows.churn_messages import CHURN, ChurnInput, IndicatorFlag, MetricsReading, churn_workflow_id
 from workflows.common import ACCOUNT_ID, PLAYBOOK
 
 BANDS = ("GREEN", "YELLOW", "ORANGE", "RED")
@@ -142,6 +142,10 @@ class ChurnFeed:
     async def flag(self, account_id: str, indicator: str, present: bool, source: str, note: str = "") -> None:
         await signal_watch(self.client, self.settings, account_id, "flag_indicator",
                            IndicatorFlag(indicator=indicator, present=present, source=source, note=note), source)
+
+    async def metrics(self, account_id: str, values: dict[str, float], source: str) -> None:
+        await signal_watch(self.client, self.settings, account_id, "read_metrics",
+                           MetricsReading(values=values, source=source), source)
 
 
 def watch_input(settings: Settings, account_id: str, launched_by: str, max_history_events: int | None = None):

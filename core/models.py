@@ -245,6 +245,36 @@ class RiskSummaryRequest(Model):
     to: list[Role]
 
 
+class SurveyBatchRequest(Model):
+    """Send (or remind) the next `limit` contacts of a cycle, after the cursor, in (account, e-mail) order."""
+
+    play: PlayRef
+    cycle_id: str
+    kind: Literal["survey", "reminder"]
+    template: EmailTemplate
+    expires_at: datetime
+    account_ids: list[str] | None = None
+    tiers: list[Tier] | None = None
+    after: tuple[str, str] | None = None
+    limit: int = Field(1000, ge=1, le=5000)
+    only_email: str | None = None  # a re-survey of one respondent
+
+
+class SurveyBatchResult(Model):
+    sent: int
+    already: int
+    last: tuple[str, str] | None
+    done: bool
+
+
+class RespondentEmailRequest(Model):
+    play: PlayRef
+    step: str
+    template: EmailTemplate
+    to: Person
+    data: dict = {}
+
+
 class RiskPointsRequest(Model):
     play: PlayRef
     step: str

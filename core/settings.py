@@ -51,9 +51,16 @@ class Settings(BaseSettings):
     crm_webhook_secret: SecretStr = SecretStr("local-demo-secret")
     crm_webhook_max_age_seconds: int = 300
     crm_webhook_max_bytes: int = 1_000_000
+    # Survey links are signed with this secret (HMAC-SHA256); the default only suits the local demo.
+    nps_link_secret: SecretStr = SecretStr("local-demo-nps-secret")
     # The URL the CRM calls, as it signs it (behind a proxy the service sees
     # another one); None: the URL of the request as received.
     public_base_url: str | None = None
+
+    @property
+    def survey_base_url(self) -> str:
+        """Where survey links point: the public URL, else the local HTTP service."""
+        return (self.public_base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"

@@ -111,6 +111,19 @@ CHURN_DATA = {
     "lost": [],
 }
 
+_NPS_ROW = {"name": "Enterprise", "nps": 40, "responses": 10, "response_rate": 33.3}
+NPS_DATA = {
+    "link": "http://127.0.0.1:8000/nps/sample-token",
+    "expires_at": _T,
+    "score": 6,
+    "comment": "Too slow",
+    "cycle": "2027-Q1",
+    "respondent": {"name": "Terry Tech", "email": "terry@sample.example"},
+    "overall": {"nps": 40, "promoters": 6, "passives": 2, "detractors": 2, "responses": 10, "invited": 30,
+                "response_rate": 33.3},
+    "groups": [{"by": "tier", "rows": [_NPS_ROW]}],
+}
+
 _ESCALATION = {"level": 1, "to": SAMPLE_STAFF["cs_manager"], "report": SAMPLE_REPORT}
 
 SAMPLE_DATA: dict[str, dict] = {
@@ -118,4 +131,5 @@ SAMPLE_DATA: dict[str, dict] = {
     "renewal": {**RENEWAL_DATA, "escalation": _ESCALATION},
     "sla": {**SLA_DATA, "escalation": _ESCALATION},
     "churn": {**CHURN_DATA, "escalation": _ESCALATION},
+    "nps": {**NPS_DATA, "escalation": _ESCALATION},
 }

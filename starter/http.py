@@ -18,7 +18,7 @@ from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
-from starter import webhooks
+from starter import survey_page, webhooks
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
     query_status, renewal_status,
@@ -43,6 +43,7 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
 app.include_router(webhooks.router)
+app.include_router(survey_page.router)
 
 
 @app.exception_handler(SteeringError)

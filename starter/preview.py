@@ -41,9 +41,9 @@ from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.models import (
     Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest,
-    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RiskPointsRequest,
-    RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember, TaskRef,
-    TicketRecord,
+    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RespondentEmailRequest,
+    RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
+    SurveyBatchRequest, SurveyBatchResult, TaskRef, TicketRecord,
 )
 from core.settings import Settings
 from playbooks.loader import load_named
@@ -271,6 +271,29 @@ class RecordingActivities:
     async def send_risk_summary(self, req: RiskSummaryRequest) -> dict:
         self.record("email", "summary", f"monthly risk summary {req.month:%Y-%m} to {', '.join(req.to)}")
         return {"month": f"{req.month:%Y-%m}"}
+
+    @activity.defn(name="send_survey_batch")
+    async def send_survey_batch(self, req: SurveyBatchRequest) -> SurveyBatchResult:
+        contacts = [c for c in self.account.contacts if req.only_email in (None, str(c.email))]
+        for c in contacts:
+            self.record("email", f"{req.kind}/{req.cycle_id}/{c.email}", f"NPS {req.kind} to {c.name}")
+        return SurveyBatchResult(sent=len(contacts), already=0, last=None, done=True)
+
+    @activity.defn(name="close_nonresponses")
+    async def close_nonresponses(self, cycle_id: str) -> int:
+        self.record("survey", f"close/{cycle_id}", "non-responses closed")
+        return 0
+
+    @activity.defn(name="email_respondent")
+    async def email_respondent(self, req: RespondentEmailRequest) -> EmailResult:
+        subject = self._render(req.step, req.template, [req.to], [self.account.csm], req.data)
+        self.record("email", req.step, f"{subject!r} to the respondent; cc csm")
+        return EmailResult(communication_id=next(self._ids), message_id="<preview>", to=[str(req.to.email)],
+                           already_sent=False)
+
+    @activity.defn(name="feed_account_nps")
+    async def feed_account_nps(self, play: PlayRef) -> int | None:
+        return None
 
 
 # -- drivers: a CS team that does everything on time ---------------------------------

@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import AccountNotFound, fetch_account
 from activities.tasks import complete_task_by_id
-from core.models import Account
+from core.models import Account, Person
 from core.settings import Settings
 from playbooks.loader import SCORING_FILE, load_playbook, load_scoring
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
@@ -27,8 +27,14 @@ from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch
 from activities.churn import signal_watch
+from activities.nps import category_of, cycle_for
+from activities.survey_links import LinkRefused, verify_link
 from workflows.churn_messages import ChurnStatus, IndicatorFlag, MetricsReading, churn_workflow_id
 from workflows.messages import PausePlay, ResumePlay, SkipResult, SkipStep, TaskCompleted
+from workflows.nps import NpsCycle, NpsFollowUp
+from workflows.nps_messages import (
+    NPS, ChoosePath, CycleInput, FollowUpInput, FollowUpStatus, cycle_workflow_id, followup_workflow_id,
+)
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
@@ -339,3 +345,85 @@ async def read_metrics(client: Client, pool: asyncpg.Pool, settings: Settings, a
 async def churn_status(client: Client, account_id: str) -> ChurnStatus:
     return await query_status(client, churn_workflow_id(account_id), ChurnWatch.status,
                               f"no churn watch for account {account_id!r}")
+
+
+# -- NPS -----------------------------------------------------------------------------------
+async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Settings, cycle_id: str | None = None,
+                           account_ids: list[str] | None = None, tiers: list[str] | None = None,
+                           launched_by: str = "unknown", task_queue: str | None = None,
+                           today: date | None = None) -> WorkflowHandle:
+    """A survey cycle for every active account, or a segment (accounts, tiers); one run per cycle id."""
+    for account_id in account_ids or []:
+        await known_account(pool, account_id)
+    snapshot = playbook_snapshot(settings, NPS)
+    cycle_id = cycle_id or cycle_for(today or date.today()) + ("" if not (account_ids or tiers) else "-segment")
+    try:
+        return await client.start_workflow(
+            NpsCycle.run,
+            CycleInput(cycle_id=cycle_id, playbook=snapshot, account_ids=account_ids, tiers=tiers,
+                       launched_by=launched_by),
+            id=cycle_workflow_id(cycle_id), task_queue=task_queue or settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise SteeringError(f"survey cycle {cycle_id!r} has already run; name another with --cycle", 409) from None
+
+
+async def record_nps_answer(client: Client, pool: asyncpg.Pool, settings: Settings, token: str, score: int,
+                            comment: str = "", now: datetime | None = None,
+                            task_queue: str | None = None) -> WorkflowHandle:
+    """Check the link, record the answer once and start its follow-up; a refusal records nothing."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        link = verify_link(settings.nps_link_secret.get_secret_value(), token, now)
+    except LinkRefused as exc:
+        raise SteeringError(exc.detail, exc.status) from None
+    if not 0 <= score <= 10:
+        raise SteeringError(f"score: {score} is not between 0 and 10", 422)
+    if len(comment) > 5000:
+        raise SteeringError("comment: longer than 5000 characters", 422)
+    account = await known_account(pool, link.account_id)
+    name = await pool.fetchval(
+        "SELECT contact_name FROM nps_invitations WHERE cycle_id = $1 AND contact_email = $2",
+        link.cycle_id, link.contact_email,
+    ) or link.contact_email
+    async with pool.acquire() as conn, conn.transaction():
+        inserted = await conn.fetchval(
+            "INSERT INTO nps_responses (cycle_id, account_id, contact_email, score, category, comment)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (cycle_id, contact_email) DO NOTHING RETURNING id",
+            link.cycle_id, account.id, link.contact_email, score, category_of(score), comment,
+        )
+        if inserted is None:
+            raise SteeringError("you have already answered this survey; thank you", 409)
+        # Started inside the transaction: if Temporal refuses, the answer is not kept either.
+        try:
+            return await start_followup(client, settings, link, account, name, score, comment, now, task_queue)
+        except WorkflowAlreadyStartedError:
+            raise SteeringError("you have already answered this survey; thank you", 409) from None
+
+
+async def start_followup(client, settings, link, account, name, score, comment, now, task_queue) -> WorkflowHandle:
+    return await client.start_workflow(
+            NpsFollowUp.run,
+            FollowUpInput(cycle_id=link.cycle_id, account_id=account.id,
+                          respondent=Person(name=name, email=link.contact_email), score=score, comment=comment,
+                          answered_at=now, playbook=playbook_snapshot(settings, NPS),
+                          search_attributes=settings.search_attributes),
+            id=followup_workflow_id(link.cycle_id, link.contact_email), task_queue=task_queue or settings.task_queue,
+            search_attributes=(
+                play_search_attributes(account.id, NPS, str(account.csm.email), category_of(score))
+                if settings.search_attributes else None
+            ),
+        )
+
+
+async def choose_detractor_path(client: Client, workflow_id: str, path: str, by: str) -> FollowUpStatus:
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(
+            NpsFollowUp.choose_path, ChoosePath(path=path, by=by))
+    except WorkflowUpdateFailedError as exc:
+        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no follow-up play {workflow_id!r}", 404) from None
+        raise

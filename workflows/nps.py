@@ -1,0 +1,240 @@
+"""The quarterly NPS survey cycle and each answer's follow-up (SPEC "Playbook 3"; seed 001 section 14)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.nps import NpsActivities, category_of
+    from core.models import EscalationReport, PlayRef, RespondentEmailRequest, SurveyBatchRequest
+    from playbooks.schema import FollowUpAction
+    from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
+    from workflows.messages import TaskCompleted
+    from workflows.nps_messages import (
+        NPS, ChoosePath, CycleInput, CycleProgress, CycleState, FollowUpInput, FollowUpState, FollowUpStatus,
+    )
+    from workflows.play import Play, SteerablePlay
+
+
+@workflow.defn(name="NpsCycle")
+class NpsCycle:
+    """One survey cycle: invite every contact of the chosen accounts in batches,
+    remind the silent ones, close the rest as non-responses when links expire.
+    Answers do not come here: each starts its own follow-up play. Continues as
+    new between batches when the history grows, so 100,000 accounts fit."""
+
+    @workflow.init
+    def __init__(self, input: CycleInput) -> None:
+        self._input = input
+        self._state = input.state or CycleState(started_at=workflow.now())
+        c = input.playbook.content
+        self._expires_at = self._state.started_at + timedelta(days=c.expires_after_days)
+        self._remind_at = self._state.started_at + timedelta(days=c.reminder_after_days)
+
+    @workflow.run
+    async def run(self, input: CycleInput) -> CycleProgress:
+        st = self._state
+        if st.phase in ("sending", "reminding"):
+            await self._batches(st.phase)
+        if st.phase == "waiting":
+            await workflow.sleep(max(self._remind_at - workflow.now(), timedelta(0)))
+            st.phase, st.cursor = "reminding", None
+            await self._batches("reminding")
+        if st.phase == "closing":
+            await workflow.sleep(max(self._expires_at - workflow.now(), timedelta(0)))
+            st.closed = await run_activity(NpsActivities.close_nonresponses, input.cycle_id)
+            st.phase = "closed"
+        workflow.logger.info("nps.cycle_closed", extra={"cycle": input.cycle_id, "sent": st.sent,
+                                                         "reminded": st.reminded, "closed": st.closed})
+        return self.progress()
+
+    async def _batches(self, phase: str) -> None:
+        st, c = self._state, self._input.playbook.content
+        kind = "survey" if phase == "sending" else "reminder"
+        while True:
+            result = await run_activity(NpsActivities.send_survey_batch, SurveyBatchRequest(
+                play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id, kind=kind,
+                template=self._input.playbook.template(kind), expires_at=self._expires_at,
+                account_ids=self._input.account_ids, tiers=self._input.tiers, after=st.cursor, limit=c.batch_size,
+            ))
+            st.cursor, st.batches = result.last, st.batches + 1
+            if kind == "survey":
+                st.sent += result.sent + result.already
+            else:
+                st.reminded += result.sent + result.already
+            if result.done:
+                break
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._input.max_history_events:
+                st.runs += 1
+                workflow.continue_as_new(self._input.model_copy(update={"state": st}))
+        st.phase, st.cursor = ("waiting" if phase == "sending" else "closing"), None
+
+    def progress(self) -> CycleProgress:
+        st = self._state
+        return CycleProgress(cycle_id=self._input.cycle_id, phase=st.phase, sent=st.sent, reminded=st.reminded,
+                             closed=st.closed, batches=st.batches, expires_at=self._expires_at, run_count=st.runs)
+
+    @workflow.query
+    def status(self) -> CycleProgress:
+        return self.progress()
+
+
+def _cycle_play(cycle_id: str) -> PlayRef:
+    # The idempotency scope of a cycle's e-mails: the cycle, whichever run sends them.
+    return PlayRef(workflow_id=f"nps-cycle-{cycle_id}", play_id=cycle_id, account_id="")
+
+
+@workflow.defn(name="NpsFollowUp")
+class NpsFollowUp(SteerablePlay):
+    """One answer's follow-up: the category's actions (promoter, passive,
+    detractor), each `after_hours` after the answer; a detractor's path chosen
+    by signal (`choose_path`), escalated if nobody chooses in time; re-surveys."""
+
+    @workflow.init
+    def __init__(self, input: FollowUpInput) -> None:
+        self._input = input
+        self._content = input.playbook.content
+        self._category = category_of(input.score)
+        self._state = FollowUpState()
+        self._play = Play(NPS, input.account_id, input.playbook, input.search_attributes, self._state.control)
+        # Offsets count from when the play started (the answer's arrival on the server's clock).
+        self._t0 = workflow.info().start_time
+
+    @workflow.run
+    async def run(self, input: FollowUpInput) -> FollowUpStatus:
+        return await self._play.run_cancellable(self._run(), self._state.tasks)
+
+    async def _run(self) -> FollowUpStatus:
+        await self._play.load_account()
+        self._play.log("followup_started", category=self._category, score=self._input.score)
+        await self._play.attempt("nps-metric", self._state.failed_steps,
+                                 run_activity(NpsActivities.feed_account_nps, self._play.ref))
+        while True:
+            await self._play.hold_while_paused()
+            now = workflow.now()
+            due = [(step, at, action) for step, at, action in self._pending() if at <= now]
+            for step, at, action in due:
+                await self._play.attempt(step, self._state.failed_steps, self._perform(step, at, action))
+                self._state.done_steps.append(step)
+            if due:
+                continue
+            if self._finished():
+                break
+            step, at = self._next()
+            self._play.search.set(PHASE, self._state.path or self._category)
+            self._play.search.set(NEXT_ACTION_AT, at)
+            await self._play.sleep_until(at)
+        await self._play.finish("done")
+        return self.status()
+
+    # -- the plan ------------------------------------------------------------------
+    def _pending(self) -> list[tuple[str, datetime, FollowUpAction | None]]:
+        st = self._state
+        out = [(f"{self._category}/{a.key}", self._t0 + timedelta(hours=a.after_hours), a)
+               for a in self._content.actions_for(self._category)]
+        if self._category == "detractor":
+            if st.path is None:
+                out.append(("path/escalation", self._t0 + timedelta(days=self._content.choose_path_within_days),
+                            None))
+            else:
+                path = next(p for p in self._content.detractor_paths if p.key == st.path)
+                out += [(f"path/{path.key}/{a.key}", st.path_chosen_at + timedelta(hours=a.after_hours), a)
+                        for a in path.actions]
+        done = set(st.done_steps) | set(st.skipped_steps)
+        return sorted((p for p in out if p[0] not in done), key=lambda p: (p[1], p[0]))
+
+    def _finished(self) -> bool:
+        return not self._pending() and (self._category != "detractor" or self._state.path is not None)
+
+    async def _perform(self, step: str, at: datetime, action: FollowUpAction | None) -> None:
+        if action is None:
+            await self._escalate_unchosen(step)
+            return
+        inp = self._input
+        data = {"score": inp.score, "comment": inp.comment, "cycle": inp.cycle_id,
+                "respondent": inp.respondent.model_dump(mode="json")}
+        template_prefix = step.rsplit("/", 1)[0] if step.startswith("path/") else self._category
+        if action.task:
+            t = action.task
+            await self._play.create_tasks(self._state.tasks, [dict(
+                step=f"{step}/task", title=f"{t.title} ({inp.respondent.name}, {inp.score}/10)", detail=t.detail,
+                owner_role=t.owner_role, priority=t.priority, due_at=at + timedelta(hours=t.due_hours),
+            )])
+        if action.email:
+            await self._play.email(f"{step}/email", f"{template_prefix}/{action.key}/email", action.email.to,
+                                   action.email.cc, data)
+        if action.to_respondent:
+            await run_activity(NpsActivities.email_respondent, RespondentEmailRequest(
+                play=self._play.ref, step=f"{step}/respondent", to=inp.respondent, data=data,
+                template=inp.playbook.template(f"{template_prefix}/{action.key}/respondent"),
+            ))
+        if action.resurvey:
+            self._state.resurveys += 1
+            cycle = f"{inp.cycle_id}-r{self._state.resurveys}"
+            await run_activity(NpsActivities.send_survey_batch, SurveyBatchRequest(
+                play=self._play.ref, cycle_id=cycle, kind="survey", template=inp.playbook.template("survey"),
+                expires_at=workflow.now() + timedelta(days=self._content.expires_after_days),
+                account_ids=[inp.account_id], only_email=str(inp.respondent.email), limit=1,
+            ))
+
+    async def _escalate_unchosen(self, step: str) -> None:
+        inp, account = self._input, self._play.account
+        report = EscalationReport(
+            title=f"Detractor at {account.name} without a recovery path after "
+                  f"{self._content.choose_path_within_days} days",
+            severity="P1", business_impact=f"{inp.respondent.name} scored {inp.score}; churn risk rises.",
+            reported_at=workflow.now(), why=["No path chosen: fix and re-survey, graceful churn or escalated engagement"],
+            needs=["A decision on the path"], success_criteria=["Path chosen and under way"],
+            next_steps=[f"{account.csm.name}: choose the path with the CS manager"],
+        )
+        await self._play.escalate(step, 1, "cs_manager", "detractor path not chosen in time", report)
+
+    def _next(self) -> tuple[str, datetime | None]:
+        pending = self._pending()
+        if pending:
+            return pending[0][0], pending[0][1]
+        return ("waiting for a path" if self._category == "detractor" and self._state.path is None else "done"), None
+
+    # -- steering (SteerablePlay) ---------------------------------------------------
+    def _skippable(self) -> dict[str, str]:
+        return {step: "follow-up action" for step, _, _ in self._pending()}
+
+    def _skip(self, step: str, why: str) -> None:
+        self._state.skipped_steps.append(step)
+
+    # -- messages ------------------------------------------------------------------
+    @workflow.update
+    def choose_path(self, choice: ChoosePath) -> FollowUpStatus:
+        self._state.path, self._state.path_chosen_at = choice.path, workflow.now()
+        self._play.log("path_chosen", path=choice.path, by=choice.by)
+        self._play.wake()
+        return self.status()
+
+    @choose_path.validator
+    def _validate_choose_path(self, choice: ChoosePath) -> None:
+        keys = [p.key for p in self._content.detractor_paths]
+        if self._category != "detractor":
+            raise ApplicationError(f"only a detractor's follow-up has paths (this one is a {self._category})")
+        if self._state.path is not None:
+            raise ApplicationError(f"the path is already {self._state.path!r}")
+        if choice.path not in keys:
+            raise ApplicationError(f"unknown path {choice.path!r}: one of {', '.join(keys)}")
+
+    @workflow.signal
+    def task_completed(self, done: TaskCompleted) -> None:
+        self._play.task_completed(self._state.tasks, done)
+
+    @workflow.query
+    def status(self) -> FollowUpStatus:
+        inp, st = self._input, self._state
+        step, at = self._next()
+        return FollowUpStatus(
+            as_of=workflow.now(), cycle_id=inp.cycle_id, account_id=inp.account_id, respondent=inp.respondent,
+            score=inp.score, category=self._category, path=st.path, next_action=step, next_action_at=at,
+            done_steps=st.done_steps, open_tasks=[t for t in st.tasks.values() if t.status not in ("completed", "cancelled")],
+            failed_steps=st.failed_steps, control=st.control,
+        )

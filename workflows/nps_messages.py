@@ -1,0 +1,96 @@
+"""Inputs, signals and queries of the NPS survey cycle and of each answer's follow-up."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from core.models import Person, TaskRef, Tier
+from playbooks.schema import NpsSnapshot
+from workflows.messages import Message, PlayControl
+
+NPS = "nps"
+
+
+def cycle_workflow_id(cycle_id: str) -> str:
+    return f"nps-cycle-{cycle_id}"
+
+
+def followup_workflow_id(cycle_id: str, email: str) -> str:
+    return f"nps-{cycle_id}-{email.lower()}"
+
+
+class CycleState(Message):
+    started_at: datetime
+    phase: str = "sending"  # sending, waiting, reminding, closing, closed
+    cursor: tuple[str, str] | None = None
+    sent: int = 0
+    reminded: int = 0
+    closed: int = 0
+    batches: int = 0
+    runs: int = 1
+
+
+class CycleInput(Message):
+    cycle_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    playbook: NpsSnapshot
+    account_ids: list[str] | None = None
+    tiers: list[Tier] | None = None
+    launched_by: str = "unknown"
+    max_history_events: int = Field(2_000, ge=10)
+    state: CycleState | None = None
+
+
+class CycleProgress(Message):
+    cycle_id: str
+    phase: str
+    sent: int
+    reminded: int
+    closed: int
+    batches: int
+    expires_at: datetime
+    run_count: int
+
+
+class FollowUpInput(Message):
+    cycle_id: str
+    account_id: str
+    respondent: Person
+    score: int = Field(ge=0, le=10)
+    comment: str = ""
+    answered_at: datetime
+    playbook: NpsSnapshot
+    search_attributes: bool = True
+
+
+class ChoosePath(Message):
+    path: str = Field(min_length=1)
+    by: str = Field(min_length=1)
+
+
+class FollowUpState(Message):
+    done_steps: list[str] = []
+    skipped_steps: list[str] = []
+    failed_steps: dict[str, str] = {}
+    tasks: dict[str, TaskRef] = {}
+    path: str | None = None
+    path_chosen_at: datetime | None = None
+    resurveys: int = 0
+    control: PlayControl = PlayControl()
+
+
+class FollowUpStatus(Message):
+    as_of: datetime
+    cycle_id: str
+    account_id: str
+    respondent: Person
+    score: int
+    category: str
+    path: str | None
+    next_action: str
+    next_action_at: datetime | None
+    done_steps: list[str]
+    open_tasks: list[TaskRef]
+    failed_steps: dict[str, str]
+    control: PlayControl
