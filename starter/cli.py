@@ -32,11 +32,13 @@ from core.temporal import connect
 from playbooks.loader import SCORING_FILE, PlaybookError, load_scoring, validate_all
 from starter.mail_sink import read_maildir
 from activities.churn import risk_summary
+from activities.nps import nps_report, send_nps_report
 from activities.sla import send_sla_report, sla_attainment
 from playbooks.schema import PRIORITIES
 from core.models import tier_for_arr
 from starter.steering import (
-    SteeringError, cancel_play, change_renewal_date, churn_status, flag_risk, read_metrics, complete_task, launch_onboarding, launch_renewal, mark_churned,
+    SteeringError, cancel_play, change_renewal_date, choose_detractor_path, churn_status, flag_risk,
+    launch_nps_cycle, read_metrics, complete_task, launch_onboarding, launch_renewal, mark_churned,
     mark_renewed, open_ticket, pause_play, playbook_snapshot, renewal_status, resume_play, signal_play, skip_step,
     sla_status,
 )
@@ -46,6 +48,7 @@ from workflows.onboarding_messages import (
 )
 from workflows.churn import ChurnWatch
 from workflows.churn_messages import IndicatorFlag, MetricsReading, ScoringUpdate
+from workflows.nps import NpsCycle
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed
 from workflows.sla_messages import (
     SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, sla_workflow_id,
@@ -550,6 +553,74 @@ def parse_month(month: str | None) -> date:
         return date.fromisoformat(f"{month}-01")
     except ValueError:
         raise typer.BadParameter(f"{month!r} is not a month; use YYYY-MM") from None
+
+
+nps = typer.Typer(help="NPS survey cycles, answers' follow-up, and the quarterly report.", no_args_is_help=True)
+app.add_typer(nps, name="nps")
+
+
+@nps.command("launch")
+@command
+async def nps_launch(
+    account_ids: list[str] = typer.Option(None, "--account", help="only these accounts (repeat the option)"),
+    tier: list[str] = typer.Option(None, "--tier", help="only these tiers"),
+    cycle: str = typer.Option(None, help="cycle id (default: the month end just past, e.g. 2027-01)"),
+    wait: bool = typer.Option(True, help="show progress until every invitation is out"),
+):
+    """Send a survey cycle now (the quarterly one runs by itself from a Temporal Schedule)."""
+    async with services() as (settings, client, pool):
+        handle = await launch_nps_cycle(client, pool, settings, cycle, account_ids or None, tier or None, "cli")
+        out.print(f"started [bold]{handle.id}[/bold]")
+        if not wait:
+            return
+        total = await pool.fetchval(
+            "SELECT count(*) FROM contacts c JOIN accounts a ON a.id = c.account_id"
+            " WHERE a.status IN ('onboarding', 'active', 'at-risk') AND ($1::text[] IS NULL OR a.id = ANY($1::text[]))",
+            account_ids or None,
+        )
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as progress:
+            bar = progress.add_task("sending invitations", total=total)
+            while True:
+                st = await handle.query(NpsCycle.status)
+                progress.update(bar, completed=st.sent)
+                if st.phase != "sending":
+                    break
+                await asyncio.sleep(1)
+    out.print(f"{st.sent} invitations sent in {st.batches} batches; reminders and closing follow by themselves "
+              f"(links expire {st.expires_at:%Y-%m-%d})")
+
+
+@nps.command("report")
+@command
+async def nps_report_cmd(cycle: str, email: bool = typer.Option(False, "--email", help="also e-mail CS leadership")):
+    """NPS = % promoters - % detractors, overall and by tier, vertical and tenure, with response rates."""
+    async with services(need_temporal=False) as (settings, _, pool):
+        if email:
+            snapshot = playbook_snapshot(settings, "nps")
+            report, already = await send_nps_report(pool, settings, cycle, snapshot.template("report"),
+                                                    snapshot.content.report.to)
+        else:
+            report, already = await nps_report(pool, cycle), None
+    o = report["overall"]
+    out.print(f"NPS {cycle}: [bold]{o['nps']}[/bold]  ({o['promoters']} promoters, {o['passives']} passives, "
+              f"{o['detractors']} detractors; {o['responses']} of {o['invited']} answered, {o['response_rate']}%)")
+    for group in report["groups"]:
+        table = Table(group["by"], "NPS", "answers", "response rate")
+        for r in group["rows"]:
+            table.add_row(escape(r["name"]), str(r["nps"]), str(r["responses"]), f"{r['response_rate']}%")
+        out.print(table)
+    if email:
+        out.print("report e-mail " + ("was already sent for this cycle" if already else "sent"))
+
+
+@nps.command("choose-path")
+@command
+async def nps_choose_path(play: str, path: str, by: str = typer.Option(..., help="who decided")):
+    """A detractor's recovery path: fix_and_resurvey, graceful_churn or escalated_engagement."""
+    async with services(need_db=False) as (_, client, __):
+        st = await choose_detractor_path(client, play, path, by)
+    out.print(f"{play}: path {st.path}; next {escape(st.next_action)} at {st.next_action_at or '-'}")
 
 
 @app.command("sla-report")

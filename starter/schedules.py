@@ -15,8 +15,11 @@ from core.settings import Settings
 from playbooks.loader import load_named
 from workflows.churn import MonthlyRiskSummary
 from workflows.churn_messages import CHURN, SummaryInput
+from workflows.nps import NpsCycle
+from workflows.nps_messages import NPS, CycleInput
 
 RISK_SUMMARY = "monthly-risk-summary"
+NPS_CYCLE = "quarterly-nps-survey"
 
 
 def risk_summary_schedule(settings: Settings) -> Schedule:
@@ -34,12 +37,33 @@ def risk_summary_schedule(settings: Settings) -> Schedule:
     )
 
 
+def nps_cycle_schedule(settings: Settings) -> Schedule:
+    """Seed 001 section 14: after each quarter's month end (Jan 31, Apr 30, Jul 31, Oct 31), the survey
+    goes out on the Monday 9 AM ET that follows: the first Monday of February, May, August, November."""
+    playbook = load_named(NPS, settings.playbooks_dir)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            NpsCycle.run, CycleInput(playbook=playbook, launched_by="schedule"), id="nps-cycle-scheduled",
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[ScheduleCalendarSpec(
+                month=[ScheduleRange(2), ScheduleRange(5), ScheduleRange(8), ScheduleRange(11)],
+                day_of_month=[ScheduleRange(1, 7)], day_of_week=[ScheduleRange(1)],
+                hour=[ScheduleRange(9)], minute=[ScheduleRange(0)], second=[ScheduleRange(0)],
+            )],
+            time_zone_name=playbook.content.timezone,
+        ),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     """Create the product's schedules that do not exist yet; the ids created."""
     created = []
-    try:
-        await client.create_schedule(RISK_SUMMARY, risk_summary_schedule(settings))
-        created.append(RISK_SUMMARY)
-    except ScheduleAlreadyRunningError:
-        pass
+    for schedule_id, build in ((RISK_SUMMARY, risk_summary_schedule), (NPS_CYCLE, nps_cycle_schedule)):
+        try:
+            await client.create_schedule(schedule_id, build(settings))
+            created.append(schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass
     return created

@@ -8,9 +8,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.nps import NpsActivities, category_of
+    from activities.nps import NpsActivities, category_of, cycle_for
     from core.models import EscalationReport, PlayRef, RespondentEmailRequest, SurveyBatchRequest
     from playbooks.schema import FollowUpAction
+    from workflows.calendar import local_date
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
     from workflows.nps_messages import (
@@ -28,15 +29,17 @@ class NpsCycle:
 
     @workflow.init
     def __init__(self, input: CycleInput) -> None:
-        self._input = input
         self._state = input.state or CycleState(started_at=workflow.now())
         c = input.playbook.content
+        if input.cycle_id is None:
+            input = input.model_copy(update={"cycle_id": cycle_for(local_date(self._state.started_at, c.timezone))})
+        self._input = input
         self._expires_at = self._state.started_at + timedelta(days=c.expires_after_days)
         self._remind_at = self._state.started_at + timedelta(days=c.reminder_after_days)
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleProgress:
-        st = self._state
+        st, input = self._state, self._input
         if st.phase in ("sending", "reminding"):
             await self._batches(st.phase)
         if st.phase == "waiting":

@@ -33,7 +33,8 @@ class CycleState(Message):
 
 
 class CycleInput(Message):
-    cycle_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # None: the month end the run measures (a run in early February is "2027-01"); the Schedule's way.
+    cycle_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     playbook: NpsSnapshot
     account_ids: list[str] | None = None
     tiers: list[Tier] | None = None

@@ -188,8 +188,17 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         assert shown.returncode == 0 and "YELLOW" in shown.stdout and "Key stakeholder departed" in shown.stdout
         unknown = cli(env, "churn", "flag", "acme", "moon_phase", "--by", "e2e")
         assert unknown.returncode == 1 and "unknown indicator 'moon_phase'" in unknown.stderr
-        schedule = await client.get_schedule_handle("monthly-risk-summary").describe()
-        assert schedule.schedule.spec.time_zone_name == "America/New_York"
+        for schedule_id in ("monthly-risk-summary", "quarterly-nps-survey"):
+            schedule = await client.get_schedule_handle(schedule_id).describe()
+            assert schedule.schedule.spec.time_zone_name == "America/New_York"
+
+        # An NPS cycle on demand, with progress, then its report.
+        surveyed = cli(env, "nps", "launch", "--account", "acme", "--cycle", "E2E")
+        assert surveyed.returncode == 0 and "2 invitations sent" in surveyed.stdout, surveyed.stderr
+        assert len([m for m in sink.messages if m.step.startswith("survey/E2E/")]) == 2
+        reported = cli(env, "nps", "report", "E2E")
+        assert reported.returncode == 0 and "0 of 2 answered" in reported.stdout
+        await client.get_workflow_handle("nps-cycle-E2E").terminate("end of e2e test")
         await client.get_workflow_handle("churn-acme").terminate("end of e2e test")
 
         # A segment launch shows progress and a summary.

@@ -189,3 +189,32 @@ async def test_launch_refusals(env, worker, pool, settings):
     with pytest.raises(SteeringError) as again:
         await launch_nps_cycle(env.client, pool, settings, "Y", ["acme"], task_queue=settings.task_queue)
     assert again.value.status == 409
+
+
+async def test_a_scheduled_run_names_its_cycle_after_the_month_end_it_measures(env, worker, pool, settings, sink):
+    from activities.nps import cycle_for
+    from tests.workflows.play_driver import ET
+
+    start = await skip_to_next_monday(env)
+    handle = await env.client.start_workflow(
+        NpsCycle.run, CycleInput(playbook=load_named("nps"), account_ids=["acme"]), id="nps-cycle-scheduled",
+        task_queue=settings.task_queue)
+    await env.sleep(timedelta(minutes=5))
+    progress = await handle.query(NpsCycle.status)
+    assert progress.cycle_id == cycle_for(start.astimezone(ET).date()) and progress.sent == 2
+    assert cycle_for(datetime(2027, 2, 1).date()) == "2027-01" and cycle_for(datetime(2027, 11, 1).date()) == "2027-10"
+
+
+async def test_report_email_goes_to_cs_leadership_once(pool, settings, sink):
+    from activities.nps import send_nps_report
+
+    await pool.execute("INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at)"
+                       " VALUES ('Q', 'acme', 'lee.park@acme.example', 'Lee', now())")
+    await pool.execute("INSERT INTO nps_responses (cycle_id, account_id, contact_email, score, category)"
+                       " VALUES ('Q', 'acme', 'lee.park@acme.example', 10, 'promoter')")
+    snapshot = load_named("nps")
+    _, already = await send_nps_report(pool, settings, "Q", snapshot.template("report"), snapshot.content.report.to)
+    assert not already and sink.messages[0].subject == "NPS Q: 100 (1 answers, 100.0% response rate)"
+    assert "alex.chen@tai.example" in sink.messages[0].rcpt_to and "Enterprise  100  1  100.0%" in sink.messages[0].text
+    _, already = await send_nps_report(pool, settings, "Q", snapshot.template("report"), snapshot.content.report.to)
+    assert already and len(sink.messages) == 1
