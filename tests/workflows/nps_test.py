@@ -218,3 +218,9 @@ async def test_report_email_goes_to_cs_leadership_once(pool, settings, sink):
     assert "alex.chen@tai.example" in sink.messages[0].rcpt_to and "Enterprise  100  1  100.0%" in sink.messages[0].text
     _, already = await send_nps_report(pool, settings, "Q", snapshot.template("report"), snapshot.content.report.to)
     assert already and len(sink.messages) == 1
+
+
+async def test_the_link_opens_a_page_with_the_question(env, http, settings):
+    page = await http.get(f"/nps/{token_for(settings, CONTACTS[0])}?score=8")
+    assert page.status_code == 200 and "How likely are you to recommend" in page.text
+    assert 'value="8" checked' in page.text and "<form method=\"post\">" in page.text

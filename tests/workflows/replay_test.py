@@ -139,3 +139,22 @@ async def test_record_churn_history(env, worker, pool, settings):
                     settings.task_queue)
     await env.sleep(timedelta(days=20))
     await save_history(handle, "churn-yellow-red-recovery")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_nps_detractor_history(env, worker, pool, settings):
+    """A detractor's follow-up: alert and tasks, the path escalation, then a chosen path."""
+    from datetime import datetime, timezone
+
+    from activities.nps import survey_link
+    from starter.steering import choose_detractor_path, record_nps_answer
+
+    await skip_to_next_monday(env)
+    link = survey_link(settings, "2026-10", DEMO_ACCOUNT_ID, "lee.park@acme.example",
+                       datetime.now(timezone.utc) + timedelta(days=7))
+    handle = await record_nps_answer(env.client, pool, settings, link.rsplit("/", 1)[1], 4, "slow",
+                                     task_queue=settings.task_queue)
+    await env.sleep(timedelta(days=15))
+    await choose_detractor_path(env.client, handle.id, "fix_and_resurvey", "recorder")
+    await handle.result()
+    await save_history(handle, "nps-detractor-fix-and-resurvey")
