@@ -14,10 +14,9 @@ from temporalio.common import (
     SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy,
 )
 
-from activities.accounts import fetch_staff
-from activities.common import not_retryable, play_logger
-from activities.email import Mailer, resolve_roles
-from core.models import PlayRef, RiskRecord, RiskSummaryRequest
+from activities.common import play_logger
+from activities.email import send_report
+from core.models import RiskRecord, RiskSummaryRequest
 from core.settings import Settings
 from playbooks.loader import SCORING_FILE, load_named, load_scoring
 from workflows.churn_messages import CHURN, ChurnInput, IndicatorFlag, MetricsReading, churn_workflow_id
@@ -123,12 +122,7 @@ class RiskSummaryActivities:
     async def send_risk_summary(self, req: RiskSummaryRequest) -> dict:
         """E-mail the month's summary once (the communication log keys it by month)."""
         report = await risk_summary(self.pool, req.month)
-        staff = await fetch_staff(self.pool)
-        people = resolve_roles(req.to, None, staff)
-        if not people:
-            raise not_retryable("the summary has nobody to go to: add the roles to the staff table", "NoRecipient")
-        play = PlayRef(workflow_id="report-churn", play_id=report["month"], account_id="")
-        await Mailer(self.pool, self.settings).deliver(play, "summary", req.template, people, [], report, None, staff)
+        await send_report(self.pool, self.settings, "churn", report["month"], req.template, req.to, report)
         return {"month": report["month"], "counts": report["counts"], "moves": len(report["moves"])}
 
 

@@ -148,3 +148,15 @@ class EmailActivities:
         to = resolve_roles(req.to, account, staff)
         cc = resolve_roles(req.cc, account, staff)
         return await self.mailer.deliver(req.play, req.step, req.template, to, cc, req.data, account, staff)
+
+
+async def send_report(pool: asyncpg.Pool, settings: Settings, report_id: str, period: str, template: EmailTemplate,
+                      to: list[str], data: dict) -> bool:
+    """E-mail a report about many accounts to staff roles, once per report and period; True if sent before."""
+    staff = await fetch_staff(pool)
+    people = resolve_roles(to, None, staff)
+    if not people:
+        raise not_retryable("the report has nobody to go to: add the roles to the staff table", "NoRecipient")
+    play = PlayRef(workflow_id=f"report-{report_id}", play_id=period, account_id="")
+    result = await Mailer(pool, settings).deliver(play, "report", template, people, [], data, None, staff)
+    return result.already_sent

@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities.accounts import fetch_staff
 from activities.common import not_retryable, play_logger
-from activities.email import Mailer, resolve_roles
+from activities.email import Mailer, send_report
 from activities.survey_links import SurveyLink, sign_link
 from core.models import (
     Account, Contact, EmailResult, EmailTemplate, Person, PlayRef, RespondentEmailRequest, SurveyBatchRequest,
@@ -217,14 +217,9 @@ async def nps_report(pool: asyncpg.Pool, cycle_id: str, now: datetime | None = N
 
 async def send_nps_report(pool: asyncpg.Pool, settings: Settings, cycle_id: str, template: EmailTemplate,
                           to: list[str]) -> tuple[dict, bool]:
+    """E-mail the cycle's report to CS leadership, once per cycle; (report, already sent before)."""
     report = await nps_report(pool, cycle_id)
-    staff = await fetch_staff(pool)
-    people = resolve_roles(to, None, staff)
-    if not people:
-        raise not_retryable("the report has nobody to go to: add the roles to the staff table", "NoRecipient")
-    play = PlayRef(workflow_id="report-nps", play_id=cycle_id, account_id="")
-    result = await Mailer(pool, settings).deliver(play, "report", template, people, [], report, None, staff)
-    return report, result.already_sent
+    return report, await send_report(pool, settings, "nps", cycle_id, template, to, report)
 
 
 def cycle_for(day: date) -> str:

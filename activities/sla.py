@@ -9,10 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import asyncpg
 from temporalio import activity
 
-from activities.accounts import account_for_activity, fetch_staff
-from activities.common import not_retryable, play_logger
-from activities.email import Mailer, resolve_roles
-from core.models import EmailTemplate, PlayRef, ServiceCreditRequest, TicketRecord
+from activities.accounts import account_for_activity
+from activities.common import play_logger
+from activities.email import send_report
+from core.models import EmailTemplate, ServiceCreditRequest, TicketRecord
 from core.settings import Settings
 
 CENT = Decimal("0.01")
@@ -120,10 +120,4 @@ async def send_sla_report(pool: asyncpg.Pool, settings: Settings, month: date, t
                           to: list[str]) -> tuple[dict, bool]:
     """E-mail the month's attainment to CS leadership, once per month; (report, already sent before)."""
     report = await sla_attainment(pool, month)
-    staff = await fetch_staff(pool)
-    people = resolve_roles(to, None, staff)
-    if not people:
-        raise not_retryable("the report has nobody to go to: add the roles to the staff table", "NoRecipient")
-    play = PlayRef(workflow_id="report-sla", play_id=report["month"], account_id="")
-    result = await Mailer(pool, settings).deliver(play, "report", template, people, [], report, None, staff)
-    return report, result.already_sent
+    return report, await send_report(pool, settings, "sla", report["month"], template, to, report)

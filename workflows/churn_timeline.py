@@ -21,13 +21,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.models import TaskRef
 from playbooks.schema import ChurnContent
 from playbooks.scoring import (
     Band, ScoringContent, band_of, fired_alerts, health_score, present_indicators, risk_score,
 )
 from workflows.calendar import at_local, local_date
-from workflows.messages import PlayControl
+from workflows.messages import PlayLedger
 
 RANK = {"GREEN": 0, "YELLOW": 1, "ORANGE": 2, "RED": 3}
 ActionKind = Literal["band", "deadline", "checkin", "monitor"]
@@ -55,7 +54,7 @@ class BandChange(Model):
     at: datetime
 
 
-class ChurnState(Model):
+class ChurnState(PlayLedger):
     """Everything the watch has learnt; carried whole across continue-as-new."""
 
     started_at: datetime
@@ -74,12 +73,7 @@ class ChurnState(Model):
     monitoring_since: datetime | None = None
     monitoring_spell: int = 0
     last_checkin: datetime | None = None
-    done_steps: list[str] = []
-    skipped_steps: list[str] = []
-    failed_steps: dict[str, str] = {}
-    tasks: dict[str, TaskRef] = {}
     runs: int = 1
-    control: PlayControl = PlayControl()
 
 
 class Action(Model):

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.models import TaskRef
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,3 +56,13 @@ class SkipResult(Message):
     skipped: str
     next_step: str
     next_at: datetime | None
+
+
+class PlayLedger(Message):
+    """What every play keeps about its own steps; the part of its state that is the same everywhere."""
+
+    done_steps: list[str] = []
+    skipped_steps: list[str] = []
+    failed_steps: dict[str, str] = {}
+    tasks: dict[str, TaskRef] = {}
+    control: PlayControl = PlayControl()

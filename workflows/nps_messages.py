@@ -8,7 +8,7 @@ from pydantic import Field
 
 from core.models import Person, TaskRef, Tier
 from playbooks.schema import NpsSnapshot
-from workflows.messages import Message, PlayControl
+from workflows.messages import Message, PlayControl, PlayLedger
 
 NPS = "nps"
 
@@ -70,15 +70,10 @@ class ChoosePath(Message):
     by: str = Field(min_length=1)
 
 
-class FollowUpState(Message):
-    done_steps: list[str] = []
-    skipped_steps: list[str] = []
-    failed_steps: dict[str, str] = {}
-    tasks: dict[str, TaskRef] = {}
+class FollowUpState(PlayLedger):
     path: str | None = None
     path_chosen_at: datetime | None = None
     resurveys: int = 0
-    control: PlayControl = PlayControl()
 
 
 class FollowUpStatus(Message):

@@ -27,10 +27,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.models import Priority, TaskRef, TicketStatus, Tier
+from core.models import Priority, TicketStatus, Tier
 from playbooks.schema import Clock, LadderRule, SlaContent, SlaTarget
 from workflows.business_time import AroundTheClock, BusinessCalendar
-from workflows.messages import PlayControl
+from workflows.messages import PlayLedger
 
 CLOCKS: tuple[Clock, ...] = ("response", "resolution")
 ActionKind = Literal["ladder", "p0_update", "root_cause", "close"]
@@ -59,7 +59,7 @@ class Escalation(Model):
     at: datetime
 
 
-class SlaState(Model):
+class SlaState(PlayLedger):
     """Everything the ticket's play has learnt; carried whole across continue-as-new."""
 
     ticket_id: str
@@ -83,12 +83,7 @@ class SlaState(Model):
     escalations: list[Escalation] = []
     fired: list[str] = []
     credits: dict[str, float] = {}  # clock -> percent of the monthly fee
-    done_steps: list[str] = []
-    skipped_steps: list[str] = []
-    failed_steps: dict[str, str] = {}
-    tasks: dict[str, TaskRef] = {}
     runs: int = 1
-    control: PlayControl = PlayControl()
 
 
 class Action(Model):

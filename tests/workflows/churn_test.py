@@ -148,7 +148,7 @@ async def test_monthly_summary_counts_bands_moves_rescues_and_losses(env, worker
         id="summary", task_queue=settings.task_queue)
     assert result["counts"] == {"GREEN": 1, "YELLOW": 0, "ORANGE": 0, "RED": 0} and result["moves"] == 2
     mail = sink.messages[-1]
-    assert mail.step == "summary" and "alex.chen@tai.example" in mail.rcpt_to
+    assert mail.step == "report" and "alex.chen@tai.example" in mail.rcpt_to
     assert "Rescued (RED or ORANGE back to GREEN): Acme Logistics" in mail.text
     assert "Acme Logistics: GREEN → ORANGE" in mail.text and "Acme Logistics: ORANGE → GREEN" in mail.text
     assert "GREEN  1  $150,000" in mail.text
