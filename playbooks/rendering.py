@@ -10,6 +10,7 @@ blank in a customer's inbox.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from html.parser import HTMLParser
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
@@ -129,12 +130,19 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
+@lru_cache(maxsize=256)
+def _compiled(autoescape: bool, name: str, sources: tuple[tuple[str, str], ...]):
+    """A template compiled once per distinct source: a survey batch renders the same
+    template a thousand times, and compiling it is most of the cost."""
+    return _environment(autoescape, dict(sources)).get_template(name)
+
+
 def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]:
     """Returns (subject, html body, text body)."""
     name = template.name
     try:
         sources = {**template.partials, name: template.body}
-        html = _environment(True, sources).get_template(name).render(context)
+        html = _compiled(True, name, tuple(sorted(sources.items()))).render(context)
     except TemplateSyntaxError as exc:
         raise RenderError(exc.name or name, exc.message or str(exc), exc.lineno) from None
     except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
@@ -143,7 +151,7 @@ def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]
         raise RenderError(where, str(exc), line) from None
     subject_name = f"{name} (subject)"
     try:
-        subject = _environment(False, {subject_name: template.subject}).get_template(subject_name).render(context)
+        subject = _compiled(False, subject_name, ((subject_name, template.subject),)).render(context)
     except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
         raise RenderError(subject_name, str(exc)) from None
     # A header must be one line; a name with a newline must not add headers.

@@ -49,10 +49,10 @@ class SearchAttributeTracker:
         workflow.upsert_search_attributes([key.value_set(value) if value is not None else key.value_unset()])
 
 
-async def run_activity(method, arg):
-    """Every play step runs its activities with the same timeout and retry policy."""
+async def run_activity(method, arg, timeout: timedelta = ACTIVITY_TIMEOUT, heartbeat: timedelta | None = None):
+    """Every play step runs its activities with the same retry policy (and, but for long batches, timeout)."""
     return await workflow.execute_activity_method(
-        method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+        method, arg, start_to_close_timeout=timeout, heartbeat_timeout=heartbeat, retry_policy=ACTIVITY_RETRY
     )
 
 

@@ -20,6 +20,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.play import Play, SteerablePlay
 
 
+# A batch of up to 5,000 e-mails takes tens of seconds; it heartbeats every 100 e-mails,
+# so a stuck one is noticed within a minute and a slow one is not cut off.
+BATCH_TIMEOUT = timedelta(minutes=15)
+BATCH_HEARTBEAT = timedelta(seconds=60)
+
+
 @workflow.defn(name="NpsCycle")
 class NpsCycle:
     """One survey cycle: invite every contact of the chosen accounts in batches,
@@ -62,7 +68,7 @@ class NpsCycle:
                 play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id, kind=kind,
                 template=self._input.playbook.template(kind), expires_at=self._expires_at,
                 account_ids=self._input.account_ids, tiers=self._input.tiers, after=st.cursor, limit=c.batch_size,
-            ))
+            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT)
             st.cursor, st.batches = result.last, st.batches + 1
             if kind == "survey":
                 st.sent += result.sent + result.already
