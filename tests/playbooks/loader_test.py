@@ -22,6 +22,7 @@ import pytest
 from core.models import EmailTemplate
 from playbooks.loader import PLAYBOOKS_DIR, PlaybookError, load_named, load_playbook, validate_all
 from playbooks.rendering import RenderError, email_context, render_email
+from playbooks.schema import PLAYBOOK_MODELS
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
 
 EMAIL_KEYS = {"escalation", "blocker_alert", "welcome", "kickoff_summary", "weekly_status",
@@ -183,7 +184,7 @@ YAML_CASES = {
     ),
     "unknown playbook kind": (
         "playbook: onboarding", "playbook: retention",
-        "playbook: retention", "playbook", "must be one of: churn, onboarding, renewal, sla",
+        "playbook: retention", "playbook", "must be one of: " + ", ".join(sorted(PLAYBOOK_MODELS)),
     ),
     "template outside templates/": (
         f"template: {WELCOME}", "template: ../loader.py",
