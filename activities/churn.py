@@ -152,10 +152,11 @@ def watch_input(settings: Settings, account_id: str, launched_by: str, max_histo
 
 
 async def signal_watch(client: Client, settings: Settings, account_id: str, signal: str, arg, launched_by: str,
-                       task_queue: str | None = None):
-    """Signal-with-start: one watch per account, started by whatever first has news for it."""
+                       task_queue: str | None = None, input: ChurnInput | None = None):
+    """Signal-with-start: one watch per account, started by whatever first has news for it.
+    `input` is the watch's start input when the caller has already loaded it."""
     return await client.start_workflow(
-        "ChurnWatch", watch_input(settings, account_id, launched_by), id=churn_workflow_id(account_id),
+        "ChurnWatch", input or watch_input(settings, account_id, launched_by), id=churn_workflow_id(account_id),
         task_queue=task_queue or settings.task_queue, start_signal=signal, start_signal_args=[arg],
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

@@ -21,12 +21,12 @@ from activities.accounts import AccountNotFound, fetch_account
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
-from playbooks.loader import SCORING_FILE, load_playbook, load_scoring
+from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch
-from activities.churn import signal_watch
+from activities.churn import signal_watch, watch_input
 from activities.nps import category_of, cycle_for
 from activities.survey_links import LinkRefused, verify_link
 from workflows.churn_messages import ChurnStatus, IndicatorFlag, MetricsReading, churn_workflow_id
@@ -154,6 +154,19 @@ async def signal_play(client: Client, workflow_id: str, signal, arg) -> None:
         raise
 
 
+async def update_play(client: Client, workflow_id: str, update, arg, missing: str, result_type=None):
+    """Send a play an update; its validator's refusal is a 422 with the play's own words,
+    a play that does not exist a 404 saying `missing`."""
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(update, arg, result_type=result_type)
+    except WorkflowUpdateFailedError as exc:
+        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(missing, 404) from None
+        raise
+
+
 async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
     """Mark the task done, then tell the play that created it (it may be waiting on it)."""
     try:
@@ -196,11 +209,9 @@ async def _running_renewal(client: Client, account_id: str) -> tuple[WorkflowHan
 
 async def change_renewal_date(client: Client, account_id: str, change: ChangeRenewalDate) -> RenewalPlan:
     """Move the renewal date; the play's validator refuses a bad date and changes nothing."""
-    handle, _ = await _running_renewal(client, account_id)
-    try:
-        return await handle.execute_update(RenewalCountdown.change_renewal_date, change)
-    except WorkflowUpdateFailedError as exc:
-        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
+    await _running_renewal(client, account_id)
+    return await update_play(client, renewal_workflow_id(account_id), RenewalCountdown.change_renewal_date, change,
+                             f"no renewal countdown for account {account_id!r}")
 
 
 async def mark_renewed(client: Client, account_id: str, renewed: Renewed) -> None:
@@ -293,16 +304,8 @@ async def resume_play(client: Client, workflow_id: str, by: str) -> None:
 
 async def skip_step(client: Client, workflow_id: str, step: str, by: str, reason: str = "") -> SkipResult:
     """Skip one pending step; the play's validator refuses a step it cannot skip."""
-    try:
-        return await client.get_workflow_handle(workflow_id).execute_update(
-            "skip_step", SkipStep(step=step, by=by, reason=reason), result_type=SkipResult
-        )
-    except WorkflowUpdateFailedError as exc:
-        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise SteeringError(f"no running play {workflow_id!r}", 404) from None
-        raise
+    return await update_play(client, workflow_id, "skip_step", SkipStep(step=step, by=by, reason=reason),
+                             f"no running play {workflow_id!r}", result_type=SkipResult)
 
 
 async def cancel_play(client: Client, workflow_id: str) -> None:
@@ -320,26 +323,20 @@ async def cancel_play(client: Client, workflow_id: str) -> None:
 
 
 # -- the churn watch -----------------------------------------------------------------
-async def signal_churn_watch(client: Client, settings: Settings, account_id: str, signal: str, arg,
-                             launched_by: str = "signal", task_queue: str | None = None) -> WorkflowHandle:
-    """Signal an account's churn watch, starting it first if it is not running (one per account)."""
-    return await signal_watch(client, settings, account_id, signal, arg, launched_by, task_queue)
-
-
 async def flag_risk(client: Client, pool: asyncpg.Pool, settings: Settings, account_id: str, flag: IndicatorFlag,
                     task_queue: str | None = None) -> WorkflowHandle:
     await known_account(pool, account_id)
-    scoring = load_scoring(Path(settings.playbooks_dir) / SCORING_FILE)
-    if scoring.indicator(flag.indicator) is None:
-        known = ", ".join(i.key for i in scoring.indicators)
+    input = watch_input(settings, account_id, flag.source)
+    if input.scoring.indicator(flag.indicator) is None:
+        known = ", ".join(i.key for i in input.scoring.indicators)
         raise SteeringError(f"unknown indicator {flag.indicator!r} (known: {known})", 422)
-    return await signal_churn_watch(client, settings, account_id, "flag_indicator", flag, flag.source, task_queue)
+    return await signal_watch(client, settings, account_id, "flag_indicator", flag, flag.source, task_queue, input)
 
 
 async def read_metrics(client: Client, pool: asyncpg.Pool, settings: Settings, account_id: str,
                        reading: MetricsReading, task_queue: str | None = None) -> WorkflowHandle:
     await known_account(pool, account_id)
-    return await signal_churn_watch(client, settings, account_id, "read_metrics", reading, reading.source, task_queue)
+    return await signal_watch(client, settings, account_id, "read_metrics", reading, reading.source, task_queue)
 
 
 async def churn_status(client: Client, account_id: str) -> ChurnStatus:
@@ -418,12 +415,5 @@ async def start_followup(client, settings, link, account, name, score, comment, 
 
 
 async def choose_detractor_path(client: Client, workflow_id: str, path: str, by: str) -> FollowUpStatus:
-    try:
-        return await client.get_workflow_handle(workflow_id).execute_update(
-            NpsFollowUp.choose_path, ChoosePath(path=path, by=by))
-    except WorkflowUpdateFailedError as exc:
-        raise SteeringError(getattr(exc.cause, "message", None) or str(exc), 422) from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise SteeringError(f"no follow-up play {workflow_id!r}", 404) from None
-        raise
+    return await update_play(client, workflow_id, NpsFollowUp.choose_path, ChoosePath(path=path, by=by),
+                             f"no follow-up play {workflow_id!r}")

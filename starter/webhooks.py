@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.accounts import fetch_account
+from activities.churn import signal_watch
 from core.logs import get_logger
 from core.models import Priority
 from core.settings import Settings
@@ -276,7 +277,7 @@ async def _act(p: Plan, client: Client, pool: asyncpg.Pool, settings: Settings) 
     if sig.playbook == "churn":
         if isinstance(arg, MetricChange):
             arg = MetricsReading(values={arg.metric: arg.value}, source=arg.source)
-        await steering.signal_churn_watch(client, settings, e.accountId, sig.name, arg, f"crm:{e.eventId}")
+        await signal_watch(client, settings, e.accountId, sig.name, arg, f"crm:{e.eventId}")
         return "signalled"
     try:
         await steering.signal_play(client, p.workflow_id, sig.name, arg)
