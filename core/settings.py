@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         """Where survey links point: the public URL, else the local HTTP service."""
         return (self.public_base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
+    # Web console login sessions; the cookie is Secure when the public URL is https.
+    console_session_hours: int = 12
+    console_max_failed_logins: int = 5
+    console_lockout_minutes: int = 15
+
+    @property
+    def console_secure_cookie(self) -> bool:
+        return (self.public_base_url or "").startswith("https://")
+
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
     log_level: str = "INFO"

@@ -801,6 +801,32 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
     out.print(table)
 
 
+user_app = typer.Typer(help="Web console users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+@command
+async def user_add(
+    email: str,
+    name: str = typer.Option(..., help="shown in the console and on what they do"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from standard input"),
+):
+    """Create a console user, or set a new password for one (their sessions end)."""
+    from starter.console.auth import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    async with services(need_temporal=False) as (_, __, pool):
+        try:
+            created = await add_user(pool, email, name, password)
+        except ValueError as exc:
+            raise SteeringError(str(exc), 422) from None
+    out.print(f"console user {escape(email.lower())} {'created' if created else 'updated'}")
+
+
 @app.command()
 def validate(folder: Path = typer.Option(None, help="playbooks folder (default: the configured one)")):
     """Check every playbook YAML and its templates; errors as file:line: field: message."""

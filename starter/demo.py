@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 
@@ -49,4 +51,23 @@ async def seed_demo(pool: asyncpg.Pool, today: date) -> bool:
     if await pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", DEMO_ACCOUNT_ID):
         return False
     await upsert_account(pool, demo_account(today))
+    return True
+
+
+DEMO_CONSOLE_USER = ("diana.hoang@tai.example", "Diana Hoang")
+
+
+async def seed_console_user(pool: asyncpg.Pool, login_file: Path) -> bool:
+    """On a product with no console user yet, create the CS manager's login with a random
+    password kept in `login_file` (owner-only), so the demo console can be entered at once.
+    Real users come from `csplay user add`. True if created."""
+    from starter.console.auth import add_user
+
+    if await pool.fetchval("SELECT 1 FROM console_users LIMIT 1"):
+        return False
+    password = secrets.token_urlsafe(12)
+    login_file.parent.mkdir(parents=True, exist_ok=True)
+    login_file.touch(mode=0o600)
+    login_file.write_text(f"{DEMO_CONSOLE_USER[0]}\n{password}\n")
+    await add_user(pool, DEMO_CONSOLE_USER[0], DEMO_CONSOLE_USER[1], password)
     return True

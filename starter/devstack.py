@@ -31,7 +31,7 @@ from core.logs import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings
 from core.temporal import SEARCH_ATTRIBUTES, connect
 from starter.schedules import ensure_schedules
-from starter.demo import DEMO_ACCOUNT_ID, seed_demo
+from starter.demo import DEMO_ACCOUNT_ID, seed_console_user, seed_demo
 from starter.mail_sink import start_sink
 
 
@@ -114,15 +114,34 @@ async def wait_for_temporal(settings: Settings, children: Children, seconds: flo
         say(f"- schedules created: {', '.join(created)}")
 
 
-async def prepare_database(url: str) -> bool:
+def wait_for_http(settings: Settings, children: Children, seconds: float = 60) -> None:
+    """"Ready" means the console answers: wait for the HTTP service to accept connections."""
+    deadline = time.monotonic() + seconds
+    while not port_in_use(settings.http_port):
+        if "http" in children.dead() or time.monotonic() > deadline:
+            raise SystemExit(f"the HTTP service did not start; see {children.log_dir / 'http.log'}")
+        time.sleep(0.1)
+
+
+async def prepare_database(url: str, login_file: Path) -> bool:
     pool = await create_pool(url, 2)
     try:
         applied = await apply_migrations(pool)
         if applied:
             say(f"- schema migrations applied: {', '.join(applied)}")
+        if await seed_console_user(pool, login_file):
+            say(f"- console user created; its login is in {login_file}")
         return await seed_demo(pool, date.today())
     finally:
         await pool.close()
+
+
+def console_login(login_file: Path) -> str:
+    try:
+        email, password = login_file.read_text().split()[:2]
+    except (OSError, ValueError):
+        return "(log in with a user from `csplay user add`)"
+    return f"log in as {email} / {password}"
 
 
 def main() -> None:
@@ -133,7 +152,8 @@ def main() -> None:
     started = time.monotonic()
     say("Starting customer lifecycle playbooks on embedded defaults")
     start_sink_here = "SMTP_HOST" not in os.environ
-    start_temporal_here = "TEMPORAL_ADDRESS" not in os.environ
+    # DEVSTACK_START_TEMPORAL=1 starts the dev server on TEMPORAL_ADDRESS's port (the browser tests use it).
+    start_temporal_here = "TEMPORAL_ADDRESS" not in os.environ or os.environ.get("DEVSTACK_START_TEMPORAL") == "1"
     temporal_port = int(settings.temporal_address.rpartition(":")[2])
     ours = [(settings.http_port, "HTTP service", "HTTP_PORT")]
     if start_sink_here:
@@ -145,7 +165,8 @@ def main() -> None:
             raise SystemExit(f"error: port {port} for the {what} is in use: is the product already running? "
                              f"(or set {var})")
     url = start_postgres(settings)
-    created = asyncio.run(prepare_database(url))
+    login_file = data / "console-login.txt"
+    created = asyncio.run(prepare_database(url, login_file))
     env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
 
     controller = None
@@ -170,11 +191,13 @@ def main() -> None:
         children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")], env)
         children.start("http", [sys.executable, "-m", "uvicorn", "starter.http:app", "--host", settings.http_host,
                                 "--port", str(settings.http_port), "--log-level", "warning"], env)
+        wait_for_http(settings, children)
         say(f"- worker on task queue {settings.task_queue}; HTTP service on http://{settings.http_host}:{settings.http_port}")
         say(f"- demo account '{DEMO_ACCOUNT_ID}' {'created' if created else 'already there'}")
         say("")
         say(f"Ready in {time.monotonic() - started:.1f}s.")
         say(f"  Temporal UI:  {settings.temporal_ui_url}")
+        say(f"  Console:      http://{settings.http_host}:{settings.http_port}/console/   {console_login(login_file)}")
         say(f"  HTTP API:     http://{settings.http_host}:{settings.http_port}/docs")
         say(f"  Launch:       .venv/bin/csplay launch {DEMO_ACCOUNT_ID}   (onboarding)")
         say(f"                .venv/bin/csplay launch {DEMO_ACCOUNT_ID} --playbook renewal")

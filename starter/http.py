@@ -10,7 +10,10 @@ from contextlib import asynccontextmanager
 from datetime import date
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from activities.db import create_pool, database_url
@@ -18,7 +21,8 @@ from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
-from starter import survey_page, webhooks
+from starter import console, survey_page, webhooks
+from starter.console.pages import error_page
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
     query_status, renewal_status,
@@ -44,6 +48,11 @@ async def lifespan(app: FastAPI):
 app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
+console.install(app)
+
+
+def for_console(request: Request) -> bool:
+    return request.url.path.startswith("/console")
 
 
 @app.exception_handler(SteeringError)
@@ -57,9 +66,27 @@ async def playbook_error(_: Request, exc: PlaybookError):
 
 
 @app.exception_handler(Exception)
-async def internal_error(_: Request, exc: Exception):
-    log.exception("http.internal_error")
+async def internal_error(request: Request, exc: Exception):
+    log.exception("http.internal_error", path=request.url.path)
+    if for_console(request):
+        return error_page(500, "Something went wrong on our side; it is in the service log. Nothing was lost: "
+                               "plays keep running.")
     return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException):
+    if for_console(request):
+        return error_page(exc.status_code, "There is no such page." if exc.status_code == 404 else str(exc.detail))
+    return await http_exception_handler(request, exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def bad_request(request: Request, exc: RequestValidationError):
+    if for_console(request):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return error_page(422, f"That request was not understood ({problems}).")
+    return await request_validation_exception_handler(request, exc)
 
 
 def deps(request: Request):

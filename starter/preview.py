@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sysconfig
 import uuid
 from dataclasses import dataclass
@@ -419,6 +420,21 @@ async def _sla(env, task_queue, rec: RecordingActivities, account, snapshot, sta
 DRIVERS = {ONBOARDING: _onboarding, RENEWAL: _renewal, SLA: _sla}
 
 
+class _HidePreviewRuns(logging.Filter):
+    """A preview's plays log like real ones; in a long-running process (the console) those
+    lines would read as real plays acting, so they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = getattr(record, "temporal_workflow", None) or getattr(record, "temporal_activity", None) or {}
+        return not str(info.get("task_queue", "")).startswith("preview-")
+
+
+@lru_cache(maxsize=1)
+def hide_preview_logs() -> None:
+    for name in ("temporalio.workflow", "temporalio.activity"):
+        logging.getLogger(name).addFilter(_HidePreviewRuns())
+
+
 @lru_cache(maxsize=1)
 def quiet_runtime() -> Runtime:
     """A Temporal runtime that logs only errors: the test server's capability warnings are noise
@@ -442,6 +458,7 @@ async def preview(
         raise ValueError(f"priority {ticket_priority!r} must be one of {', '.join(PRIORITIES)}")
     if renewal_days_out < 0:
         raise ValueError("renewal_days_out must not be negative")
+    hide_preview_logs()
     account = account or SAMPLE_ACCOUNT
     snapshot: PlaybookSnapshot = load_named(playbook, playbooks_dir)
     recorder = RecordingActivities(account, SAMPLE_STAFF, snapshot.content.timezone)

@@ -233,6 +233,11 @@ class SteerablePlay:
         step, at = self._next()
         return SkipResult(skipped=req.step, next_step=step, next_at=at)
 
+    @workflow.query
+    def skippable_steps(self) -> dict[str, str]:
+        """What `skip_step` would accept now (the console offers these); step -> title."""
+        return self._skippable()
+
     @skip_step.validator
     def _validate_skip_step(self, req: SkipStep) -> None:
         skippable = self._skippable()
