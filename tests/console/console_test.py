@@ -127,6 +127,14 @@ def test_launch_with_preview_complete_a_task_pause_resume_and_the_outbox(console
 def test_skip_a_step_and_cancel_a_play(console, console_stack):
     page, stack = console, console_stack
     add_account(stack, "globex", "Globex Corporation")
+    # The renewal countdown's preview counts down to the account's own renewal date (200 days out).
+    page.goto(stack.base_url + "/console/launch")
+    page.select_option("select[name=playbook]", "renewal")
+    page.check("#acct-globex")
+    page.click("button[name=preview]")
+    expect(page.locator("h1")).to_have_text("Renewal countdown for 1 account")
+    expect(page.locator("#preview")).to_contain_text("renewal")
+    shot(page, "launch-preview-renewal")
     launch(page, stack, "globex")
     page.goto(stack.base_url + "/console/accounts/globex")
     play = page.locator("[data-play='onboarding-globex']")
