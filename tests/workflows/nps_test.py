@@ -5,28 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
-import pytest_asyncio
 
 from activities.accounts import upsert_account
 from activities.nps import nps_report, survey_link
 from playbooks.loader import load_named
 from starter.demo import demo_account
-from starter.http import app
 from starter.steering import choose_detractor_path, launch_nps_cycle
 from tests.workflows.play_driver import skip_to_next_monday
 from workflows.nps import NpsCycle
 from workflows.nps_messages import CycleInput
 
 CONTACTS = ["lee.park@acme.example", "sam.ortiz@acme.example"]
-
-
-@pytest_asyncio.fixture
-async def http(env, worker, pool, settings):
-    app.state.client, app.state.pool, app.state.settings = env.client, pool, settings
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
 
 
 def token_for(settings, email: str, cycle: str = "2026-10", account: str = "acme", days: int = 7) -> str:
