@@ -97,7 +97,8 @@ async def main() -> None:
     if applied:
         log.info("migrations.applied", files=applied)
     client = await connect(settings)
-    created = await ensure_schedules(client, settings)  # idempotent: whichever worker starts first creates them
+    # Idempotent: whichever worker starts first creates them.
+    created = await ensure_schedules(client, settings) if settings.schedules else []
     if created:
         log.info("schedules.created", schedules=created)
     worker = build_worker(client, pool, settings)

