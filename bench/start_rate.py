@@ -1,0 +1,141 @@
+"""Start rate: playbook launches per second through the product, against raw `client.start_workflow`.
+
+A CRM import or a segment launch starts plays by the thousand. The product's
+start path adds to Temporal's own: the account is read from PostgreSQL, the
+playbook snapshot is taken (cached while its files do not change), the input
+model is built and validated, search attributes are set. This bench measures
+both on the same dev server in the same run, with the same concurrency:
+
+- raw: `client.start_workflow` of a trivial workflow (one argument, no search
+  attributes), the floor Temporal sets;
+- product: `launch_onboarding` (what `csplay launch`, the console, the HTTP API
+  and the CRM webhook call) for distinct accounts.
+
+Neither set of workflows runs while it is measured (no worker polls yet), so the
+figure is the start path alone; then a worker is started and the bench waits
+until every launched play has sent its welcome e-mail, to show they were real.
+
+    .venv/bin/python bench/start_rate.py [--starts 2000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from temporalio import workflow  # noqa: E402
+
+from activities.db import create_pool  # noqa: E402
+from bench.stack import (  # noqa: E402
+    CountingRelay, SinkCount, Stack, bulk_load, free_port, prepare_database, say, start_postgres, start_temporal,
+    start_worker, wait_for_worker,
+)
+from aiosmtpd.controller import Controller  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from starter.steering import launch_onboarding  # noqa: E402
+
+TASK_QUEUE = "start-rate"
+RAW_QUEUE = "start-rate-raw"  # no worker polls it: the trivial workflows only need starting
+GOAL_RATIO = 0.8
+
+
+@workflow.defn(name="TrivialWorkflow")
+class TrivialWorkflow:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return name
+
+
+async def timed_starts(n: int, concurrency: int, start_one) -> tuple[float, list[float]]:
+    """Wall time of n starts, `concurrency` at a time, and each start's latency."""
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def lane():
+        for i in queue:
+            t = time.perf_counter()
+            await start_one(i)
+            latencies.append(time.perf_counter() - t)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.perf_counter() - began, latencies
+
+
+def line(name: str, n: int, seconds: float, latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p95 = ordered[int(0.95 * (len(ordered) - 1))]
+    return (f"  {name:<28} {n:>6} starts in {seconds:6.2f} s = {n / seconds:7.1f}/s   "
+            f"latency median {1000 * statistics.median(latencies):5.1f} ms, p95 {1000 * p95:5.1f} ms")
+
+
+async def bench(args, stack: Stack) -> None:
+    say(f"Start rate: {args.starts} starts each, {args.concurrency} at a time")
+    await asyncio.to_thread(start_postgres, stack)
+    url = await prepare_database(stack, "start_rate")
+    await bulk_load(url, args.starts, status="onboarding", say_every=False)
+    client = await start_temporal(stack)
+    relay = CountingRelay()
+    smtp_port = free_port()
+    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
+    stack.sink_controller.start()
+    settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
+                        smtp_port=smtp_port, data_dir=stack.root / "data")
+    pool = await create_pool(url, args.concurrency)
+    try:
+        # Warm both paths (connections, the snapshot cache) outside the measure.
+        await client.start_workflow(TrivialWorkflow.run, "warm", id="raw-warm", task_queue=RAW_QUEUE)
+        await launch_onboarding(client, pool, settings, "acct-000000", "bench")
+        raw = await timed_starts(args.starts - 1, args.concurrency, lambda i: client.start_workflow(
+            TrivialWorkflow.run, f"n{i}", id=f"raw-{i}", task_queue=RAW_QUEUE))
+        product = await timed_starts(args.starts - 1, args.concurrency, lambda i: launch_onboarding(
+            client, pool, settings, f"acct-{i + 1:06d}", "bench"))
+        say(line("raw client.start_workflow", args.starts - 1, *raw))
+        say(line("product launch_onboarding", args.starts - 1, *product))
+        ratio = ((args.starts - 1) / product[0]) / ((args.starts - 1) / raw[0])
+        say(f"  ratio product / raw          {ratio:.2f}  (goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'})")
+
+        say("- starting a worker: every launched play must send its welcome e-mail")
+        worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE)
+        await wait_for_worker(client, worker, stack, TASK_QUEUE)
+        began = time.monotonic()
+        while SinkCount(relay).drain() < args.starts and time.monotonic() - began < args.timeout:
+            await asyncio.sleep(1)
+        say(f"  welcome e-mails at the relay: {relay.received} of {args.starts} "
+            f"({time.monotonic() - began:.0f} s to drain the backlog on one worker)")
+    finally:
+        await pool.close()
+
+
+async def run(args, stack: Stack) -> None:
+    try:
+        await bench(args, stack)
+    finally:
+        stack.stop_worker()
+        await stack.stop_temporal()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the welcome e-mails")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="start-rate-")))
+    try:
+        asyncio.run(run(args, stack))
+    finally:
+        stack.stop(args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
