@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
+    run_bench,
     CountingRelay, Stack, bulk_load, free_port, mb, prepare_database, proc_cpu_seconds, proc_status, say,
     start_postgres, start_temporal, start_worker, wait_for_worker,
 )
@@ -133,26 +133,13 @@ async def bench(args, stack: Stack) -> None:
         await pool.close()
 
 
-async def run(args, stack: Stack) -> None:
-    try:
-        await bench(args, stack)
-    finally:
-        stack.stop_worker()
-        await stack.stop_temporal()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plays", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="parked-")))
-    try:
-        asyncio.run(run(args, stack))
-    finally:
-        stack.stop(args.keep)
-    return 0
+    return run_bench(bench, args, "parked-")
 
 
 if __name__ == "__main__":

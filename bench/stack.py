@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -325,3 +326,26 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the bench -----------------------------------------------------------------------------------
+
+
+def run_bench(bench, args, prefix: str) -> int:
+    """Run `await bench(args, stack)` on a fresh private stack, then stop all of it, also on
+    Ctrl-C and SIGTERM (a bench must never leave servers behind); the exit code."""
+    stack = Stack(Path(tempfile.mkdtemp(prefix=prefix)))
+
+    async def go():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        try:
+            await bench(args, stack)
+        finally:
+            stack.stop_worker()  # before Temporal goes, so the worker does not log a lost connection
+            await stack.stop_temporal()
+
+    code = 0
+    try:
+        asyncio.run(go())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        code = 130
+    finally:
+        stack.stop(getattr(args, "keep", False))
+    return code

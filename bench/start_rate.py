@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from temporalio import workflow  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
+    run_bench,
     CountingRelay, SinkCount, Stack, bulk_load, free_port, prepare_database, say, start_postgres, start_temporal,
     start_worker, wait_for_worker,
 )
@@ -114,14 +114,6 @@ async def bench(args, stack: Stack) -> None:
         await pool.close()
 
 
-async def run(args, stack: Stack) -> None:
-    try:
-        await bench(args, stack)
-    finally:
-        stack.stop_worker()
-        await stack.stop_temporal()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=2000)
@@ -129,12 +121,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the welcome e-mails")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="start-rate-")))
-    try:
-        asyncio.run(run(args, stack))
-    finally:
-        stack.stop(args.keep)
-    return 0
+    return run_bench(bench, args, "start-rate-")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import httpx  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from bench.stack import (  # noqa: E402
+    run_bench,
     Stack, bulk_load, free_port, log_tail, pct, prepare_database, say, start_postgres, start_temporal, start_worker,
     wait_for_worker,
 )
@@ -140,26 +140,13 @@ async def bench(args, stack: Stack) -> None:
         http.wait(timeout=20)
 
 
-async def run(args, stack: Stack) -> None:
-    try:
-        await bench(args, stack)
-    finally:
-        stack.stop_worker()
-        await stack.stop_temporal()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20, help="events per second")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="latency-")))
-    try:
-        asyncio.run(run(args, stack))
-    finally:
-        stack.stop(args.keep)
-    return 0
+    return run_bench(bench, args, "latency-")
 
 
 if __name__ == "__main__":
