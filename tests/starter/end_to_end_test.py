@@ -80,10 +80,16 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
             return [w async for w in client.list_workflows('AccountId="acme" AND Playbook="onboarding" AND Phase="planning"')]
 
         (run,) = await wait_for(listed, what="the play in visibility by its search attributes")
-        described = await client.get_workflow_handle("onboarding-acme").describe()
-        attrs = {k.name: v for k, v in ((p.key, p.value) for p in described.typed_search_attributes)}
+
+        async def attributes():
+            # The play sets NextActionAt once it has planned its first sleep: on a busy machine
+            # that can come a moment after the listing already shows the play.
+            described = await client.get_workflow_handle("onboarding-acme").describe()
+            attrs = {k.name: v for k, v in ((p.key, p.value) for p in described.typed_search_attributes)}
+            return attrs if "NextActionAt" in attrs else None
+
+        attrs = await wait_for(attributes, what="the play's NextActionAt search attribute")
         assert attrs["CsmEmail"] == "casey.morgan@tai.example" and attrs["AccountId"] == "acme"
-        assert "NextActionAt" in attrs
 
         task_id = await pool.fetchval("SELECT id FROM tasks WHERE step = 'task/project_charter'")
         done = cli(env, "complete-task", str(task_id), "--by", "e2e")
