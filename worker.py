@@ -97,8 +97,7 @@ async def main() -> None:
     if applied:
         log.info("migrations.applied", files=applied)
     client = await connect(settings)
-    # Idempotent: whichever worker starts first creates them.
-    created = await ensure_schedules(client, settings) if settings.schedules else []
+    created = await ensure_schedules(client, settings)  # idempotent: whichever worker starts first creates them
     if created:
         log.info("schedules.created", schedules=created)
     worker = build_worker(client, pool, settings, max_cached_workflows=settings.workflow_cache_size)

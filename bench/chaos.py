@@ -109,7 +109,6 @@ class Observed:
     pending_outbox: int = 0
     sent_not_received: int = 0
     redelivered: int = 0  # the same message (same Message-ID) at the relay twice
-    not_finished: list[str] = field(default_factory=list)
     kills: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)

@@ -34,9 +34,8 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
-    run_bench,
-    CountingRelay, Stack, bulk_load, free_port, mb, prepare_database, proc_cpu_seconds, proc_status, say,
-    start_postgres, start_temporal, start_worker, wait_for_worker,
+    CountingRelay, Stack, bulk_load, free_port, mb, prepare_database, proc_cpu_seconds, proc_status, run_bench,
+    say, start_postgres, start_temporal, start_worker, wait_for_worker,
 )
 from core.settings import Settings  # noqa: E402
 from starter.steering import launch_renewal  # noqa: E402
@@ -83,11 +82,9 @@ async def bench(args, stack: Stack) -> None:
                 launched += 1
 
         async def progress():
-            peak = 0
             while True:
                 await asyncio.sleep(10)
                 rss = proc_status(worker.pid)["VmRSS"]
-                peak = max(peak, rss)
                 say(f"  {time.monotonic() - began:6.0f} s  launched {launched:>7,}  worker RSS {mb(rss)}")
 
         reporter = asyncio.create_task(progress())

@@ -35,7 +35,6 @@ from core.settings import PROJECT_ROOT  # noqa: E402
 from starter.demo import DEFAULT_STAFF  # noqa: E402
 from starter.devstack import dev_server_args, temporal_cli  # noqa: E402
 
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 VERTICALS = ["Logistics", "Retail", "Healthcare", "Manufacturing", "Financial Services", "Energy"]
 CSMS = [("Casey Morgan", "casey.morgan@tai.example"), ("Jamie Fox", "jamie.fox@tai.example"),
         ("Robin Hale", "robin.hale@tai.example"), ("Taylor Kim", "taylor.kim@tai.example")]
@@ -245,13 +244,8 @@ async def bulk_load(url: str, accounts: int, chunk: int = 20_000, status: str = 
         await pool.close()
 
 
-async def start_temporal(stack: Stack, time_skipping: bool = False, db_name: str = "temporal.db") -> Client:
-    """The dev server (with our search attributes, on disk like ./run.sh's), or the time-skipping
-    test server for plays that must run for months in minutes."""
-    if time_skipping:
-        stack.temporal = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER))
-        return stack.temporal.client
+async def start_temporal(stack: Stack, db_name: str = "temporal.db") -> Client:
+    """The dev server, with our search attributes and its database on disk like ./run.sh's."""
     args = dev_server_args(stack.root / db_name, free_port(), free_port())
     # start_local adds its own --port / --db-filename; pass only our extra flags (search attributes).
     extra = args[args.index("--log-level"):]
@@ -266,30 +260,43 @@ async def start_temporal(stack: Stack, time_skipping: bool = False, db_name: str
     return stack.temporal.client
 
 
-def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str,
-                 slow_ms: int | None = None, extra_env: dict[str, str] | None = None,
-                 log_name: str = "worker.log") -> subprocess.Popen:
+def product_env(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str,
+                **extra: str) -> dict[str, str]:
+    """The environment of a product process (worker, HTTP service) on this stack: ours replaces
+    whatever the developer's shell says about Temporal, PostgreSQL, SMTP and the CRM."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "DB_", "TASK_QUEUE", "PLAYBOOKS_"))}
+           if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "DB_", "TASK_QUEUE", "PLAYBOOKS_", "CRM_"))}
     env.update({
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": client.namespace,
-        # Extra URL parameters are session settings for asyncpg: only the worker's statements slower
-        # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
-        "DATABASE_URL": url if slow_ms is None else
-        f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}",
+        "DATABASE_URL": url,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
         "TASK_QUEUE": task_queue,
         "DATA_DIR": str(stack.root / "data"),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
+        **extra,
     })
+    return env
+
+
+def start_product_process(stack: Stack, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
     with open(stack.root / log_name, "ab") as log:
         # cwd is the temp dir: a developer's .env in the project root must not redirect the bench.
-        stack.worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                                        cwd=stack.root, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, *args], env=env, cwd=stack.root, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str,
+                 slow_ms: int | None = None, extra_env: dict[str, str] | None = None,
+                 log_name: str = "worker.log") -> subprocess.Popen:
+    if slow_ms is not None:
+        # Extra URL parameters are session settings for asyncpg: only the worker's statements slower
+        # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
+        url = f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}"
+    env = product_env(stack, client, url, smtp_port, task_queue, **(extra_env or {}))
+    stack.worker = start_product_process(stack, [str(PROJECT_ROOT / "worker.py")], env, log_name)
     return stack.worker
 
 

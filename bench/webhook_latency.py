@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -32,11 +31,9 @@ import httpx  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from bench.stack import (  # noqa: E402
-    run_bench,
-    Stack, bulk_load, free_port, log_tail, pct, prepare_database, say, start_postgres, start_temporal, start_worker,
-    wait_for_worker,
+    Stack, bulk_load, free_port, log_tail, pct, prepare_database, product_env, run_bench, say, start_postgres,
+    start_product_process, start_temporal, start_worker, wait_for_worker,
 )
-from core.settings import PROJECT_ROOT  # noqa: E402
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign  # noqa: E402
 
 TASK_QUEUE = "latency"
@@ -62,14 +59,9 @@ class ArrivalRelay:
 
 
 def start_http(stack: Stack, client, url: str, smtp_port: int, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SMTP_", "DATABASE_", "CRM_"))}
-    env.update({"TEMPORAL_ADDRESS": client.service_client.config.target_host, "DATABASE_URL": url,
-                "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "TASK_QUEUE": TASK_QUEUE,
-                "CRM_WEBHOOK_SECRET": SECRET, "HTTP_PORT": str(port), "LOG_LEVEL": "WARNING"})
-    with open(stack.root / "http.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "uvicorn", "starter.http:app", "--host", "127.0.0.1",
-                                 "--port", str(port), "--log-level", "warning"], env=env, cwd=PROJECT_ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+    env = product_env(stack, client, url, smtp_port, TASK_QUEUE, CRM_WEBHOOK_SECRET=SECRET, HTTP_PORT=str(port))
+    return start_product_process(stack, ["-m", "uvicorn", "starter.http:app", "--host", "127.0.0.1", "--port",
+                                         str(port), "--log-level", "warning"], env, "http.log")
 
 
 async def bench(args, stack: Stack) -> None:

@@ -30,17 +30,14 @@ class Settings(BaseSettings):
     # Off only where the server cannot index our attributes: the Java
     # time-skipping test server knows a fixed list of test-only names.
     search_attributes: bool = True
-    # Workers create the product's Temporal Schedules on start; off for a server without
-    # schedules (the time-skipping test server the chaos bench runs whole plays on).
-    schedules: bool = True
 
     # None means the embedded PostgreSQL under DATA_DIR/pg, started by ./run.sh
     database_url: str | None = None
     database_name: str = "playbooks"
     db_pool_max: int = 10
-    # Plays a worker keeps in memory between their turns (the SDK's default: 1000); 0 replays every
-    # turn from history. 0 suits a server that never hands a dead worker's sticky turns on (the
-    # time-skipping test server the chaos bench kills workers against).
+    # Plays a worker keeps in memory between their turns (the SDK's default: 1000). It bounds the
+    # worker's memory (about 0.4 MB per cached play, bench/RESULTS.md); a smaller cache costs a
+    # replay from history when an evicted play wakes.
     workflow_cache_size: int = Field(1000, ge=0)
 
     smtp_host: str = "127.0.0.1"

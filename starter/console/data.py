@@ -155,7 +155,7 @@ async def _read_play(client: Client, play: PlaySummary) -> None:
         play.timeline = timeline(play.state)
         if play.running:
             play.skippable = await asyncio.wait_for(handle.query("skippable_steps"), QUERY_SECONDS) or {}
-    except (asyncio.TimeoutError, RPCError, Exception) as exc:  # one unreadable play must not hide the others
+    except Exception as exc:  # a timeout, an RPC error, a bad state: one unreadable play must not hide the others
         log.warning("console.play_unreadable", workflow_id=play.workflow_id, error=f"{type(exc).__name__}: {exc}")
         play.state_error = "this play's details are not available right now"
 

@@ -9,8 +9,10 @@ sentence; internal errors are a 500 page that points at the service log.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import date, datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -85,8 +87,12 @@ SECURITY_HEADERS = {
 }
 
 
+# What base.html needs on a page shown to nobody in particular (login, errors).
+ANONYMOUS = {"user": None, "csrf": "", "flash": None, "nav": "", "temporal_ui": ""}
+
+
 def page(name: str, status: int = 200, **context) -> HTMLResponse:
-    html = templates.get_template(name).render(**context)
+    html = templates.get_template(name).render(**{**ANONYMOUS, **context})
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
@@ -97,8 +103,7 @@ async def render(request: Request, user: ConsoleUser, name: str, **context) -> H
 
 
 def error_page(status: int, message: str) -> HTMLResponse:
-    return page("error.html", status=status, message=message, user=None, csrf="", flash=None, nav="error",
-                temporal_ui="")
+    return page("error.html", status=status, message=message, nav="error")
 
 
 def install(app: FastAPI) -> None:
@@ -120,8 +125,6 @@ def install(app: FastAPI) -> None:
 
 
 def _quote(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="/")
 
 
@@ -163,11 +166,9 @@ async def done(request: Request, user: ConsoleUser, to: str, kind: str, text: st
 # -- login ------------------------------------------------------------------------------
 @router.get("/login")
 async def login_form(request: Request, next: str = "/console/", problem: str = ""):
-    import secrets
-
     token = secrets.token_urlsafe(32)
     response = page("login.html", status=401 if problem else 200, next=local_path(next), csrf=token,
-                    problem=problem, user=None, flash=None, nav="login", temporal_ui="")
+                    problem=problem, nav="login")
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login",
                         secure=request.app.state.settings.console_secure_cookie)
     return response
@@ -301,7 +302,7 @@ async def complete_task(request: Request, task_id: int, form=Depends(posted_form
 
 
 # -- launch -----------------------------------------------------------------------------
-async def _launch_choice(request: Request, st, playbook: str, account_ids: list[str]):
+async def _launch_choice(st, playbook: str, account_ids: list[str]):
     if playbook not in LAUNCHABLE:
         raise Refused(f"unknown playbook {playbook!r}: one of {', '.join(LAUNCHABLE)}", 422)
     if not account_ids:
@@ -328,7 +329,7 @@ async def launch_preview(request: Request, playbook: str = "", user=Depends(curr
     from starter.preview import preview
 
     account_ids = request.query_params.getlist("account")
-    accounts = await _launch_choice(request, st, playbook, account_ids)
+    accounts = await _launch_choice(st, playbook, account_ids)
     first = accounts[0]
     days_out = 180
     if playbook == "renewal":
@@ -350,7 +351,7 @@ async def launch_preview(request: Request, playbook: str = "", user=Depends(curr
 @router.post("/launch")
 async def launch(request: Request, form=Depends(posted_form), user=Depends(current_user), st=Depends(state)):
     playbook = str(form.get("playbook") or "")
-    accounts = await _launch_choice(request, st, playbook, [str(a) for a in form.getlist("account")])
+    accounts = await _launch_choice(st, playbook, [str(a) for a in form.getlist("account")])
     started, refused = [], []
     for account in accounts:
         try:
