@@ -11,7 +11,6 @@ file:line: field, and a launch from that folder must start nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -26,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from playbooks.loader import PlaybookError, validate_all
 from starter.steering import launch_onboarding
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign
+from tests.conftest import asleep_on_timer
 from tests.starter.webhook_test import CLOSED_WON, SECRET, URL, event
 from tests.workflows.nps_test import CONTACTS, token_for
 
@@ -174,26 +174,13 @@ async def plays(env) -> dict[str, tuple[str, int] | None]:
     return found
 
 
-async def settled(env, workflow_id: str) -> None:
-    """Wait until the play has done what it does at once (the welcome e-mail, the first tasks)
-    and sleeps on a timer, so that what follows is the only thing that could change anything."""
-    handle = env.client.get_workflow_handle(workflow_id)
-    seen = -1
-    for _ in range(200):
-        desc = await handle.describe()
-        events = len((await handle.fetch_history()).events)
-        if not desc.raw_description.pending_activities and events == seen:
-            return
-        seen = events
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{workflow_id} never settled")
-
-
 @pytest.mark.parametrize("case", HTTP_CASES.values(), ids=HTTP_CASES.keys())
 async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(env, http, pool, settings, case):
     # A play already running is the harder case: nothing may reach it either.
     await http.post("/plays/onboarding", json={"account_id": "acme"})
-    await settled(env, "onboarding-acme")
+    # Until the play has done what it does at once (the welcome e-mail, the first tasks) and
+    # sleeps on its timer, its own steps would change the digests.
+    await asleep_on_timer(env.client, "onboarding-acme")
     before_rows, before_plays = await table_digests(pool), await plays(env)
     response = await case.send(http, settings)
     assert response.status_code == case.status, response.text[:500]
@@ -205,7 +192,9 @@ async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(env, http, pool, s
 async def test_a_duplicate_event_is_acknowledged_and_changes_nothing(env, http, pool, settings):
     first = await webhook([CLOSED_WON])(http, settings)
     assert first.json()["results"][0]["outcome"] == "started"
-    await settled(env, "onboarding-acme")
+    # Until the play has done what it does at once (the welcome e-mail, the first tasks) and
+    # sleeps on its timer, its own steps would change the digests.
+    await asleep_on_timer(env.client, "onboarding-acme")
     before_rows, before_plays = await table_digests(pool), await plays(env)
     again = await webhook([CLOSED_WON])(http, settings)
     assert again.status_code == 202 and again.json()["results"][0]["outcome"] == "duplicate"

