@@ -17,25 +17,40 @@ class AccountNotFound(LookupError):
         super().__init__(f"unknown account {account_id!r}")
 
 
+def account_from_row(row, contacts) -> Account:
+    """An `accounts` row and its `contacts` rows as the Account plays see: only contacts with an
+    e-mail address, and a sponsor always (the stored one, else the first contact, else the CSM, so
+    that a freshly imported company's plays still reach a person; the import report says so)."""
+    csm = Person(name=row["csm_name"], email=row["csm_email"])
+    people = [Contact(name=c["name"], email=c["email"], role=c["role"]) for c in contacts if c["email"]]
+    if row["sponsor_email"]:
+        sponsor = Person(name=row["sponsor_name"] or row["sponsor_email"], email=row["sponsor_email"])
+    elif people:
+        sponsor = Person(name=people[0].name, email=people[0].email)
+    else:
+        sponsor = csm
+    return Account(
+        id=row["id"], name=row["name"], status=row["status"], health=row["health"], arr=Decimal(row["arr"]),
+        arr_currency=row["arr_currency"], usd_rate=Decimal(row["usd_rate"]), crm_tier=row["crm_tier"],
+        renewal_date=row["renewal_date"], vertical=row["vertical"], country=row["country"], region=row["region"],
+        timezone=row["timezone"], language=row["language"], csm=csm, sponsor=sponsor, contacts=people,
+    )
+
+
 async def fetch_account(conn: asyncpg.Pool | asyncpg.Connection, account_id: str) -> Account:
-    row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+    """The account by our id; an account merged into another (a CRM merge) answers as the survivor,
+    so plays started for the merged one carry on with the surviving account's people.
+    Raises AccountNotFound."""
+    row = await conn.fetchrow(
+        "WITH RECURSIVE chain AS (SELECT a.*, 0 AS depth FROM accounts a WHERE a.id = $1"
+        " UNION ALL SELECT a.*, c.depth + 1 FROM accounts a JOIN chain c ON a.id = c.merged_into WHERE c.depth < 10)"
+        " SELECT * FROM chain ORDER BY depth DESC LIMIT 1", account_id)
     if row is None:
         raise AccountNotFound(account_id)
     contacts = await conn.fetch(
-        "SELECT name, email, role FROM contacts WHERE account_id = $1 ORDER BY id", account_id
+        "SELECT name, email, role FROM contacts WHERE account_id = $1 ORDER BY id", row["id"]
     )
-    return Account(
-        id=row["id"],
-        name=row["name"],
-        status=row["status"],
-        health=row["health"],
-        arr=Decimal(row["arr"]),
-        renewal_date=row["renewal_date"],
-        vertical=row["vertical"],
-        csm=Person(name=row["csm_name"], email=row["csm_email"]),
-        sponsor=Person(name=row["sponsor_name"], email=row["sponsor_email"]),
-        contacts=[Contact(**dict(c)) for c in contacts],
-    )
+    return account_from_row(row, contacts)
 
 
 async def account_for_activity(pool: asyncpg.Pool, account_id: str) -> Account:
@@ -52,22 +67,28 @@ async def fetch_staff(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, Staf
 
 
 async def upsert_account(pool: asyncpg.Pool, account: Account) -> None:
-    """Create or replace an account and its contacts (the CRM sync's write path)."""
+    """Create or replace an account and its contacts, as given (tests and fixtures; CRM data
+    goes through starter/book, which keeps CRM ids and never deletes)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             """
-            INSERT INTO accounts (id, name, status, health, arr, renewal_date, vertical,
+            INSERT INTO accounts (id, name, status, health, arr, arr_currency, usd_rate, crm_tier, renewal_date,
+                                  vertical, country, region, timezone, language,
                                   csm_name, csm_email, sponsor_name, sponsor_email)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
             ON CONFLICT (id) DO UPDATE SET
                 name = EXCLUDED.name, status = EXCLUDED.status, health = EXCLUDED.health,
-                arr = EXCLUDED.arr, renewal_date = EXCLUDED.renewal_date, vertical = EXCLUDED.vertical,
+                arr = EXCLUDED.arr, arr_currency = EXCLUDED.arr_currency, usd_rate = EXCLUDED.usd_rate,
+                crm_tier = EXCLUDED.crm_tier, renewal_date = EXCLUDED.renewal_date, vertical = EXCLUDED.vertical,
+                country = EXCLUDED.country, region = EXCLUDED.region, timezone = EXCLUDED.timezone,
+                language = EXCLUDED.language,
                 csm_name = EXCLUDED.csm_name, csm_email = EXCLUDED.csm_email,
                 sponsor_name = EXCLUDED.sponsor_name, sponsor_email = EXCLUDED.sponsor_email,
                 updated_at = now()
             """,
-            account.id, account.name, account.status, account.health, account.arr,
-            account.renewal_date, account.vertical, account.csm.name, str(account.csm.email),
+            account.id, account.name, account.status, account.health, account.arr, account.arr_currency,
+            account.usd_rate, account.crm_tier, account.renewal_date, account.vertical, account.country,
+            account.region, account.timezone, account.language, account.csm.name, str(account.csm.email),
             account.sponsor.name, str(account.sponsor.email),
         )
         await conn.execute("DELETE FROM contacts WHERE account_id = $1", account.id)

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 
 import asyncpg
 from temporalio import activity
 
-from activities.accounts import fetch_staff
+from activities.accounts import account_from_row, fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import Mailer, send_report
 from activities.survey_links import SurveyLink, sign_link
 from core.models import (
-    Account, Contact, EmailResult, EmailTemplate, Person, PlayRef, RespondentEmailRequest, SurveyBatchRequest,
-    SurveyBatchResult, tier_for_arr,
+    Account, EmailResult, EmailTemplate, Person, PlayRef, RespondentEmailRequest, SurveyBatchRequest,
+    SurveyBatchResult, tier_of,
 )
 from core.settings import Settings
 
@@ -53,7 +52,7 @@ class NpsActivities:
                 """
                 SELECT c.account_id, c.email, c.name FROM contacts c JOIN accounts a ON a.id = c.account_id
                 WHERE a.status = ANY($1::text[]) AND ($2::text[] IS NULL OR a.id = ANY($2::text[]))
-                  AND (c.account_id, c.email) > ($3, $4) AND ($6::text IS NULL OR c.email = $6)
+                  AND a.merged_into IS NULL AND c.email IS NOT NULL AND (c.account_id, c.email) > ($3, $4) AND ($6::text IS NULL OR c.email = $6)
                 ORDER BY c.account_id, c.email LIMIT $5
                 """,
                 list(ACTIVE), req.account_ids, after_account, after_email, req.limit, req.only_email,
@@ -122,17 +121,10 @@ class NpsActivities:
         rows = await self.pool.fetch("SELECT * FROM accounts WHERE id = ANY($1::text[])", list(ids))
         contacts = await self.pool.fetch(
             "SELECT account_id, name, email, role FROM contacts WHERE account_id = ANY($1::text[]) ORDER BY id", list(ids))
-        by_account: dict[str, list[Contact]] = {}
+        by_account: dict[str, list] = {}
         for c in contacts:
-            by_account.setdefault(c["account_id"], []).append(Contact(name=c["name"], email=c["email"], role=c["role"]))
-        return {
-            r["id"]: Account(id=r["id"], name=r["name"], status=r["status"], health=r["health"], arr=Decimal(r["arr"]),
-                             renewal_date=r["renewal_date"], vertical=r["vertical"],
-                             csm=Person(name=r["csm_name"], email=r["csm_email"]),
-                             sponsor=Person(name=r["sponsor_name"], email=r["sponsor_email"]),
-                             contacts=by_account.get(r["id"], []))
-            for r in rows
-        }
+            by_account.setdefault(c["account_id"], []).append(c)
+        return {r["id"]: account_from_row(r, by_account.get(r["id"], [])) for r in rows}
 
     @activity.defn(name="close_nonresponses")
     async def close_nonresponses(self, cycle_id: str) -> int:
@@ -189,7 +181,7 @@ async def nps_report(pool: asyncpg.Pool, cycle_id: str, now: datetime | None = N
     """NPS overall and by tier, vertical and tenure, with response rates, for one cycle."""
     now = now or datetime.now(timezone.utc)
     invited = await pool.fetch(
-        "SELECT i.account_id, a.arr, coalesce(a.vertical, 'unknown') AS vertical, a.created_at,"
+        "SELECT i.account_id, a.arr, a.usd_rate, a.crm_tier, coalesce(a.vertical, 'unknown') AS vertical, a.created_at,"
         " r.score FROM nps_invitations i JOIN accounts a ON a.id = i.account_id"
         " LEFT JOIN nps_responses r ON r.cycle_id = i.cycle_id AND r.contact_email = i.contact_email"
         " WHERE i.cycle_id = $1",
@@ -206,7 +198,7 @@ async def nps_report(pool: asyncpg.Pool, cycle_id: str, now: datetime | None = N
         }
 
     groups = []
-    for by, key in (("tier", lambda r: tier_for_arr(Decimal(r["arr"]))), ("vertical", lambda r: r["vertical"]),
+    for by, key in (("tier", tier_of), ("vertical", lambda r: r["vertical"]),
                     ("tenure", lambda r: _tenure(r["created_at"], now))):
         buckets: dict[str, list] = {}
         for r in invited:

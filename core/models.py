@@ -30,11 +30,20 @@ STAFF_ROLES: tuple[str, ...] = StaffRole.__args__  # type: ignore[attr-defined]
 
 
 def tier_for_arr(arr: Decimal) -> Tier:
+    """Seed 001 section 8 tier of an ARR in US dollars (currency units, not cents)."""
     if arr > ENTERPRISE_ABOVE:
         return "Enterprise"
     if arr < STARTER_BELOW:
         return "Starter"
     return "Mid-Market"
+
+
+def tier_of(row) -> Tier:
+    """The tier of an account row (a mapping with `arr`, and `usd_rate` and `crm_tier` when selected):
+    the CRM's stated tier, else seed 001 section 8 on the ARR in US dollars."""
+    if row.get("crm_tier"):
+        return row["crm_tier"]
+    return tier_for_arr(Decimal(row["arr"]) * Decimal(row.get("usd_rate") or 1))
 
 
 class Model(BaseModel):
@@ -50,21 +59,46 @@ class Contact(Person):
     role: str = "user"
 
 
+ACCOUNT_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class Account(Model):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    """A customer account as plays see it.
+
+    `arr` is in `arr_currency` units (not cents); `usd_rate` is the US dollars per unit taken
+    when the account was last written, so the tier (seed 001 section 8, in USD) is computed
+    the same way on every replay. `crm_tier` is a tier the CRM states outright (mapping
+    configuration), which wins over the ARR. `timezone` is an IANA name, `country` ISO 3166-1
+    alpha-2 and `region` its ISO 3166-2 subdivision; `language` a BCP 47 tag such as `fr`.
+    `contacts` holds only people with an e-mail address: the ones a play can write to.
+    """
+
+    id: str = Field(pattern=ACCOUNT_ID)
     name: str = Field(min_length=1, max_length=200)
     status: AccountStatus = "onboarding"
     health: int = Field(70, ge=0, le=100)
     arr: Decimal = Field(Decimal(0), ge=0)
+    arr_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    usd_rate: Decimal = Field(Decimal(1), gt=0)
+    crm_tier: Tier | None = None
     renewal_date: date | None = None
     vertical: str | None = None
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    region: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$")
+    timezone: str = "America/New_York"
+    language: str = Field("en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     csm: Person
     sponsor: Person
     contacts: list[Contact] = []
 
     @property
+    def arr_usd(self) -> Decimal:
+        """The ARR in US dollars at the rate of the last write."""
+        return self.arr * self.usd_rate
+
+    @property
     def tier(self) -> Tier:
-        return tier_for_arr(self.arr)
+        return self.crm_tier or tier_for_arr(self.arr_usd)
 
 
 class StaffMember(Person):

@@ -35,7 +35,7 @@ from activities.churn import risk_summary
 from activities.nps import nps_report, send_nps_report
 from activities.sla import send_sla_report, sla_attainment
 from playbooks.schema import PRIORITIES
-from core.models import tier_for_arr
+from core.models import tier_of
 from starter.steering import (
     SteeringError, cancel_play, change_renewal_date, choose_detractor_path, churn_status, flag_risk,
     launch_nps_cycle, read_metrics, complete_task, launch_onboarding, launch_renewal, mark_churned,
@@ -184,10 +184,10 @@ async def launch_one(client, pool, settings, playbook: "Playbook", account_id: s
 
 async def segment(pool, tier: str | None, status: str | None, csm: str | None) -> list[str]:
     rows = await pool.fetch(
-        "SELECT id, arr FROM accounts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR csm_email = $2)"
+        "SELECT id, arr, usd_rate, crm_tier FROM accounts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR csm_email = $2)"
         " ORDER BY id", status, csm,
     )
-    return [r["id"] for r in rows if tier is None or tier_for_arr(r["arr"]).lower() == tier.lower()]
+    return [r["id"] for r in rows if tier is None or tier_of(r).lower() == tier.lower()]
 
 
 @app.command()
@@ -575,7 +575,8 @@ async def nps_launch(
             return
         total = await pool.fetchval(
             "SELECT count(*) FROM contacts c JOIN accounts a ON a.id = c.account_id"
-            " WHERE a.status IN ('onboarding', 'active', 'at-risk') AND ($1::text[] IS NULL OR a.id = ANY($1::text[]))",
+            " WHERE a.status IN ('onboarding', 'active', 'at-risk') AND ($1::text[] IS NULL OR a.id = ANY($1::text[]))"
+            " AND a.merged_into IS NULL AND c.email IS NOT NULL",
             account_ids or None,
         )
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

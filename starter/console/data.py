@@ -13,7 +13,6 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from urllib.parse import quote
 
 import asyncpg
@@ -21,7 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from core.logs import get_logger
-from core.models import tier_for_arr
+from core.models import tier_of
 from core.settings import Settings
 
 log = get_logger("console")
@@ -85,11 +84,11 @@ async def find_plays(client: Client, query: str, limit: int = 2000) -> list[Play
 async def portfolio(pool: asyncpg.Pool, client: Client, csm: str | None, tier: str | None,
                     band: str | None) -> dict:
     rows = await pool.fetch(
-        "SELECT a.id, a.name, a.status, a.health, a.arr, a.csm_name, a.csm_email, a.renewal_date,"
+        "SELECT a.id, a.name, a.status, a.health, a.arr, a.usd_rate, a.crm_tier, a.csm_name, a.csm_email, a.renewal_date,"
         " coalesce(r.band, 'GREEN') AS band, r.score FROM accounts a"
         " LEFT JOIN account_risk r ON r.account_id = a.id ORDER BY a.name, a.id"
     )
-    accounts = [{**dict(r), "tier": tier_for_arr(Decimal(r["arr"]))} for r in rows]
+    accounts = [{**dict(r), "tier": tier_of(r)} for r in rows]
     csms = sorted({(a["csm_email"], a["csm_name"]) for a in accounts})
     counts = {b: sum(a["band"] == b for a in accounts) for b in BANDS}
     shown = [a for a in accounts if (not csm or a["csm_email"] == csm) and (not tier or a["tier"] == tier)
@@ -144,7 +143,7 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
         "SELECT workflow_id, level, to_role, to_email, severity, title, reason, created_at FROM escalations"
         " WHERE account_id = $1 ORDER BY created_at DESC, id DESC", account_id,
     )
-    return {"account": dict(account), "tier": tier_for_arr(Decimal(account["arr"])), "plays": plays,
+    return {"account": dict(account), "tier": tier_of(account), "plays": plays,
             "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations}
 
 

@@ -1,0 +1,181 @@
+"""The schema of a CRM mapping (`playbooks/crm/*.yaml`): which column of an export, or which
+property of a webhook, holds which field of our accounts and contacts, and how to read it.
+
+A mapping is configuration, not code: which CRM field is ARR, renewal date, tier or health;
+the header labels of every language the CRM's users export in; value maps (tier names,
+lifecycle stages, country names in another language); the default currency. Errors are
+reported as `file:line: field: message` like the playbooks (see playbooks/loader.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import EmailStr, Field, field_validator, model_validator
+
+from playbooks.schema import Content
+
+ValueType = Literal["text", "money", "date", "int", "percent", "bool", "country", "region", "timezone",
+                    "language", "currency", "email", "tier", "status", "owner", "id", "salesforce_id", "ids"]
+
+# Our fields, and the types a mapping may read them as.
+ACCOUNT_FIELDS: dict[str, set[str]] = {
+    "name": {"text"}, "arr": {"money"}, "arr_currency": {"currency"}, "renewal_date": {"date"},
+    "tier": {"tier"}, "health": {"int", "percent"}, "status": {"status"}, "vertical": {"text"},
+    "country": {"country"}, "region": {"region"}, "timezone": {"timezone"}, "language": {"language"},
+    "owner": {"owner"}, "domain": {"text"}, "sponsor_email": {"email"}, "deleted": {"bool"},
+}
+CONTACT_FIELDS: dict[str, set[str]] = {
+    "first_name": {"text"}, "last_name": {"text"}, "name": {"text"}, "email": {"email"}, "title": {"text"},
+    "phone": {"text"}, "role": {"text"}, "opt_out": {"bool"}, "owner": {"owner"},
+}
+TIERS = ("Enterprise", "Mid-Market", "Starter")
+STATUSES = ("prospect", "onboarding", "active", "at-risk", "churned")
+
+
+class FieldRule(Content):
+    """Where one field comes from. `columns`: header labels of a file export, in any of the
+    languages its users export in (matched ignoring case and surrounding spaces). `property`:
+    the CRM's property name, for webhooks and API reads. `values`: a value map applied before
+    reading (e.g. {"Kunde": "active"}), matched ignoring case; a value not in a non-empty map of
+    a `tier` or `status` field is refused."""
+
+    columns: list[str] = []
+    property: str | None = None
+    type: ValueType = "text"
+    values: dict[str, str] = {}
+    separator: str = Field(";", min_length=1, max_length=3, description="for type ids: how values are joined")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> "FieldRule":
+        if not self.columns and not self.property:
+            raise ValueError("columns: give the file columns, the CRM property, or both")
+        if self.type == "tier":
+            bad = sorted(v for v in self.values.values() if v not in TIERS)
+            if bad:
+                raise ValueError(f"values: {bad[0]!r} is not a tier ({', '.join(TIERS)})")
+        if self.type == "status":
+            bad = sorted(v for v in self.values.values() if v not in STATUSES)
+            if bad:
+                raise ValueError(f"values: {bad[0]!r} is not an account status ({', '.join(STATUSES)})")
+        return self
+
+    def mapped(self, text: str | None) -> str | None:
+        """The value after the value map (case-insensitive); unchanged when not in it."""
+        if text is None or not self.values:
+            return text
+        lowered = {k.lower(): v for k, v in self.values.items()}
+        return lowered.get(text.lower(), text)
+
+
+def _check_fields(fields: dict[str, FieldRule], allowed: dict[str, set[str]], what: str) -> None:
+    for name, rule in fields.items():
+        if name not in allowed:
+            raise ValueError(f"fields.{name}: not a field of {what} (one of: {', '.join(sorted(allowed))})")
+        if rule.type not in allowed[name]:
+            raise ValueError(f"fields.{name}.type: {name} is read as {' or '.join(sorted(allowed[name]))}, "
+                             f"not {rule.type}")
+
+
+class AccountsMapping(Content):
+    """Companies (HubSpot), Accounts (Salesforce), organisations, or rows of a spreadsheet."""
+
+    id: FieldRule = Field(description="the CRM's record id: the key of every re-import and webhook")
+    fields: dict[str, FieldRule]
+
+    @model_validator(mode="after")
+    def _fields(self) -> "AccountsMapping":
+        _check_fields(self.fields, ACCOUNT_FIELDS, "an account")
+        if "name" not in self.fields:
+            raise ValueError("fields.name: an account needs its name")
+        return self
+
+
+class ContactsMapping(Content):
+    id: FieldRule
+    fields: dict[str, FieldRule]
+    companies: FieldRule = Field(description="the company (account) ids of the CRM a contact belongs to")
+
+    @model_validator(mode="after")
+    def _fields(self) -> "ContactsMapping":
+        _check_fields(self.fields, CONTACT_FIELDS, "a contact")
+        if "name" not in self.fields and "last_name" not in self.fields:
+            raise ValueError("fields.name: a contact needs its name (name, or first_name and last_name)")
+        return self
+
+
+class SponsorRule(Content):
+    """How the sponsor is found among an account's contacts when the CRM names none: the first
+    contact whose role is one of `roles`, else whose title contains one of `titles`."""
+
+    roles: list[str] = ["sponsor", "executive_sponsor"]
+    titles: list[str] = []
+
+
+class Mapping(Content):
+    """One CRM connection: its dialect, its name (the key of its ids), and how to read it."""
+
+    version: Literal[1] = 1
+    source: Literal["hubspot", "salesforce", "zendesk", "csv"]
+    connection: str = Field(pattern=r"^[a-z][a-z0-9_:-]{0,40}$",
+                            description="name of this CRM connection; the key of its record ids")
+    default_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    date_formats: list[str] = Field([], description="extra strptime formats, tried after ISO 8601")
+    accounts: AccountsMapping | None = None
+    contacts: ContactsMapping | None = None
+    sponsor: SponsorRule = SponsorRule()
+    default_status: Literal["prospect", "onboarding", "active", "at-risk", "churned"] = "active"
+
+    @field_validator("date_formats")
+    @classmethod
+    def _formats(cls, formats: list[str]) -> list[str]:
+        from datetime import datetime
+
+        for fmt in formats:
+            try:
+                datetime.now().strftime(fmt)
+            except ValueError as exc:
+                raise ValueError(f"{fmt!r} is not a strptime format: {exc}") from None
+        return formats
+
+
+class CsmEntry(Content):
+    """One of our CSMs, and the CRM owners (ids, names or e-mails, any CRM) that stand for them."""
+
+    name: str = Field(min_length=1)
+    email: EmailStr
+    owners: list[str] = []
+
+
+class TeamContent(Content):
+    """`playbooks/crm/team.yaml`: who owns imported accounts. An owner that matches nobody gets
+    `default_csm`, and the import says so; it never fails the import."""
+
+    version: Literal[1] = 1
+    default_csm: EmailStr
+    csms: list[CsmEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_is_a_csm(self) -> "TeamContent":
+        if self.default_csm.lower() not in {str(c.email).lower() for c in self.csms}:
+            raise ValueError("default_csm: must be one of the csms listed")
+        return self
+
+
+class CurrenciesContent(Content):
+    """`playbooks/crm/currencies.yaml`: US dollars per unit of each currency, to place an ARR in
+    a tier (the tiers of seed 001 section 8 are in USD). CS ops updates the rates."""
+
+    version: Literal[1] = 1
+    as_of: str = Field(description="when the rates were taken (YYYY-MM-DD)")
+    usd_per_unit: dict[str, float]
+
+    @field_validator("usd_per_unit")
+    @classmethod
+    def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for code, rate in rates.items():
+            if len(code) != 3 or not code.isupper():
+                raise ValueError(f"{code!r} is not an ISO 4217 code")
+            if rate <= 0:
+                raise ValueError(f"{code}: a rate must be positive")
+        return rates

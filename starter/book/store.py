@@ -1,0 +1,396 @@
+"""Accounts and contacts written from CRM records: keyed by the CRM's record id, never deleted.
+
+`Book` takes records in batches (an import streams them, a webhook sends one) and answers,
+for each, what it did or would do: created, updated (with the fields that changed),
+unchanged or refused (with the column and the reason). In a dry run it writes nothing but
+remembers what it would have created, so the contacts of a company created earlier in the
+same run attach to it. A re-import of the same files changes nothing; nothing is deleted.
+
+Rules a successor must know:
+- an account's id is made once, from its name (`Müller & Söhne` -> `muller-sohne`), or from
+  the connection and CRM id when the name has no Latin letters; `crm_links` keeps it found;
+- `status` is taken from the CRM only when the account is created: after that the plays own it;
+- the CSM comes from the CRM owner through `csms.owner_keys` (playbooks/crm/team.yaml); an
+  unknown owner gets the default CSM and a warning, never a refusal;
+- the time zone and language follow the country unless the mapping reads them;
+- the ARR is kept in its own currency with the USD rate of this write (for the tier).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Literal
+
+import asyncpg
+
+from core.models import Person
+from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
+from starter.book import values as v
+from starter.book.records import AccountRecord, ContactRecord, Problem
+
+Action = Literal["created", "updated", "unchanged", "refused"]
+DEFAULT_TIMEZONE = "America/New_York"
+
+# accounts columns an import writes (status only when it creates the account).
+ACCOUNT_COLUMNS = ("name", "status", "health", "arr", "arr_currency", "usd_rate", "crm_tier", "renewal_date",
+                   "vertical", "country", "region", "timezone", "language", "domain", "csm_name", "csm_email",
+                   "csm_owner", "sponsor_name", "sponsor_email", "crm_deleted_at")
+CONTACT_COLUMNS = ("name", "first_name", "last_name", "email", "role", "title", "phone", "email_opt_out")
+
+
+@dataclass
+class Outcome:
+    """What one record did (or would do, in a dry run)."""
+
+    action: Action
+    where: str
+    crm_id: str
+    account_id: str | None = None
+    changes: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    reason: Problem | None = None
+
+
+def official_language(country: str | None) -> str | None:
+    """The first official language (ISO 639-1) of a country, from CLDR via babel."""
+    if not country:
+        return None
+    from babel.languages import get_official_languages
+
+    for lang in get_official_languages(country, de_facto=True):
+        if len(lang) == 2:
+            return lang
+    return None
+
+
+class Team:
+    """Our CSMs and the CRM owners that stand for them."""
+
+    def __init__(self, content: TeamContent):
+        self.default = next(c for c in content.csms if str(c.email).lower() == str(content.default_csm).lower())
+        self.by_key: dict[str, Person] = {}
+        for csm in content.csms:
+            person = Person(name=csm.name, email=str(csm.email).lower())
+            for key in (*csm.owners, csm.name, str(csm.email)):
+                self.by_key[key.strip().lower()] = person
+        self.content = content
+
+    def resolve(self, keys: list[str]) -> tuple[Person, str | None, bool]:
+        """(CSM, the owner key used, matched?) for the CRM owner keys (id, name, e-mail)."""
+        for key in keys:
+            person = self.by_key.get(key.strip().lower())
+            if person is not None:
+                return person, key, True
+        return Person(name=self.default.name, email=str(self.default.email).lower()), (keys[0] if keys else None), False
+
+
+async def sync_team(pool: asyncpg.Pool | asyncpg.Connection, team: TeamContent) -> None:
+    """Write team.yaml's CSMs to `csms` (adds and updates; a CSM removed from the file stays)."""
+    await pool.executemany(
+        "INSERT INTO csms (email, name, owner_keys) VALUES ($1, $2, $3) ON CONFLICT (email) DO UPDATE"
+        " SET name = EXCLUDED.name, owner_keys = EXCLUDED.owner_keys, updated_at = now()",
+        [(str(c.email).lower(), c.name, sorted({k.strip().lower() for k in (*c.owners, c.name)})) for c in team.csms],
+    )
+
+
+class Book:
+    """Writes (or, with apply=False, plans) accounts and contacts for one CRM connection."""
+
+    def __init__(self, pool: asyncpg.Pool, mapping: Mapping, team: TeamContent, rates: CurrenciesContent,
+                 apply: bool, source_label: str | None = None):
+        self.pool, self.mapping, self.apply = pool, mapping, apply
+        self.connection = mapping.connection
+        self.source = source_label or mapping.connection
+        self.team = Team(team)
+        self.rates = {code: Decimal(str(rate)) for code, rate in rates.usd_per_unit.items()}
+        self._planned_links: dict[tuple[str, str], str] = {}   # dry run: (object_type, crm_id) -> account id
+        self._taken: set[str] = set()                           # account ids made in this run
+        self.touched: set[str] = set()                          # accounts whose contacts changed
+
+    # -- links ------------------------------------------------------------------------------
+    async def account_ids(self, object_type: str, crm_ids: list[str]) -> dict[str, str]:
+        """Our account id for each CRM id known (in the database, or planned in this dry run)."""
+        rows = await self.pool.fetch(
+            "SELECT crm_id, account_id FROM crm_links WHERE connection = $1 AND object_type = $2"
+            " AND crm_id = ANY($3::text[])", self.connection, object_type, crm_ids)
+        found = {r["crm_id"]: r["account_id"] for r in rows}
+        for crm_id in crm_ids:
+            planned = self._planned_links.get((object_type, crm_id))
+            if planned and crm_id not in found:
+                found[crm_id] = planned
+        return found
+
+    async def _new_ids(self, records: list[tuple[AccountRecord, str]]) -> dict[str, str]:
+        """An unused account id for each (record, name): from the name, else connection-crmid."""
+        wanted: dict[str, str] = {}
+        for record, name in records:
+            base = v.slug(name) or ""
+            if len(base) < 3:
+                base = v.slug(f"{self.connection}-{record.crm_id}", 60)
+            wanted[record.crm_id] = base
+        taken = {r["id"] for r in await self.pool.fetch(
+            "SELECT id FROM accounts WHERE id = ANY($1::text[]) OR id LIKE ANY($2::text[])",
+            list(wanted.values()), [f"{b}-%" for b in wanted.values()])} | self._taken
+        out = {}
+        for crm_id, base in wanted.items():
+            candidate, n = base, 1
+            while candidate in taken:
+                n += 1
+                candidate = f"{base[:60]}-{n}"
+            taken.add(candidate)
+            self._taken.add(candidate)
+            out[crm_id] = candidate
+        return out
+
+    # -- accounts ---------------------------------------------------------------------------
+    async def accounts(self, records: list[AccountRecord]) -> list[Outcome]:
+        """Create or update one batch of accounts (a few thousand at most)."""
+        outcomes: list[Outcome] = []
+        usable: list[AccountRecord] = []
+        for record in records:
+            fatal = next((p for p in record.problems if p.fatal), None)
+            if fatal or not record.crm_id:
+                outcomes.append(Outcome("refused", record.where, record.crm_id, reason=fatal or Problem(
+                    record.where, "id", "no record id")))
+            else:
+                usable.append(record)
+        # The same company twice in one batch: the later row wins, as a later export would.
+        latest = {r.crm_id: r for r in usable}
+        links = await self.account_ids("company", list(latest))
+        existing = {r["id"]: dict(r) for r in await self.pool.fetch(
+            "SELECT * FROM accounts WHERE id = ANY($1::text[])", list(links.values()))}
+        new = [(r, r.values.get("name") or "") for r in latest.values() if r.crm_id not in links]
+        made = await self._new_ids([(r, n) for r, n in new if n])
+        writes: list[dict] = []
+        for record in usable:
+            if latest[record.crm_id] is not record:
+                outcomes.append(Outcome("unchanged", record.where, record.crm_id, links.get(record.crm_id),
+                                        warnings=[Problem(record.where, "id", "the same record appears again later "
+                                                          "in the input: the later one is taken", fatal=False)]))
+                continue
+            outcome, row = self._plan_account(record, links, existing, made)
+            outcomes.append(outcome)
+            if row is not None:
+                writes.append(row)
+        if self.apply and writes:
+            await self._write_accounts(writes)
+        for row in writes:
+            self._planned_links[("company", row["crm_id"])] = row["id"]
+        return outcomes
+
+    def _plan_account(self, record: AccountRecord, links: dict[str, str], existing: dict[str, dict],
+                      made: dict[str, str]) -> tuple[Outcome, dict | None]:
+        warnings = [p for p in record.problems if not p.fatal]
+        account_id = links.get(record.crm_id)
+        before = existing.get(account_id) if account_id else None
+        creating = before is None
+        if creating:
+            if not record.values.get("name"):
+                return Outcome("refused", record.where, record.crm_id, reason=Problem(
+                    record.where, "name", "a new account needs its name")), None
+            account_id = account_id or made[record.crm_id]
+            before = {"status": record.values.get("status") or self.mapping.default_status, "health": 70,
+                      "arr": Decimal(0), "arr_currency": self.mapping.default_currency, "usd_rate": Decimal(1),
+                      "timezone": None, "language": None, "country": None}
+        row = {c: before.get(c) for c in ACCOUNT_COLUMNS}
+        vals = record.values
+        for name in ("name", "renewal_date", "vertical", "region", "domain"):
+            if name in vals:
+                row[name] = vals[name]
+        if "health" in vals and vals["health"] is not None:
+            row["health"] = vals["health"]
+        if "tier" in vals:
+            row["crm_tier"] = vals["tier"]
+        if "deleted" in vals:
+            row["crm_deleted_at"] = (row.get("crm_deleted_at") or datetime.now(timezone.utc)) if vals["deleted"] \
+                else None
+        if "arr" in vals:
+            row["arr"] = vals["arr"] if vals["arr"] is not None else Decimal(0)
+        if vals.get("arr_currency"):
+            row["arr_currency"] = vals["arr_currency"]
+        rate = self.rates.get(row["arr_currency"])
+        if rate is None:
+            warnings.append(Problem(record.where, "arr", f"no USD rate for {row['arr_currency']} in "
+                                    "playbooks/crm/currencies.yaml: the tier is taken as if it were USD", False))
+            rate = Decimal(1)
+        row["usd_rate"] = rate
+        if "country" in vals:
+            derived_tz = v.default_timezone(before.get("country"))
+            row["country"] = vals["country"]
+            if "timezone" not in vals and (creating or row.get("timezone") in (None, derived_tz)):
+                row["timezone"] = v.default_timezone(vals["country"]) or row.get("timezone") or DEFAULT_TIMEZONE
+            if "language" not in vals and (creating or row.get("language") in (None, official_language(
+                    before.get("country")))):
+                row["language"] = official_language(vals["country"]) or row.get("language") or "en"
+        if vals.get("timezone"):
+            row["timezone"] = vals["timezone"]
+        if vals.get("language"):
+            row["language"] = vals["language"]
+        row["timezone"] = row.get("timezone") or DEFAULT_TIMEZONE
+        row["language"] = row.get("language") or "en"
+        if record.owner_keys or creating:
+            csm, key, matched = self.team.resolve(record.owner_keys)
+            if not matched and (creating or record.owner_keys):
+                shown = f"owner {key!r} is none of our CSMs" if key else "no owner"
+                warnings.append(Problem(record.where, "owner", f"{shown}: assigned to the default CSM {csm.name}",
+                                        fatal=False))
+            row["csm_name"], row["csm_email"], row["csm_owner"] = csm.name, str(csm.email), key
+        if "sponsor_email" in vals:
+            row["sponsor_email"] = vals["sponsor_email"]
+            row["sponsor_name"] = row.get("sponsor_name") if vals["sponsor_email"] == before.get("sponsor_email") \
+                else vals["sponsor_email"]
+        if "status" in vals and creating and vals["status"]:
+            row["status"] = vals["status"]
+        changes = [c for c in ACCOUNT_COLUMNS if c != "usd_rate" and not _same(row.get(c), before.get(c))]
+        if not creating and not changes:
+            return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
+        action: Action = "created" if creating else "updated"
+        row.update(id=account_id, crm_id=record.crm_id)
+        return Outcome(action, record.where, record.crm_id, account_id, changes, warnings), row
+
+    async def _write_accounts(self, rows: list[dict]) -> None:
+        columns = ("id",) + ACCOUNT_COLUMNS + ("source",)
+        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ACCOUNT_COLUMNS if c != "status")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO accounts ({', '.join(columns)}) VALUES ({placeholders})"
+                f" ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
+                [(r["id"],) + tuple(r.get(c) for c in ACCOUNT_COLUMNS) + (self.source,) for r in rows])
+            await conn.executemany(
+                "INSERT INTO crm_links (connection, object_type, crm_id, account_id) VALUES ($1, 'company', $2, $3)"
+                " ON CONFLICT (connection, object_type, crm_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
+                " updated_at = now()", [(self.connection, r["crm_id"], r["id"]) for r in rows])
+
+    # -- contacts ---------------------------------------------------------------------------
+    async def contacts(self, records: list[ContactRecord]) -> list[Outcome]:
+        """Create or update one batch of contacts; a contact of two companies gets a row in each."""
+        outcomes: list[Outcome] = []
+        company_ids = sorted({c for r in records for c in r.company_ids})
+        links = await self.account_ids("company", company_ids)
+        keys = [f"{self.connection}:{r.crm_id}" for r in records if r.crm_id]
+        accounts = sorted(set(links.values()))
+        existing_rows = await self.pool.fetch(
+            "SELECT * FROM contacts WHERE crm_key = ANY($1::text[]) OR (account_id = ANY($2::text[]))",
+            keys, accounts) if accounts else []
+        by_key = {(r["account_id"], r["crm_key"]): dict(r) for r in existing_rows if r["crm_key"]}
+        by_email = {(r["account_id"], (r["email"] or "").lower()): dict(r) for r in existing_rows if r["email"]}
+        writes: list[dict] = []
+        for record in records:
+            fatal = next((p for p in record.problems if p.fatal), None)
+            warnings = [p for p in record.problems if not p.fatal]
+            if fatal or not record.crm_id:
+                outcomes.append(Outcome("refused", record.where, record.crm_id, reason=fatal or Problem(
+                    record.where, "id", "no record id")))
+                continue
+            known = [links[c] for c in record.company_ids if c in links]
+            unknown = [c for c in record.company_ids if c not in links]
+            if not known:
+                why = (f"company {', '.join(unknown)} is not in the book: import the companies first"
+                       if unknown else "no company: a contact belongs to an account")
+                outcomes.append(Outcome("refused", record.where, record.crm_id,
+                                        reason=Problem(record.where, "companies", why)))
+                continue
+            for company in unknown:
+                warnings.append(Problem(record.where, "companies", f"company {company} is not in the book: "
+                                        "the contact is added to its other companies", fatal=False))
+            for account_id in dict.fromkeys(known):
+                outcome, row = self._plan_contact(record, account_id, by_key, by_email, warnings)
+                outcomes.append(outcome)
+                if row is not None:
+                    writes.append(row)
+                    by_key[(account_id, row["crm_key"])] = row
+                    if row.get("email"):
+                        by_email[(account_id, row["email"].lower())] = row
+        if self.apply and writes:
+            await self._write_contacts(writes)
+        self.touched.update(r["account_id"] for r in writes)
+        return outcomes
+
+    def _plan_contact(self, record: ContactRecord, account_id: str, by_key: dict, by_email: dict,
+                      warnings: list[Problem]) -> tuple[Outcome, dict | None]:
+        crm_key = f"{self.connection}:{record.crm_id}"
+        vals = record.values
+        email = vals.get("email") if "email" in vals else None
+        before = by_key.get((account_id, crm_key))
+        if before is None and email:
+            twin = by_email.get((account_id, email.lower()))
+            if twin is not None and twin.get("crm_key") not in (None, crm_key):
+                return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
+                    record.where, "email", f"{email} is already the address of another contact of {account_id}")), None
+            before = twin
+        creating = before is None
+        row = {c: (before or {}).get(c) for c in CONTACT_COLUMNS}
+        for name in ("first_name", "last_name", "email", "title", "phone", "role"):
+            if name in vals:
+                row[name] = vals[name]
+        if "opt_out" in vals:
+            row["email_opt_out"] = bool(vals["opt_out"])
+        row["email_opt_out"] = bool(row.get("email_opt_out"))
+        row["role"] = row.get("role") or "user"
+        row["name"] = vals.get("name") or " ".join(p for p in (row.get("first_name"), row.get("last_name")) if p) \
+            or row.get("name") or (row["email"].split("@")[0] if row.get("email") else None)
+        if not row["name"]:
+            return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
+                record.where, "name", "a contact needs a name or an e-mail address")), None
+        if creating and not row.get("email"):
+            warnings = [*warnings, Problem(record.where, "email", "no e-mail address: kept, but no play can "
+                                           "write to this contact", fatal=False)]
+        changes = [c for c in CONTACT_COLUMNS if not _same(row.get(c), (before or {}).get(c))]
+        if not creating and not changes and before.get("crm_key") == crm_key:
+            return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
+        row.update(account_id=account_id, crm_key=crm_key, id=(before or {}).get("id"))
+        return Outcome("created" if creating else "updated", record.where, record.crm_id, account_id, changes,
+                       warnings), row
+
+    async def _write_contacts(self, rows: list[dict]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            updates = [r for r in rows if r.get("id")]
+            inserts = [r for r in rows if not r.get("id")]
+            if updates:
+                sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(CONTACT_COLUMNS + ("crm_key",), start=2))
+                await conn.executemany(f"UPDATE contacts SET {sets}, updated_at = now() WHERE id = $1",
+                                       [(r["id"],) + tuple(r.get(c) for c in CONTACT_COLUMNS + ("crm_key",))
+                                        for r in updates])
+            if inserts:
+                columns = ("account_id", "crm_key") + CONTACT_COLUMNS
+                placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+                await conn.executemany(
+                    f"INSERT INTO contacts ({', '.join(columns)}) VALUES ({placeholders})",
+                    [tuple(r.get(c) for c in columns) for r in inserts])
+
+    # -- after the contacts ---------------------------------------------------------------------
+    async def choose_sponsors(self) -> list[Outcome]:
+        """Name a sponsor for each account touched that has none, from its contacts (the mapping's
+        sponsor rule: a role, else a title). Outcomes say who, or that nobody fits."""
+        if not self.touched:
+            return []
+        rule = self.mapping.sponsor
+        rows = await self.pool.fetch(
+            "SELECT a.id, c.name, c.email, c.role, c.title FROM accounts a JOIN contacts c ON c.account_id = a.id"
+            " WHERE a.id = ANY($1::text[]) AND a.sponsor_email IS NULL AND c.email IS NOT NULL"
+            " AND NOT c.email_opt_out ORDER BY a.id, c.id", sorted(self.touched)) if self.apply else []
+        by_account: dict[str, list] = {}
+        for r in rows:
+            by_account.setdefault(r["id"], []).append(r)
+        chosen = []
+        for account_id, people in by_account.items():
+            pick = next((p for p in people if (p["role"] or "").lower() in {x.lower() for x in rule.roles}), None) \
+                or next((p for p in people if any(t.lower() in (p["title"] or "").lower() for t in rule.titles)), None)
+            if pick is not None:
+                chosen.append((account_id, pick["name"], pick["email"]))
+        if chosen:
+            await self.pool.executemany(
+                "UPDATE accounts SET sponsor_name = $2, sponsor_email = $3, updated_at = now() WHERE id = $1"
+                " AND sponsor_email IS NULL", chosen)
+        return [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a, _, _ in chosen]
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return Decimal(str(a)) == Decimal(str(b))
+    return a == b

@@ -1,0 +1,235 @@
+"""CRM values as people and CRMs really write them, turned into typed values.
+
+Pure functions, table-tested (tests/starter/book/values_test.py). Each raises
+`BadValue` with a sentence a CS-ops person understands; the importer adds the
+file, row and column, the webhook the event and property.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+import pycountry
+import pytz
+from email_validator import EmailNotValidError, validate_email
+
+
+class BadValue(ValueError):
+    """A value that cannot be read as its type; the message says why."""
+
+
+# Spreadsheet programs and Data Loader protect cells that would start a formula
+# with a leading apostrophe ('=A1): the apostrophe is not part of the value.
+_FORMULA_ESCAPE = re.compile(r"^'(?=[=+\-@])")
+
+
+def clean(raw: object) -> str | None:
+    """A cell or property as text: trimmed, NFC-normalised, formula escapes undone; None when empty."""
+    if raw is None:
+        return None
+    text = unicodedata.normalize("NFC", str(raw)).strip().replace("\u00a0", " ")
+    text = _FORMULA_ESCAPE.sub("", text)
+    return text or None
+
+
+# -- money ----------------------------------------------------------------------------
+CURRENCY_SYMBOLS = {"$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "￥": "JPY", "₹": "INR",
+                    "zł": "PLN", "R$": "BRL", "A$": "AUD", "C$": "CAD", "CHF": "CHF", "kr": "SEK", "₽": "RUB",
+                    "₩": "KRW", "₺": "TRY"}
+_MULTIPLIERS = {"k": Decimal(1_000), "m": Decimal(1_000_000), "mm": Decimal(1_000_000), "mn": Decimal(1_000_000),
+                "b": Decimal(1_000_000_000), "bn": Decimal(1_000_000_000)}
+_CODE = re.compile(r"\b([A-Z]{3})\b")
+_SCIENTIFIC = re.compile(r"^[+]?\d+(\.\d+)?[eE][+-]?\d+$")
+
+
+def _currency_in(text: str) -> tuple[str | None, str]:
+    """(ISO code or None, the text without it)."""
+    for symbol in sorted(CURRENCY_SYMBOLS, key=len, reverse=True):
+        if symbol in text:
+            return CURRENCY_SYMBOLS[symbol], text.replace(symbol, " ")
+    found = _CODE.search(text)
+    if found and pycountry.currencies.get(alpha_3=found.group(1)):
+        return found.group(1), text[:found.start()] + " " + text[found.end():]
+    return None, text
+
+
+def _number(text: str) -> Decimal:
+    """A number typed by hand: 120,000 / 85.000 / 1.234,56 / 210 000 / 1'000'000 / 48000.0 / 4.8E7."""
+    text = re.sub(r"[\s'\u2009\u202f]", "", text)
+    if _SCIENTIFIC.match(text):
+        return Decimal(text)
+    if not re.fullmatch(r"\d[\d.,]*", text):
+        raise BadValue(f"{text!r} is not an amount")
+    commas, dots = text.count(","), text.count(".")
+    if commas and dots:
+        decimal_mark = "," if text.rfind(",") > text.rfind(".") else "."
+    elif commas or dots:
+        mark = "," if commas else "."
+        whole, _, tail = text.rpartition(mark)
+        # One mark followed by exactly three digits groups thousands (120,000; 85.000); else it is decimal.
+        decimal_mark = None if (commas + dots > 1 or len(tail) == 3) else mark
+    else:
+        decimal_mark = None
+    thousands = {",", "."} - ({decimal_mark} if decimal_mark else set())
+    for mark in thousands:
+        text = text.replace(mark, "")
+    if decimal_mark == ",":
+        text = text.replace(",", ".")
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise BadValue(f"{text!r} is not an amount") from None
+
+
+def parse_money(raw: object, default_currency: str = "USD") -> tuple[Decimal, str] | None:
+    """An amount and its ISO 4217 currency from text such as `$120,000`, `€ 85.000`, `USD 30k`,
+    `PLN 210 000`, `¥9,600,000` or `4.8E7` (currency units, not cents); None when empty.
+    Negative amounts are refused: ARR and deal amounts are never negative."""
+    text = clean(raw)
+    if text is None:
+        return None
+    currency, rest = _currency_in(text)
+    rest = rest.strip()
+    if rest.startswith("-") or rest.startswith("("):
+        raise BadValue(f"{text!r} is negative")
+    multiplier = Decimal(1)
+    found = re.search(r"([a-zA-Z]{1,2})\.?$", rest)
+    if found and found.group(1).lower() in _MULTIPLIERS:
+        multiplier = _MULTIPLIERS[found.group(1).lower()]
+        rest = rest[:found.start()]
+    rest = rest.strip().rstrip(".")
+    if not rest:
+        raise BadValue(f"{text!r} has no amount")
+    return _number(rest) * multiplier, currency or default_currency
+
+
+# -- dates ------------------------------------------------------------------------------
+DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ",
+                        "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def parse_date(raw: object, formats: tuple[str, ...] = DEFAULT_DATE_FORMATS) -> date | None:
+    """A calendar date from ISO text, a timestamp, or epoch milliseconds (HubSpot sends dates
+    as epoch ms at midnight UTC, as strings); None when empty."""
+    text = clean(raw)
+    if text is None:
+        return None
+    if re.fullmatch(r"\d{11,14}", text):
+        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc).date()
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise BadValue(f"{text!r} is not a date (expected YYYY-MM-DD)")
+
+
+def parse_bool(raw: object) -> bool | None:
+    text = clean(raw)
+    if text is None:
+        return None
+    lowered = text.lower()
+    if lowered in {"true", "yes", "y", "1", "x", "oui", "ja", "sí", "si", "vrai", "wahr"}:
+        return True
+    if lowered in {"false", "no", "n", "0", "non", "nein", "faux", "falsch"}:
+        return False
+    raise BadValue(f"{text!r} is not yes or no")
+
+
+def parse_int(raw: object, low: int | None = None, high: int | None = None) -> int | None:
+    text = clean(raw)
+    if text is None:
+        return None
+    try:
+        number = Decimal(text.replace(",", "").replace(" ", "").rstrip("%"))
+    except InvalidOperation:
+        raise BadValue(f"{text!r} is not a whole number") from None
+    if number != number.to_integral():
+        raise BadValue(f"{text!r} is not a whole number")
+    value = int(number)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise BadValue(f"{value} is outside {low}-{high}")
+    return value
+
+
+# -- places, people, ids ------------------------------------------------------------------
+def parse_country(raw: object) -> str | None:
+    """ISO 3166-1 alpha-2 from a code or an English country name ('United Kingdom', 'DEU')."""
+    text = clean(raw)
+    if text is None:
+        return None
+    try:
+        return pycountry.countries.lookup(text).alpha_2
+    except LookupError:
+        pass
+    for country in pycountry.countries:
+        if text.lower() in {getattr(country, "common_name", "").lower(), getattr(country, "official_name", "").lower()}:
+            return country.alpha_2
+    raise BadValue(f"{text!r} is not a country name or ISO code (add it to the mapping's values)")
+
+
+def default_timezone(country: str | None) -> str | None:
+    """The most populous IANA zone of a country (pytz's order); None when unknown."""
+    if not country:
+        return None
+    zones = pytz.country_timezones.get(country.upper())
+    return zones[0] if zones else None
+
+
+def check_timezone(raw: object) -> str | None:
+    text = clean(raw)
+    if text is None:
+        return None
+    if text not in pytz.all_timezones_set:
+        raise BadValue(f"{text!r} is not an IANA time zone (e.g. Europe/Paris)")
+    return text
+
+
+def parse_email(raw: object) -> str | None:
+    """A syntactically valid address, domain lower-cased (IDN domains allowed: kept in Unicode);
+    None when empty. No DNS lookup."""
+    text = clean(raw)
+    if text is None:
+        return None
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise BadValue(f"{text!r} is not an e-mail address: {exc}") from None
+    return f"{checked.local_part}@{checked.domain.lower()}"
+
+
+_SF_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def salesforce_id(raw: object) -> str | None:
+    """The 18-character form of a Salesforce id (15-character ids are case-sensitive; the
+    three extra characters encode the case of each block of five)."""
+    text = clean(raw)
+    if text is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?", text):
+        raise BadValue(f"{text!r} is not a Salesforce id (15 or 18 letters and digits)")
+    if len(text) == 18:
+        return text[:15] + text[15:].upper()
+    suffix = ""
+    for block in range(3):
+        bits = sum(1 << i for i, ch in enumerate(text[block * 5:block * 5 + 5]) if "A" <= ch <= "Z")
+        suffix += _SF_ALPHABET[bits]
+    return text + suffix
+
+
+def split_multi(raw: object, separator: str = ";") -> list[str]:
+    """A multi-value cell ('a;b; c') as its values, empty ones dropped."""
+    text = clean(raw)
+    return [part.strip() for part in text.split(separator) if part.strip()] if text else []
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """An account id from a company name: ASCII letters and digits joined by '-'; '' when the
+    name has none (a name in another script): the caller then uses the CRM id."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    parts = re.findall(r"[a-z0-9]+", folded.lower())
+    return "-".join(parts)[:limit].strip("-")
