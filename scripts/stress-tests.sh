@@ -23,19 +23,26 @@ source scripts/bootstrap.sh
 source scripts/chromium.sh
 
 cores=$(nproc)
-loader=""
-stop_load() { [ -n "$loader" ] && kill "$loader" 2>/dev/null; wait 2>/dev/null || true; }
-trap stop_load EXIT INT TERM
+loader="" run_pid=""
+# Each run and the load get their own process group, so an interrupted script leaves no
+# PostgreSQL, Temporal server or busy loop behind.
+stop_all() {
+  [ -n "$run_pid" ] && kill -- -"$run_pid" 2>/dev/null
+  [ -n "$loader" ] && kill -- -"$loader" 2>/dev/null
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
 if [ "$load" = 1 ]; then
   if ! command -v stress-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "Installing stress-ng for the CPU load ..."
     apt-get install -y stress-ng >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y stress-ng >/dev/null 2>&1; } || true
   fi
   if command -v stress-ng >/dev/null 2>&1; then
-    stress-ng --cpu "$cores" --quiet &
+    setsid stress-ng --cpu "$cores" --quiet &
   else
     # Plain busy loops, one per core, when stress-ng cannot be installed.
-    ( for _ in $(seq "$cores"); do ( while :; do :; done ) & done; wait ) &
+    setsid bash -c 'for _ in $(seq "$1"); do ( while :; do :; done ) & done; wait' _ "$cores" &
   fi
   loader=$!
   echo "CPU load on all $cores cores (pid $loader)"
@@ -45,7 +52,10 @@ logs=$(mktemp -d)
 failed=0
 for i in $(seq "$runs"); do
   start=$(date +%s)
-  if .venv/bin/python -m pytest -q -p no:cacheprovider "${pytest_args[@]}" > "$logs/run-$i.log" 2>&1; then rc=0; else rc=$?; failed=$((failed + 1)); fi
+  setsid .venv/bin/python -m pytest -q -p no:cacheprovider "${pytest_args[@]}" > "$logs/run-$i.log" 2>&1 &
+  run_pid=$!
+  if wait "$run_pid"; then rc=0; else rc=$?; failed=$((failed + 1)); fi
+  run_pid=""
   wall=$(( $(date +%s) - start ))
   summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$logs/run-$i.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
   printf 'run %d/%d (%s): %s  [wall %dm%02ds, exit %d]\n' "$i" "$runs" "$([ "$load" = 1 ] && echo loaded || echo idle)" \
