@@ -22,10 +22,12 @@ from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
 from activities.nps import NpsActivities
 from activities.escalation import EscalationActivities
+from activities.interceptors import ReadableFailures
 from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
+from core.telemetry import install_runtime, setup_tracing
 from core.temporal import connect
 from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
@@ -77,6 +79,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 def build_worker(
     client: Client, pool: asyncpg.Pool, settings: Settings, task_queue: str | None = None, **options
 ) -> Worker:
+    database = settings.database_url or "postgresql://embedded/" + settings.database_name
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -84,6 +87,7 @@ def build_worker(
         activities=activities_for(pool, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=workflow_runner(),
+        interceptors=[ReadableFailures(settings, database)],
         **options,
     )
 
@@ -91,6 +95,8 @@ def build_worker(
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    install_runtime(settings.worker_metrics_address)
+    setup_tracing("cs-playbooks-worker")
     log = get_logger("worker")
     pool = await create_pool(database_url(settings), settings.db_pool_max)
     applied = await apply_migrations(pool)
@@ -105,7 +111,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
+    log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address,
+             metrics=settings.worker_metrics_address)
     async with worker:
         await stop.wait()
         log.info("worker.stopping")

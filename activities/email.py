@@ -22,6 +22,7 @@ from temporalio import activity
 
 from activities.accounts import account_for_activity, fetch_staff
 from activities.common import needs_setup, not_retryable, play_logger
+from core.metrics import count
 from core.models import Account, EmailResult, EmailTemplate, Person, PlayRef, SendEmailRequest, StaffMember
 from core.settings import Settings
 from playbooks.rendering import RenderError, email_context, render_email
@@ -165,6 +166,7 @@ class Mailer:
         await self.pool.execute(
             "UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1", row["id"]
         )
+        count("emails_sent", template=row["template"])
         log.info("email.sent", message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"])
         return result
 

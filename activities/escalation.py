@@ -9,6 +9,7 @@ from activities.accounts import account_for_activity, fetch_staff
 from activities.churn import ChurnFeed
 from activities.common import needs_setup, play_logger
 from activities.email import Mailer, resolve_roles
+from core.metrics import count
 from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
 from core.settings import Settings
 
@@ -30,7 +31,7 @@ class EscalationActivities:
             raise needs_setup(f"cannot escalate to {req.to_role!r}: nobody has that role", "RoleMissing")
         target = people[0]
         key = req.play.key(req.step)
-        await self.pool.execute(
+        inserted = await self.pool.execute(
             """
             INSERT INTO escalations (idem_key, workflow_id, play_id, step, account_id, level,
                                      to_role, to_email, from_role, severity, title, reason)
@@ -40,6 +41,8 @@ class EscalationActivities:
             key, req.play.workflow_id, req.play.play_id, req.step, req.play.account_id, req.level,
             req.to_role, str(target.email), req.from_role, req.report.severity, req.report.title, req.reason,
         )
+        if inserted.endswith(" 1"):
+            count("escalations", level=req.level)
         row = await self.pool.fetchrow("SELECT id FROM escalations WHERE idem_key = $1", key)
         data = {
             "escalation": {

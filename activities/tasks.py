@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.accounts import account_for_activity, fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import resolve_roles
+from core.metrics import count
 from core.models import CompleteTaskRequest, CreateTaskRequest, PlayRef, RescheduleTasksRequest, TaskRef
 
 
@@ -73,6 +74,8 @@ class TaskActivities:
             req.detail, req.owner_role, owner_email, req.due_at, req.priority, req.milestone,
         )
         created = row is not None
+        if created:
+            count("tasks_created", playbook=req.play.workflow_id.split("-", 1)[0])
         if row is None:
             row = await self.pool.fetchrow("SELECT * FROM tasks WHERE idem_key = $1", key)
         play_logger("tasks", req.play, req.step).info(

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "Customer Success <success@tai.example>"
 
+    # Prometheus endpoints (host:port; off when unset): the Temporal SDK's metrics and the
+    # product's counters (core/metrics.py). ./run.sh sets them; one address per process.
+    worker_metrics_address: str | None = None
+    http_metrics_address: str | None = None
+
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # The CRM signs each webhook with this secret (HubSpot signature v3: the

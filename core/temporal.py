@@ -31,12 +31,17 @@ def _tls(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings) -> Client:
+    """A client on the process's default runtime (core/telemetry.install_runtime sets it), with
+    the tracing interceptor when tracing is on."""
+    from core.telemetry import tracing_interceptors
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=_tls(settings),
         api_key=settings.temporal_api_key,
         data_converter=pydantic_data_converter,
+        interceptors=tracing_interceptors(),
     )
 
 

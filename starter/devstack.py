@@ -115,12 +115,39 @@ async def wait_for_temporal(settings: Settings, children: Children, seconds: flo
 
 
 def wait_for_http(settings: Settings, children: Children, seconds: float = 60) -> None:
-    """"Ready" means the console answers: wait for the HTTP service to accept connections."""
+    """"Ready" means the service says so: /readyz answers 200 (PostgreSQL, Temporal and SMTP
+    reachable, migrations current)."""
+    import httpx
+
     deadline = time.monotonic() + seconds
-    while not port_in_use(settings.http_port):
+    url = f"http://{settings.http_host}:{settings.http_port}/readyz"
+    last = "no answer"
+    while True:
+        if port_in_use(settings.http_port):
+            try:
+                answer = httpx.get(url, timeout=5)
+                if answer.status_code == 200:
+                    return
+                last = answer.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
         if "http" in children.dead() or time.monotonic() > deadline:
-            raise SystemExit(f"the HTTP service did not start; see {children.log_dir / 'http.log'}")
+            raise SystemExit(f"the HTTP service is not ready ({last}); see {children.log_dir / 'http.log'}")
         time.sleep(0.1)
+
+
+def metrics_address(configured: str | None, preferred: int) -> str:
+    """Where a child's Prometheus endpoint listens: as configured, else 127.0.0.1:`preferred`
+    when free, else any free loopback port (two stacks on one machine never collide)."""
+    if configured:
+        return configured
+    if not port_in_use(preferred):
+        return f"127.0.0.1:{preferred}"
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 async def prepare_database(url: str, login_file: Path) -> bool:
@@ -168,6 +195,8 @@ def main() -> None:
     login_file = data / "console-login.txt"
     created = asyncio.run(prepare_database(url, login_file))
     env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+    worker_metrics = metrics_address(settings.worker_metrics_address, 9464)
+    http_metrics = metrics_address(settings.http_metrics_address, 9465)
 
     controller = None
     if start_sink_here:
@@ -188,9 +217,11 @@ def main() -> None:
             children.start("temporal", [temporal_cli(), *dev_server_args(data / "temporal.db", temporal_port, ui_port)], env)
             say(f"- Temporal dev server on {settings.temporal_address} (state in {data / 'temporal.db'})")
         asyncio.run(wait_for_temporal(settings, children))
-        children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")], env)
+        children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")],
+                       {**env, "WORKER_METRICS_ADDRESS": worker_metrics})
         children.start("http", [sys.executable, "-m", "uvicorn", "starter.http:app", "--host", settings.http_host,
-                                "--port", str(settings.http_port), "--log-level", "warning"], env)
+                                "--port", str(settings.http_port), "--log-level", "warning"],
+                       {**env, "HTTP_METRICS_ADDRESS": http_metrics})
         wait_for_http(settings, children)
         say(f"- worker on task queue {settings.task_queue}; HTTP service on http://{settings.http_host}:{settings.http_port}")
         say(f"- demo account '{DEMO_ACCOUNT_ID}' {'created' if created else 'already there'}")
@@ -202,6 +233,8 @@ def main() -> None:
         say(f"  Launch:       .venv/bin/csplay launch {DEMO_ACCOUNT_ID}   (onboarding)")
         say(f"                .venv/bin/csplay launch {DEMO_ACCOUNT_ID} --playbook renewal")
         say(f"  Watch:        .venv/bin/csplay status {DEMO_ACCOUNT_ID} [-p renewal]   |   .venv/bin/csplay mail")
+        say(f"  Metrics:      http://{worker_metrics}/metrics (worker)   http://{http_metrics}/metrics (HTTP service)")
+        say(f"  Health:       http://{settings.http_host}:{settings.http_port}/readyz")
         say(f"  Logs:         {data / 'logs'}")
         say("Ctrl-C stops everything; data is kept for the next start.")
         while not stop["now"]:

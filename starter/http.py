@@ -16,12 +16,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
 from activities.db import create_pool, database_url
 from core.logs import configure_logging, get_logger
 from core.settings import get_settings
+from core.telemetry import install_runtime, setup_tracing
 from core.temporal import connect
 from playbooks.loader import PlaybookError
 from starter import console, survey_page, webhooks
+from starter.readiness import readiness
 from starter.console.pages import error_page
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
@@ -38,6 +42,8 @@ log = get_logger("http")
 async def lifespan(app: FastAPI):
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    install_runtime(settings.http_metrics_address)
+    setup_tracing("cs-playbooks-http")
     app.state.settings = settings
     app.state.pool = await create_pool(database_url(settings), settings.db_pool_max)
     app.state.client = await connect(settings)
@@ -46,6 +52,9 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
+# A server span per request (a no-op until tracing is on), continuing the caller's traceparent;
+# the Temporal client's tracing interceptor carries it into the plays it starts or signals.
+app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
 console.install(app)
@@ -107,19 +116,14 @@ class CompleteRequest(BaseModel):
     completed_by: str = Field(min_length=1)
 
 
-@app.get("/healthz")
-async def healthz(state=Depends(deps)):
-    checks = {}
-    try:
-        await state.pool.fetchval("SELECT 1")
-        checks["postgres"] = "ok"
-    except Exception as exc:  # report, don't raise: this is the health endpoint
-        checks["postgres"] = f"down: {type(exc).__name__}"
-    try:
-        await state.client.service_client.check_health()
-        checks["temporal"] = "ok"
-    except Exception as exc:
-        checks["temporal"] = f"down: {type(exc).__name__}"
+@app.get("/healthz", summary="Liveness: the process answers (for a load balancer's liveness probe)")
+async def healthz():
+    return {"status": "alive"}
+
+
+@app.get("/readyz", summary="Readiness: PostgreSQL, Temporal and SMTP reachable, migrations current")
+async def readyz(state=Depends(deps)):
+    checks = await readiness(state.pool, state.client, state.settings)
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(checks, status_code=200 if ok else 503)
 

@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -38,6 +39,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         ui=False,
     )
     smtp_port, _ = smtp_server
+    metrics_port = free_port()
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
@@ -46,6 +48,7 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         "SMTP_PORT": str(smtp_port),
         "TASK_QUEUE": "e2e",
         "DATA_DIR": str(tmp_path / "data"),
+        "WORKER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
     }
     worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env, cwd=PROJECT_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -63,6 +66,16 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
 
         (mail,) = await eventually(welcome, "the welcome e-mail in the sink")
         assert mail.workflow_id == "onboarding-acme" and "Acme Logistics" in mail.subject
+
+        # The worker's Prometheus endpoint: the SDK's metrics and the product's counters together.
+        async def scraped():
+            async with httpx.AsyncClient() as web:
+                text = (await web.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            sent = [line for line in text.splitlines() if line.startswith("cs_emails_sent{") and "welcome" in line]
+            return text if sent and 'cs_tasks_created{playbook="onboarding"' in text else None
+
+        metrics = await eventually(scraped, "the welcome e-mail and first tasks counted at /metrics")
+        assert "temporal_workflow_task_execution_latency" in metrics or "temporal_request" in metrics
 
         client = temporal.client
 
