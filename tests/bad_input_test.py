@@ -98,10 +98,11 @@ HTTP_CASES: dict[str, Case] = {
                                           "event 0: occurredAt"),
     "webhook accountId missing": Case(webhook([{k: v for k, v in CLOSED_WON.items() if k != "accountId"}]), 422,
                                       "event 0: accountId: Field required"),
-    "webhook unknown account": Case(webhook([{**CLOSED_WON, "accountId": "nobody"}]), 404,
-                                    "unknown account 'nobody'"),
+    "webhook account id malformed": Case(webhook([{**CLOSED_WON, "accountId": "Nobody <b>"}]), 422,
+                                         "event 0: accountId"),
     "webhook one bad event spoils the batch": Case(
-        webhook([CLOSED_WON, {**CLOSED_WON, "eventId": 9, "accountId": "nobody"}]), 404, "unknown account"),
+        webhook([CLOSED_WON, event(9, "ticket.creation", ticketId="T-9", priority="urgent", subject="x")]), 422,
+        "event 1: priority"),
     "webhook renewal date not a date": Case(
         webhook([event(3, "company.propertyChange", propertyName="renewal_date", propertyValue="next year")]), 422,
         "propertyValue: 'next year' is not a date"),
