@@ -99,7 +99,7 @@ async def company(ctx: Context, inc: Incoming, conn: Connection) -> Result:
         return Result(f"ignored: {conn.name}'s mapping has no accounts section")
     applied = await shadow.apply(ctx.pool, inc)
     if applied.all_stale:
-        return Result(f"stale: a newer change of {', '.join(applied.stale)} was applied")
+        return Result(applied.stale_outcome(inc))
     account_id = await links.account_for(ctx.pool, conn.name, "company", inc.object_id)
     notes = []
     if account_id is None:
@@ -172,7 +172,7 @@ async def contact(ctx: Context, inc: Incoming, conn: Connection, applied: shadow
         return Result(f"ignored: {conn.name}'s mapping has no contacts section")
     applied = applied or await shadow.apply(ctx.pool, inc)
     if applied.all_stale:
-        return Result(f"stale: a newer change of {', '.join(applied.stale)} was applied")
+        return Result(applied.stale_outcome(inc))
     values = await shadow.read(ctx.pool, conn.name, "contact", inc.object_id)
     companies = _company_ids(conn, values)
     accounts = await links.contact_accounts(ctx.pool, conn.name, inc.object_id)

@@ -84,7 +84,7 @@ async def account_of(ctx: Context, conn: Connection, object_type: str, crm_id: s
 async def deal(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     applied = await shadow.apply(ctx.pool, inc)
     if applied.all_stale:
-        return Result(f"stale: a newer change of {', '.join(applied.stale)} was applied")
+        return Result(applied.stale_outcome(inc))
     values = await shadow.read(ctx.pool, conn.name, "deal", inc.object_id)
     changes, unreadable = deal_changes(conn, applied.changes)
     notes = [f"not read: {u}" for u in unreadable]

@@ -38,6 +38,11 @@ class Applied:
     def all_stale(self) -> bool:
         return bool(self.stale) and not self.changes
 
+    def stale_outcome(self, inc: Incoming) -> str:
+        if inc.whole:
+            return f"stale: a newer message about this {inc.object_type} was applied"
+        return f"stale: a newer change of {', '.join(self.stale)} was applied"
+
 
 async def apply(pool: asyncpg.Pool, inc: Incoming, properties: dict[str, str | None] | None = None,
                 object_type: str | None = None, object_id: str | None = None) -> Applied:

@@ -109,7 +109,7 @@ async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     f = vendor_fields(conn.source, "ticket")
     applied = await shadow.apply(ctx.pool, inc)
     if applied.all_stale:
-        return Result(f"stale: a newer change of {', '.join(applied.stale)} was applied")
+        return Result(applied.stale_outcome(inc))
     values = await shadow.read(ctx.pool, conn.name, "ticket", inc.object_id)
     if conn.source != "zendesk" and not values.get(f["subject"]) and await _play_state(
             ctx.client, sla_workflow_id(f"{webhooks.ticket_prefix}-{inc.object_id}")) is None:
