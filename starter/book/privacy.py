@@ -97,8 +97,8 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
             connection, crm_id))
         done["crm_events"] = _n(await conn.execute(
             "UPDATE crm_events SET payload = NULL, status = CASE WHEN status IN ('pending', 'waiting') THEN 'done'"
-            " ELSE status END, outcome = CASE WHEN status IN ('pending', 'waiting') THEN 'erased: the person asked'"
-            " ' for their data to be erased' ELSE outcome END, wait_connection = NULL, wait_object_type = NULL,"
+            " ELSE status END, outcome = CASE WHEN status IN ('pending', 'waiting')"
+            " THEN 'erased: the person asked for their data to be erased' ELSE outcome END, wait_connection = NULL, wait_object_type = NULL,"
             " wait_crm_id = NULL, wait_reason = NULL"
             " WHERE connection = $1 AND object_type = 'contact' AND object_id = $2 AND event_id <> $3",
             connection, crm_id, event_id))
