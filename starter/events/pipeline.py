@@ -1,9 +1,9 @@
 """Acting on checked events: once each, in the order they happened, waiting for what is missing.
 
 `receive` (one delivery): claim every event in one short transaction (duplicates and retries
-found there), act on the claimed ones oldest first until the delivery's time runs out (the rest
-is queued for the sweeper), then act on the events that were waiting for an object this
-delivery brought. `sweep_once` (the HTTP service runs it every WEBHOOK_SWEEP_SECONDS): wakes
+found there), act on the claimed ones oldest first, then on the events that were waiting for an
+object this delivery brought; the answer waits at most the delivery's time (the rest goes on in
+the background). `sweep_once` (the HTTP service runs it every WEBHOOK_SWEEP_SECONDS): wakes
 events whose object arrived some other way, and acts on every due pending event (queued,
 postponed after a failure, or left by a process that died).
 
@@ -45,7 +45,7 @@ class Handled:
             return "duplicate"
         if self.claim == "busy":
             return "in progress: another delivery of this event is being acted on"
-        return self.result.outcome if self.result else "queued"
+        return self.result.outcome if self.result else "accepted: acted on in the background"
 
 
 def _lock(inc: Incoming) -> asyncio.Lock:
@@ -127,22 +127,37 @@ async def settle(ctx: Context, deadline: float | None = None) -> int:
     return acted
 
 
+_background: set[asyncio.Task] = set()
+
+
 async def receive(ctx: Context, incs: list[Incoming], seconds: float | None = None) -> list[Handled]:
-    """Claim and act on one delivery's events; with `seconds`, what is left when they run out is
-    queued (acknowledged now, acted on by the sweeper). Returns one Handled per event, in order."""
-    deadline = time.monotonic() + seconds if seconds is not None else None
+    """Claim and act on one delivery's events, oldest first, then on what waited for the objects
+    they brought. With `seconds`, the answer does not wait longer: what is not done by then goes on
+    in the background (still claimed by this process; if it dies, the claims run out and the
+    sweeper takes the events up). Returns one Handled per event, in delivery order."""
     claims = await ledger.claim(ctx.pool, incs, ctx.settings.webhook_claim_seconds)
     handled = [Handled(c.inc, c.state, earlier=c.earlier) for c in claims]
     todo = sorted((h for h in handled if h.claim in ("fresh", "retry")), key=lambda h: h.inc.occurred_at)
-    queued = []
-    for h in todo:
-        if _expired(deadline):
-            queued.append(h.inc.key)
-            continue
-        h.result = await act_one(ctx, h.inc)
-    await ledger.release(ctx.pool, queued)
-    await settle(ctx, deadline)
+
+    async def work() -> None:
+        for h in todo:
+            h.result = await act_one(ctx, h.inc)
+        await settle(ctx)
+
+    if seconds is None:
+        await work()
+        return handled
+    task = asyncio.create_task(work())
+    _background.add(task)
+    task.add_done_callback(_finished)
+    await asyncio.wait({task}, timeout=seconds)
     return handled
+
+
+def _finished(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("webhook.background_failed", error=f"{type(task.exception()).__name__}: {task.exception()}"[:500])
 
 
 async def sweep_once(ctx: Context, limit: int = 100) -> int:
