@@ -24,6 +24,7 @@ from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
 from starter import console, survey_page, webhooks
+from starter.console import webhooks as console_webhooks
 from starter.console.pages import error_page
 from starter.events.context import Context
 from starter.events.pipeline import run_sweeper
@@ -59,6 +60,7 @@ app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
 console.install(app)
+app.include_router(console_webhooks.router)
 
 
 def for_console(request: Request) -> bool:

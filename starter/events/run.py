@@ -14,8 +14,7 @@ async def run_events(ctx: Context, events: list[CrmEvent], account_id: str | Non
     of one (a renewal date in the past) is recorded in the outcome and the others go on."""
     parts = list(notes)
     workflow_id = trigger = None
-    refused = 0
-    routed = 0
+    refused = routed = acted = 0
     for event in events:
         try:
             p = plan(event, ctx.triggers)
@@ -38,9 +37,11 @@ async def run_events(ctx: Context, events: list[CrmEvent], account_id: str | Non
         if outcome == "started":
             ctx.resolved("*", "play", [p.workflow_id])
         parts.append(f"{p.trigger_name}: {outcome} {p.workflow_id}")
+        acted += 1
         workflow_id, trigger = p.workflow_id, p.trigger_name
     if events and not routed and not refused and not parts:
         parts.append("ignored: no trigger matches")
-    status = "refused" if refused and refused == len(events) and not routed else "done"
+    # Refused: what the event should have done was refused (the console lists it for someone to look at).
+    status = "refused" if refused and not acted else "done"
     return Result("; ".join(parts) or "recorded", status, account_id=account_id, workflow_id=workflow_id,
                   trigger=trigger)
