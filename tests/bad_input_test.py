@@ -341,6 +341,13 @@ PLAYBOOK_CASES: dict[str, Broken] = {
                                              "  - {band: YELLOW, up_to: \"forty\"}", "bands[1].up_to"),
     "triggers unknown playbook": Broken("triggers.yaml", "      playbook: onboarding\n",
                                         "      playbook: onbording\n", "triggers[0].start.playbook"),
+    "webhook connections portal id not a number": Broken(
+        "crm/connections.yaml", "portal_id: 24681357", "portal_id: twenty", "hubspot[0].portal_id"),
+    "webhook connections mapping file missing": Broken(
+        "crm/connections.yaml", "mapping: zendesk.yaml", "mapping: zendsk.yaml",
+        "zendesk[0].mapping: no mapping file 'zendsk.yaml'"),
+    "webhook mapping ticket stage unknown": Broken(
+        "crm/hubspot.yaml", '"4": closed', '"4": done', "webhooks.ticket_stages: 'done' is not a ticket stage"),
     "template unknown variable": Broken("templates/onboarding/health_check.html.j2", "{{ account.name }}",
                                         "{{ account.nickname }}", "has no attribute 'nickname'"),
     "template escaping the sandbox via __class__": Broken(

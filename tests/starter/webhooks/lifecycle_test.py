@@ -102,3 +102,34 @@ async def test_a_privacy_deletion_erases_the_person_everywhere_and_plays_keep_wo
     to = await eventually(weekly, "the first weekly status e-mail after the erasure")
     assert to == ["Lee Park <lee.park@acme.example>"]
     assert await state(env, "onboarding-acme") == "RUNNING"
+
+
+async def test_deletions_and_restores_in_the_order_they_happened(env, http, pool):
+    import time
+
+    await pool.execute("INSERT INTO crm_links (connection, object_type, crm_id, account_id)"
+                       " VALUES ('hubspot', 'company', '111', 'acme')")
+    await pool.execute("UPDATE contacts SET crm_key = 'hubspot:71' WHERE email = 'lee.park@acme.example'")
+    now = int(time.time() * 1000)
+    said = outcomes(await hubspot(http, [hs("company.deletion", 111, at=now), hs("contact.deletion", 71, at=now)]))
+    assert said == ["account acme marked deleted in the CRM (its plays go on)", "contact 71 marked deleted (1 rows)"]
+    assert await pool.fetchval("SELECT crm_deleted_at IS NOT NULL FROM accounts WHERE id = 'acme'")
+    account = await fetch_account(pool, "acme")
+    assert "lee.park@acme.example" not in {str(c.email) for c in account.contacts}  # plays leave Lee out
+    # A restore that happened before the deletion, delivered late, does not undo it.
+    late = outcomes(await hubspot(http, [hs("company.restore", 111, at=now - 60_000)]))
+    assert late == ["stale: a newer deletion or restore was applied"]
+    back = outcomes(await hubspot(http, [hs("company.restore", 111, at=now + 1), hs("contact.restore", 71, at=now + 1)]))
+    assert back == ["account acme marked restored in the CRM (its plays go on)", "contact 71 marked restored (1 rows)"]
+    assert "lee.park@acme.example" in {str(c.email) for c in (await fetch_account(pool, "acme")).contacts}
+
+
+async def test_a_contact_merge_keeps_one_row_per_account_under_the_survivors_key(env, http, pool):
+    await pool.execute("UPDATE contacts SET crm_key = 'hubspot:81' WHERE email = 'lee.park@acme.example'")
+    await pool.execute("UPDATE contacts SET crm_key = 'hubspot:82' WHERE email = 'sam.ortiz@acme.example'")
+    said = outcomes(await hubspot(http, [hs("contact.merge", 81, primaryObjectId=81, mergedObjectIds=[82],
+                                            newObjectId=81)]))
+    assert said == ["contacts 82 merged into 81 (0 rows re-keyed, 1 duplicates removed)"]
+    keys = [r["crm_key"] for r in await pool.fetch("SELECT crm_key FROM contacts WHERE account_id = 'acme'"
+                                                   " AND crm_key IS NOT NULL")]
+    assert keys == ["hubspot:81"]
