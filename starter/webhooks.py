@@ -69,10 +69,9 @@ async def crm_webhook(request: Request, state=Depends(deps)):
                         set(settings.hubspot_signature_versions.split(",")), settings.crm_webhook_max_age_seconds,
                         settings.public_base_url)
         try:
-            triggers = current_triggers(settings)
+            incs, plans = generic.parse_delivery(body, settings, current_triggers(settings))
         except PlaybookError as exc:
-            raise WebhookRefused(503, f"the trigger rules are invalid: {str(exc).splitlines()[0]}") from None
-        incs, plans = generic.parse_delivery(body, settings, triggers)
+            raise WebhookRefused(503, f"the playbooks are invalid: {str(exc).splitlines()[0]}") from None
     except WebhookRefused as exc:
         return _refused("generic", exc)
     handled = await receive(Context(state.client, state.pool, settings), incs)
