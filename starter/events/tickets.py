@@ -121,6 +121,8 @@ async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     notes = [] if priority or not raw_priority else [f"priority {raw_priority!r} is not in ticket_priorities: "
                                                       f"{webhooks.ticket_default_priority} taken"]
     stage = stage_of(webhooks, values.get(f["stage"]))
+    if stage is None and values.get(f["stage"]) and f["stage"] in applied.changes:
+        notes.append(f"stage {values.get(f['stage'])!r} is not in ticket_stages: the clock is not told")
     state = await _play_state(ctx.client, workflow_id)
     base = dict(occurredAt=int(inc.occurred_at.timestamp() * 1000), objectId=inc.object_id, ticketId=ticket_id)
     wanted: list[dict] = []

@@ -39,3 +39,21 @@ async def test_the_page_lists_waiting_events_with_what_they_wait_for_and_why(env
         assert bad.status_code == 422 and "<script>" not in bad.text
     finally:
         http.cookies.clear()
+
+
+async def test_the_cli_lists_waiting_events(env, http, pool, db_url, tmp_path):
+    import asyncio
+    import os
+    import sys
+
+    from core.settings import PROJECT_ROOT
+
+    await hubspot(http, real("hubspot/webhooks/deal.propertyChange.dealstage_closedwon.json"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "starter", "webhooks", "waiting", "--source", "hubspot",
+        env={**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path), "COLUMNS": "200"}, cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert "deal.propertyChange" in text and "hubspot deal 20563118842" in text and "waiting 1" in text
