@@ -1,6 +1,7 @@
 """Webhook endpoints: the generic CRM event and the real vendors' own formats.
 
-- `POST /webhooks/crm`: our generic HubSpot-style event naming our account (adapters/generic.py).
+- `POST /webhooks/crm`: our generic HubSpot-style event naming our account (adapters/generic.py);
+  a delivery in HubSpot's own shape (portalId, objectId, no accountId) is read as /webhooks/hubspot.
 - `POST /webhooks/hubspot`: HubSpot app webhooks, signature v1, v2 or v3 (adapters/hubspot.py).
 - `POST /webhooks/salesforce/<secret>`: Salesforce Outbound Messages, answered with the SOAP
   acknowledgement (adapters/salesforce.py).
@@ -23,7 +24,7 @@ from core.logs import get_logger
 from core.settings import Settings
 from playbooks.loader import PlaybookError
 from starter.adapters import generic, hubspot, salesforce, zendesk
-from starter.adapters.common import WebhookRefused, read_body, same_secret
+from starter.adapters.common import WebhookRefused, parse_json, read_body, same_secret
 from starter.adapters.hubspot_signature import SIGNATURE, TIMESTAMP, check_signature, sign  # noqa: F401 (re-exported)
 from starter.events.context import Context, current_connections
 from starter.events.pipeline import Handled, receive
@@ -68,12 +69,20 @@ async def crm_webhook(request: Request, state=Depends(deps)):
         check_signature(request, body, settings.crm_webhook_secret.get_secret_value(),
                         set(settings.hubspot_signature_versions.split(",")), settings.crm_webhook_max_age_seconds,
                         settings.public_base_url)
-        try:
-            incs, plans = generic.parse_delivery(body, settings, current_triggers(settings))
-        except PlaybookError as exc:
-            raise WebhookRefused(503, f"the playbooks are invalid: {str(exc).splitlines()[0]}") from None
+        if hubspot.is_native(parse_json(body, settings.webhook_max_json_depth)):
+            # A HubSpot app pointed here rather than at /webhooks/hubspot: read as HubSpot sends it.
+            native = hubspot.parse_delivery(body, _connections(settings), settings)
+        else:
+            native = None
+            try:
+                incs, plans = generic.parse_delivery(body, settings, current_triggers(settings))
+            except PlaybookError as exc:
+                raise WebhookRefused(503, f"the playbooks are invalid: {str(exc).splitlines()[0]}") from None
     except WebhookRefused as exc:
         return _refused("generic", exc)
+    if native is not None:
+        handled = await receive(Context(state.client, state.pool, settings), native, settings.webhook_act_seconds)
+        return JSONResponse({"results": _vendor_results(handled)}, status_code=202)
     handled = await receive(Context(state.client, state.pool, settings), incs)
     results = []
     for h, p in zip(handled, plans):

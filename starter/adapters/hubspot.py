@@ -123,6 +123,15 @@ def _association(e: HubSpotEvent, base: dict, key_parts: list, i: int) -> Incomi
                              "primary": bool(e.isPrimaryAssociation)}, **base)
 
 
+def is_native(data: object) -> bool:
+    """A delivery in HubSpot's own shape (portalId and HubSpot's object ids, no accountId of ours):
+    what a HubSpot app pointed at the generic /webhooks/crm sends."""
+    items = data if isinstance(data, list) else [data]
+    return bool(items) and all(
+        isinstance(e, dict) and "accountId" not in e and "portalId" in e
+        and any(k in e for k in ("objectId", "fromObjectId", "primaryObjectId")) for e in items)
+
+
 def parse_delivery(body: bytes, connections: Connections, settings: Settings) -> list[Incoming]:
     """A whole delivery, checked: a JSON array (or one object) of 1 to 100 events from configured
     portals. Raises WebhookRefused naming `event N: field`."""

@@ -97,6 +97,12 @@ class TriggerTicket(_Model):
     organization: Organization | None = None
     organization_id: Text = None
 
+    @field_validator("organization", mode="before")
+    @classmethod
+    def _organization_as_id(cls, v: Any) -> Any:
+        """A trigger may write the organisation as its id alone ({{ticket.organization.id}})."""
+        return {"id": v} if isinstance(v, (str, int)) and not isinstance(v, bool) else v
+
 
 
 class TriggerBody(_Model):

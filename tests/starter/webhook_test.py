@@ -190,3 +190,30 @@ async def test_risk_events_start_and_feed_the_churn_watch(env, http, pool):
     bad = event(42, "company.propertyChange", propertyName="nps", propertyValue="lots")
     refused = await post(http, [bad])
     assert refused.status_code == 422 and "propertyValue" in refused.json()["detail"]
+
+
+async def test_a_real_hubspot_delivery_to_the_generic_endpoint_is_read_as_hubspot_sends_it(env, http, pool):
+    """The issue's first complaint: HubSpot's own closed-won, posted where the generic events go."""
+    from tests.starter.webhooks.vendors import real
+
+    await pool.execute("INSERT INTO crm_links (connection, object_type, crm_id, account_id)"
+                       " VALUES ('hubspot', 'deal', '20563118842', 'acme')")
+    response = await post(http, real("hubspot/webhooks/deal.propertyChange.dealstage_closedwon.json"))
+    assert response.status_code == 202, response.text
+    assert response.json()["results"][0]["outcome"] == "closed_won_starts_onboarding: started onboarding-acme"
+
+
+async def test_a_v3_signature_over_a_url_with_escaped_characters(env, http, pool):
+    """The issue's second complaint: HubSpot decodes %3A %2F %40 (and a few more) before signing."""
+    path = "/webhooks/crm?source=hubspot%3Aeu&back=https%3A%2F%2Fcs.example%2Fhook%40acme"
+    body = json.dumps([CLOSED_WON]).encode()
+    timestamp = str(int(time.time() * 1000))
+    decoded = "http://test/webhooks/crm?source=hubspot:eu&back=https://cs.example/hook@acme"
+    import base64
+    import hashlib
+    import hmac
+    digest = hmac.new(SECRET.encode(), b"POST" + decoded.encode() + body + timestamp.encode(), hashlib.sha256)
+    headers = {SIGNATURE: base64.b64encode(digest.digest()).decode(), TIMESTAMP: timestamp}
+    response = await http.post(path, content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["results"][0]["outcome"] == "started"
