@@ -116,8 +116,7 @@ async def associate(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     before = await links.account_for(ctx.pool, conn.name, inc.object_type, inc.object_id)
     if not shadow.associations(values):
         if before is not None:
-            await ctx.pool.execute("DELETE FROM crm_links WHERE connection = $1 AND object_type = $2 AND crm_id = $3",
-                                   conn.name, inc.object_type, inc.object_id)
+            await links.forget(ctx.pool, conn.name, inc.object_type, inc.object_id)
         return Result(f"{inc.object_type} {inc.object_id} has no company now", account_id=before)
     account_id, wait = await account_of(ctx, conn, inc.object_type, inc.object_id, values)
     if account_id is None:

@@ -44,10 +44,10 @@ async def link(pool: asyncpg.Pool, connection: str, object_type: str, crm_id: st
     return bool(changed)
 
 
-async def unlink(pool: asyncpg.Pool, connection: str, object_type: str, crm_id: str, account_id: str) -> bool:
-    result = await pool.execute(
-        "DELETE FROM crm_links WHERE connection = $1 AND object_type = $2 AND crm_id = $3 AND account_id = $4",
-        connection, object_type, crm_id, account_id)
+async def forget(pool: asyncpg.Pool, connection: str, object_type: str, crm_id: str) -> bool:
+    """The CRM object no longer belongs to any account (its last association was removed)."""
+    result = await pool.execute("DELETE FROM crm_links WHERE connection = $1 AND object_type = $2 AND crm_id = $3",
+                                connection, object_type, crm_id)
     return not result.endswith(" 0")
 
 

@@ -84,7 +84,7 @@ async def act_one(ctx: Context, inc: Incoming) -> Result:
             result = Result.waiting(wait)
         except Exception as exc:  # noqa: BLE001 - recorded, retried, and visible in the console
             reason = f"{type(exc).__name__}: {exc}"[:500]
-            log.warning("webhook.event_failed", event_id=inc.key, source=inc.source, error=reason)
+            log.warning("webhook.event_failed", event_id=inc.key, source=inc.source, error=reason, exc_info=True)
             seconds = await ledger.postpone(ctx.pool, inc.key, reason)
             return Result(f"will retry in {seconds:.0f} s: {reason}", "done")
     wait = result.wait

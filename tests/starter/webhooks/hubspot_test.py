@@ -137,3 +137,22 @@ async def test_a_ticket_runs_its_sla_clock_from_creation_to_close_and_reopens(en
     assert reopened == [f"ticket_reopened: signalled sla-HS-{ticket}"]
     await env.sleep(timedelta(seconds=1))
     assert (await sla_status(env.client, f"HS-{ticket}")).status == "open"
+
+
+async def test_the_primary_association_wins_and_a_removed_one_is_dropped(env, http, pool):
+    await link(pool, "acme", "1")
+    await pool.execute("INSERT INTO accounts (id, name, csm_name, csm_email) VALUES ('globex', 'Globex',"
+                       " 'Casey Morgan', 'casey.morgan@tai.example')")
+    await link(pool, "globex", "2")
+    now = int(time.time() * 1000)
+    said = outcomes(await hubspot(http, [hs_assoc("deal", 77, 2, primary=False, at=now),
+                                         hs_assoc("deal", 77, 1, primary=True, at=now + 1)]))
+    assert said == ["deal 77 belongs to account globex", "deal 77 belongs to account acme"]
+    removed = outcomes(await hubspot(http, [hs_assoc("deal", 77, 1, removed=True, at=now + 2)]))
+    assert removed == ["deal 77 belongs to account globex"]
+    gone = outcomes(await hubspot(http, [hs_assoc("deal", 77, 2, removed=True, at=now + 3)]))
+    assert gone == ["deal 77 has no company now"]
+    assert await pool.fetchval("SELECT count(*) FROM crm_links WHERE object_type = 'deal'") == 0
+    # An addition older than the removal, delivered late, is stale.
+    late = outcomes(await hubspot(http, [hs_assoc("deal", 77, 2, at=now + 2, from_company=True)]))
+    assert late == ["stale: a newer change of this association was applied"]

@@ -101,3 +101,26 @@ async def test_contacts_and_cases_from_outbound_messages(env, http, pool):
         **case, "Priority": "Critical", "Status": "Closed", "LastModifiedDate": sf_time(later + timedelta(seconds=5))})))
     await env.sleep(timedelta(seconds=1))
     assert (await sla_status(env.client, ticket)).status == "resolved"
+
+
+async def test_an_import_releases_what_waits_for_its_accounts(env, http, pool, settings):
+    """The importer's hook: after an import, events waiting for its accounts are acted on."""
+    from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
+    from playbooks.loader import _load_config
+    from starter.book.records import account_record, by_properties
+    from starter.book.store import Book
+    from starter.book.waiting import resolve_waiting
+    from starter.events.context import crm_dir
+
+    await salesforce(http, real("salesforce/outbound/opportunity_closed_won.xml"))
+    folder = crm_dir(settings)
+    mapping = _load_config(folder / "salesforce.yaml", Mapping)
+    book = Book(pool, mapping, _load_config(folder / "team.yaml", TeamContent),
+                _load_config(folder / "currencies.yaml", CurrenciesContent), apply=True)
+    [made] = await book.accounts([account_record(mapping, by_properties({"Id": ACCOUNT, "Name": "Northwind Traders"}),
+                                                 "extract_Account.csv:2")])
+    assert made.action == "created"
+    assert await resolve_waiting(pool, "salesforce", "company", [ACCOUNT], env.client, settings) == 1
+    assert await pool.fetchval("SELECT outcome FROM crm_events") == (
+        "closed_won_starts_onboarding: started onboarding-northwind-traders")
+    assert await resolve_waiting(pool, "salesforce", "company", [ACCOUNT]) == 0  # nothing waits any more

@@ -79,3 +79,8 @@ async def test_other_zendesk_events_are_acknowledged_and_ignored(env, http, pool
             "time": "2099-07-04T05:33:18Z", "type": "zen:event-type:user.active_changed",
             "zendesk_event_version": "2022-06-20"}
     assert outcomes(await zendesk(http, body)) == ["ignored: user.active_changed events are not acted on"]
+
+
+async def test_a_ticket_without_an_organisation_is_acknowledged_and_ignored(env, http, pool):
+    body = zd_event("ticket.created", "5001", organization_id=None)
+    assert outcomes(await zendesk(http, body)) == ["ignored: the ticket has no organisation"]
