@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     crm_webhook_secret: SecretStr = SecretStr("local-demo-secret")
     crm_webhook_max_age_seconds: int = 300
     crm_webhook_max_bytes: int = 1_000_000
-    # Vendor webhooks (README "Vendor webhooks"). HubSpot signs with CRM_WEBHOOK_SECRET above (the
+    # Vendor webhooks (README "CRM and help-desk webhooks"). HubSpot signs with CRM_WEBHOOK_SECRET above (the
     # app's client secret); which of its signature versions are taken (v1 and v2 carry no timestamp).
     hubspot_signature_versions: str = Field("v1,v2,v3", pattern=r"^(v[123])(,v[123])*$")
     # Salesforce Outbound Messages are not signed: the endpoint URL carries this secret
@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     # Zendesk signs each webhook (HMAC-SHA256) with the webhook's signing secret.
     zendesk_webhook_secret: SecretStr | None = None
     zendesk_webhook_max_age_seconds: int = 300
-    # A vendor delivery is acted on for this long before the answer (HubSpot gives 5 s); what is
-    # left is queued (kept in crm_events) and acted on by the HTTP service's sweeper.
+    # A vendor delivery is acted on for at most this long before the answer (HubSpot gives 5 s);
+    # the rest goes on in the background. The sweeper takes up what is due every sweep_seconds.
     webhook_act_seconds: float = Field(3.0, ge=0)
     webhook_sweep_seconds: float = Field(5.0, gt=0)
     # An event being acted on is claimed for this long; after, another process may take it up.
