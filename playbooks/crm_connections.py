@@ -24,11 +24,13 @@ Source = Literal["hubspot", "salesforce", "zendesk"]
 
 
 class HubSpotPortal(Content):
+    """A HubSpot account the app is installed in, and the mapping that reads its events."""
     portal_id: int = Field(gt=0, description="the HubSpot account (portalId) the app is installed in")
     mapping: str = Field(pattern=MAPPING_FILE)
 
 
 class SalesforceOrg(Content):
+    """A Salesforce org whose Outbound Messages are taken, and its mapping."""
     organization_id: str = Field(pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$",
                                  description="the org's id, 15 or 18 characters (Setup > Company Information)")
     mapping: str = Field(pattern=MAPPING_FILE)
@@ -39,6 +41,7 @@ class SalesforceOrg(Content):
 
 
 class ZendeskAccount(Content):
+    """A Zendesk account (by id, subdomain or both), and its mapping."""
     account_id: int | None = Field(None, gt=0, description="the Zendesk account id event webhooks name")
     subdomain: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                   description="<subdomain>.zendesk.com, as a trigger's ticket URL shows it")
@@ -52,6 +55,7 @@ class ZendeskAccount(Content):
 
 
 class ConnectionsContent(Content):
+    """`connections.yaml`: the HubSpot portals, Salesforce orgs and Zendesk accounts taken, each listed once."""
     version: Literal[1] = 1
     hubspot: list[HubSpotPortal] = []
     salesforce: list[SalesforceOrg] = []

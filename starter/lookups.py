@@ -105,7 +105,8 @@ class CrmLookups:
         raise LookupFailed(f"gave up after {s.crm_lookup_attempts} attempts: {last}")
 
     # -- HubSpot ----------------------------------------------------------------------------
-    async def hubspot_object(self, object_type: str, object_id: str, properties: list[str]) -> dict[str, str | None] | None:
+    async def hubspot_object(self, object_type: str, object_id: str,
+                             properties: list[str]) -> dict[str, str | None] | None:
         """An object's properties (strings, as HubSpot keeps them), or None when there is none.
         `object_type`: companies, contacts, deals, tickets."""
         url = f"{self.settings.hubspot_api_url.rstrip('/')}/crm/v3/objects/{object_type}/{quote(object_id, safe='')}"

@@ -38,6 +38,7 @@ REFUSALS = {401: {"description": "missing, bad or stale signature"}, 403: {"desc
 
 
 def deps(request: Request):
+    """The service's shared parts (settings, pool, Temporal client)."""
     return request.app.state
 
 
@@ -63,6 +64,7 @@ def _vendor_results(handled: list[Handled]) -> list[dict]:
 @router.post("/webhooks/crm", status_code=202, responses=REFUSALS,
              summary="Generic CRM events (HubSpot-style, signed like HubSpot) naming our account")
 async def crm_webhook(request: Request, state=Depends(deps)):
+    """Generic CRM events naming our account (or HubSpot's own shape). 202 with each event's outcome."""
     settings: Settings = state.settings
     try:
         body = await read_body(request, settings.crm_webhook_max_bytes)
@@ -98,6 +100,7 @@ async def crm_webhook(request: Request, state=Depends(deps)):
 @router.post("/webhooks/hubspot", responses=REFUSALS,
              summary="HubSpot app webhooks as HubSpot sends them (signature v1, v2 or v3)")
 async def hubspot_webhook(request: Request, state=Depends(deps)):
+    """HubSpot app webhooks. 200 with each event's outcome (waiting ones included)."""
     settings: Settings = state.settings
     try:
         body = await read_body(request, settings.crm_webhook_max_bytes)
@@ -112,6 +115,7 @@ async def hubspot_webhook(request: Request, state=Depends(deps)):
 @router.post("/webhooks/salesforce/{secret}", responses=REFUSALS,
              summary="Salesforce Outbound Messages (SOAP); the path carries SALESFORCE_OUTBOUND_SECRET")
 async def salesforce_webhook(secret: str, request: Request, state=Depends(deps)):
+    """Salesforce Outbound Messages. 200 with the SOAP acknowledgement Salesforce expects."""
     settings: Settings = state.settings
     try:
         configured = settings.salesforce_outbound_secret.get_secret_value() if settings.salesforce_outbound_secret \
@@ -134,6 +138,7 @@ async def salesforce_webhook(secret: str, request: Request, state=Depends(deps))
 @router.post("/webhooks/zendesk", responses=REFUSALS,
              summary="Zendesk trigger and event webhooks (X-Zendesk-Webhook-Signature)")
 async def zendesk_webhook(request: Request, state=Depends(deps)):
+    """Zendesk trigger and event webhooks. 200 with the outcome."""
     settings: Settings = state.settings
     try:
         body = await read_body(request, settings.crm_webhook_max_bytes)

@@ -173,6 +173,7 @@ def header_text(request: Request, name: str) -> str | None:
 
 
 def utc_from_ms(ms: int) -> datetime:
+    """A HubSpot-style time (milliseconds since the epoch) as an aware UTC datetime."""
     from datetime import timezone
 
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

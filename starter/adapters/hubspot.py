@@ -17,7 +17,7 @@ Each event becomes one `Incoming` (starter/adapters/common.py):
 | company/contact/deal/ticket.restore      | restore         | objectId                   |
 | company/contact/deal/ticket.merge        | merge           | primaryObjectId <- mergedObjectIds |
 | contact.privacyDeletion                  | privacy_delete  | objectId                   |
-| deal/contact/ticket.associationChange, company.associationChange (X_TO_COMPANY, COMPANY_TO_X) | associate | the deal, contact or ticket, with its company |
+| X.associationChange, company.associationChange (X_TO_COMPANY or back) | associate | X with its company |
 | anything else (conversation.*, line_item.*, product.*, other associations) | ignore | |
 """
 

@@ -46,10 +46,12 @@ def sign(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str
 
 
 def sign_v1(secret: str, body: bytes) -> str:
+    """Signature v1: hex SHA-256 of client secret + body."""
     return hashlib.sha256(secret.encode() + body).hexdigest()
 
 
 def sign_v2(secret: str, method: str, uri: str, body: bytes) -> str:
+    """Signature v2: hex SHA-256 of client secret + method + URI (as sent) + body."""
     return hashlib.sha256(secret.encode() + method.encode() + uri.encode() + body).hexdigest()
 
 

@@ -81,12 +81,14 @@ class _Model(BaseModel):
 
 
 class Organization(_Model):
+    """A trigger's `ticket.organization`: its Zendesk id, name and external_id (ours: a CRM company id)."""
     id: Text = None
     name: str | None = Field(None, max_length=500)
     external_id: Text = None
 
 
 class TriggerTicket(_Model):
+    """The `ticket` object of a trigger webhook's JSON (labels as placeholders render them)."""
     id: str = Field(pattern=r"^\d{1,20}$")
     subject: str | None = Field(None, max_length=5000)
     status: str | None = Field(None, max_length=100)
@@ -106,10 +108,12 @@ class TriggerTicket(_Model):
 
 
 class TriggerBody(_Model):
+    """A trigger webhook's body: whatever the admin wrote, holding a `ticket`."""
     ticket: TriggerTicket
 
 
 class EventDetail(_Model):
+    """An event webhook's `detail`: the ticket after the event (ids as strings, enums in upper case)."""
     id: str = Field(pattern=r"^\d{1,20}$")
     subject: str | None = Field(None, max_length=5000)
     status: str | None = Field(None, max_length=100)
@@ -122,6 +126,7 @@ class EventDetail(_Model):
 
 
 class EventBody(_Model):
+    """An event webhook's body (`zen:event-type:...`, its unique `id`, the Zendesk `account_id`, `time`)."""
     type: str = Field(pattern=r"^zen:event-type:[a-z_]{1,40}\.[a-z_]{1,60}$")
     id: str = Field(min_length=1, max_length=100)
     account_id: int = Field(gt=0)

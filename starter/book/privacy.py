@@ -75,7 +75,8 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
             f"DELETE FROM communications WHERE status = 'pending' AND {addressed}", email_list))
         sent = await conn.fetch(f"SELECT id, to_addrs, cc_addrs, subject FROM communications WHERE {addressed}",
                                 email_list)
-        note = f"[Erased on {requested_at.date().isoformat()}: the recipient asked for their personal data to be erased.]"
+        note = (f"[Erased on {requested_at.date().isoformat()}: the recipient asked for their personal data "
+                "to be erased.]")
         for row in sent:
             def swap(addrs):
                 return [alias if _address(a) in emails else a for a in addrs]
@@ -85,7 +86,8 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
         done["outbox_sent_erased"] = len(sent)
         # Survey rows: the pseudonym keeps (cycle, address) unique and the score counted.
         done["nps_invitations"] = _n(await conn.execute(
-            "UPDATE nps_invitations SET contact_email = $2, contact_name = $3 WHERE lower(contact_email) = ANY($1::text[])",
+            "UPDATE nps_invitations SET contact_email = $2, contact_name = $3"
+            " WHERE lower(contact_email) = ANY($1::text[])",
             email_list, alias, ERASED))
         done["nps_responses"] = _n(await conn.execute(
             "UPDATE nps_responses SET contact_email = $2, comment = '' WHERE lower(contact_email) = ANY($1::text[])",
@@ -98,12 +100,14 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
         done["crm_events"] = _n(await conn.execute(
             "UPDATE crm_events SET payload = NULL, status = CASE WHEN status IN ('pending', 'waiting') THEN 'done'"
             " ELSE status END, outcome = CASE WHEN status IN ('pending', 'waiting')"
-            " THEN 'erased: the person asked for their data to be erased' ELSE outcome END, wait_connection = NULL, wait_object_type = NULL,"
+            " THEN 'erased: the person asked for their data to be erased' ELSE outcome END,"
+            " wait_connection = NULL, wait_object_type = NULL,"
             " wait_crm_id = NULL, wait_reason = NULL"
             " WHERE connection = $1 AND object_type = 'contact' AND object_id = $2 AND event_id <> $3",
             connection, crm_id, event_id))
         await conn.execute(
-            "INSERT INTO privacy_erasures (connection, crm_id, event_id, requested_at, erased) VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO privacy_erasures (connection, crm_id, event_id, requested_at, erased)"
+            " VALUES ($1, $2, $3, $4, $5)"
             " ON CONFLICT (event_id) DO NOTHING", connection, crm_id, event_id, requested_at, done)
     return done
 

@@ -18,6 +18,7 @@ SOURCES = ("generic", "hubspot", "salesforce", "zendesk")
 
 @router.get("/webhooks")
 async def webhooks_page(request: Request, source: str = "", user=Depends(current_user), st=Depends(state)):
+    """Waiting events (what for, why, since when) and refused or retrying ones, optionally for one vendor."""
     if source and source not in SOURCES:
         raise Refused(f"unknown source {source!r}: one of {', '.join(SOURCES)}", 422)
     waiting = await waiting_events(st.pool, 500, source or None)

@@ -82,6 +82,7 @@ def _describe(o: Outcome, what: str) -> str:
 
 
 async def write_company(ctx: Context, conn: Connection, crm_id: str, values: dict[str, str | None]) -> Outcome:
+    """Create or update the account of a CRM company from these property values (raw, by CRM name)."""
     mapping = conn.mapping
     record = account_record(mapping, by_properties({**values, mapping.accounts.id.property: crm_id}),
                             f"{conn.name} company {crm_id}")
@@ -150,6 +151,7 @@ def _has_identity(conn: Connection, values: dict[str, str | None]) -> bool:
 
 async def write_contact(ctx: Context, conn: Connection, crm_id: str, values: dict[str, str | None],
                         company_ids: list[str]) -> list[Outcome]:
+    """Create or update a CRM contact under these CRM companies (a row per account) from raw values."""
     mapping = conn.mapping
     rule = mapping.contacts.companies
     props = {**shadow.without_associations(values), mapping.contacts.id.property: crm_id,

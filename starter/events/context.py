@@ -54,6 +54,7 @@ def _cached(key: tuple, files: list[Path], load):
 
 
 def crm_dir(settings: Settings) -> Path:
+    """The folder of the CRM mappings and connections.yaml (playbooks/crm)."""
     return Path(settings.playbooks_dir) / "crm"
 
 

@@ -82,6 +82,7 @@ async def account_of(ctx: Context, conn: Connection, object_type: str, crm_id: s
 
 
 async def deal(ctx: Context, inc: Incoming, conn: Connection) -> Result:
+    """A deal created or changed (HubSpot deal, Salesforce Opportunity)."""
     applied = await shadow.apply(ctx.pool, inc)
     if applied.all_stale:
         return Result(applied.stale_outcome(inc))

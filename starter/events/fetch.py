@@ -23,6 +23,7 @@ def _properties(mapping: Mapping, section: str) -> list[str]:
 
 
 def sf_id(raw: str | None) -> str | None:
+    """The 18-character Salesforce id, or None when `raw` is not one."""
     try:
         return salesforce_id(raw)
     except BadValue:

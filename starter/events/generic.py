@@ -12,6 +12,7 @@ from starter.steering import SteeringError
 
 
 async def route(ctx: Context, inc: Incoming) -> Result:
+    """Act on one generic event (Incoming.event is the CrmEvent as given)."""
     event = CrmEvent.model_validate(inc.event)
     if await links.survivor(ctx.pool, event.accountId) is None:
         raise WaitFor("generic", "account", event.accountId, f"account {event.accountId!r} is not in the book yet")

@@ -28,6 +28,7 @@ MAX_BACKOFF_SECONDS = 3600
 
 @dataclass
 class Claim:
+    """One event of a delivery as `claim` found it (`earlier`: a duplicate's first outcome)."""
     inc: Incoming
     state: ClaimState
     earlier: dict | None = None  # a duplicate's first outcome
@@ -81,7 +82,8 @@ async def finish(pool: asyncpg.Pool, key: str, status: str, outcome: str, *, acc
             account_id = (SELECT id FROM accounts WHERE id = $4), workflow_id = $5, trigger_name = $6,
             wait_connection = $7, wait_object_type = $8, wait_crm_id = $9, wait_reason = $10,
             waiting_since = CASE WHEN $2 = 'waiting' THEN coalesce(waiting_since, now()) END,
-            next_attempt_at = CASE WHEN $11 THEN now() + make_interval(secs => least(60 * power(2, greatest(attempts - 1, 0)), 21600)) END,
+            next_attempt_at = CASE WHEN $11 THEN now()
+                + make_interval(secs => least(60 * power(2, greatest(attempts - 1, 0)), 21600)) END,
             last_error = NULL, updated_at = now()
         WHERE event_id = $1
         """,
@@ -91,6 +93,7 @@ async def finish(pool: asyncpg.Pool, key: str, status: str, outcome: str, *, acc
 
 
 def backoff(attempts: int) -> float:
+    """Seconds before attempt `attempts + 1` of a failing event: 2, 4, 8, ... at most an hour."""
     return float(min(2 ** max(attempts, 1), MAX_BACKOFF_SECONDS))
 
 
@@ -183,6 +186,7 @@ async def wake_due_lookups(pool: asyncpg.Pool, sources: list[str]) -> int:
 
 
 async def waiting_plays(pool: asyncpg.Pool, limit: int = 50) -> list[str]:
+    """Workflow ids of plays events wait for (to see whether they have started)."""
     rows = await pool.fetch(
         "SELECT DISTINCT wait_crm_id FROM crm_events WHERE status = 'waiting' AND wait_object_type = 'play'"
         " LIMIT $1", limit)

@@ -55,6 +55,7 @@ async def _carry_plays(ctx: Context, merged_id: str, into_id: str) -> list[str]:
 
 
 async def merge(ctx: Context, inc: Incoming, conn: Connection) -> Result:
+    """A company, contact, deal or ticket merge (primaryObjectId <- mergedObjectIds)."""
     merged = [str(m) for m in inc.related.get("merged") or [] if str(m) != inc.object_id]
     new = inc.related.get("new")
     survivors = [inc.object_id] + ([str(new)] if new and str(new) != inc.object_id else [])
@@ -119,6 +120,7 @@ async def _close_merged_tickets(ctx: Context, conn: Connection, inc: Incoming, m
 
 
 async def delete(ctx: Context, inc: Incoming, conn: Connection, restore: bool = False) -> Result:
+    """A company, contact, deal or ticket deleted in the CRM (or, with `restore`, restored)."""
     applied = await shadow.apply(ctx.pool, inc, {"_deleted": "false" if restore else "true"})
     if applied.all_stale:
         return Result("stale: a newer deletion or restore was applied")
@@ -150,10 +152,12 @@ async def delete(ctx: Context, inc: Incoming, conn: Connection, restore: bool = 
 
 
 async def restore(ctx: Context, inc: Incoming, conn: Connection) -> Result:
+    """An object restored in the CRM: the deletion mark goes."""
     return await delete(ctx, inc, conn, restore=True)
 
 
 async def privacy_delete(ctx: Context, inc: Incoming, conn: Connection) -> Result:
+    """HubSpot's `contact.privacyDeletion`: erase the person (starter/book/privacy.py)."""
     told = await shadow.read(ctx.pool, conn.name, "contact", inc.object_id)
     fields = conn.mapping.contacts.fields if conn.mapping.contacts else {}
 

@@ -24,12 +24,14 @@ ASSOCIATION = "assoc:company:"
 
 @dataclass
 class Change:
+    """A property's value before this event and the one it set (None: cleared, or never told)."""
     previous: str | None
     value: str | None
 
 
 @dataclass
 class Applied:
+    """What `apply` did: the properties this event changed, those a newer event had already set."""
     changes: dict[str, Change] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
     new_object: bool = False  # nothing was known of the object before this event
@@ -103,4 +105,5 @@ def associations(values: dict[str, str | None]) -> list[str]:
 
 
 def without_associations(values: dict[str, str | None]) -> dict[str, str | None]:
+    """The object's properties without its association rows."""
     return {k: v for k, v in values.items() if not k.startswith(ASSOCIATION)}

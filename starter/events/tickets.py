@@ -96,6 +96,8 @@ async def _zendesk_account(ctx: Context, conn: Connection, inc: Incoming,
 
 async def ticket_account(ctx: Context, conn: Connection, inc: Incoming,
                          values: dict[str, str | None]) -> tuple[str | None, WaitFor | None]:
+    """The ticket's account (its link kept current), or what to wait for; (None, None) when it has
+    no company or organisation at all."""
     if conn.source == "zendesk":
         account_id, wait = await _zendesk_account(ctx, conn, inc, values)
         if account_id is not None and await links.link(ctx.pool, conn.name, "ticket", inc.object_id, account_id):
@@ -105,6 +107,7 @@ async def ticket_account(ctx: Context, conn: Connection, inc: Incoming,
 
 
 async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
+    """A ticket created or changed (HubSpot ticket, Salesforce Case, Zendesk ticket)."""
     webhooks = conn.mapping.webhooks
     f = vendor_fields(conn.source, "ticket")
     applied = await shadow.apply(ctx.pool, inc)
