@@ -84,6 +84,9 @@ def _describe(o: Outcome, what: str) -> str:
 async def write_company(ctx: Context, conn: Connection, crm_id: str, values: dict[str, str | None]) -> Outcome:
     """Create or update the account of a CRM company from these property values (raw, by CRM name)."""
     mapping = conn.mapping
+    name_property = mapping.accounts.fields["name"].property
+    if name_property in values and not (values[name_property] or "").strip():
+        values = {k: v for k, v in values.items() if k != name_property}  # a name cleared in the CRM is kept
     record = account_record(mapping, by_properties({**values, mapping.accounts.id.property: crm_id}),
                             f"{conn.name} company {crm_id}")
     [outcome] = await ctx.book(mapping).accounts([record])

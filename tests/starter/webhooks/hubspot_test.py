@@ -156,3 +156,9 @@ async def test_the_primary_association_wins_and_a_removed_one_is_dropped(env, ht
     # An addition older than the removal, delivered late, is stale.
     late = outcomes(await hubspot(http, [hs_assoc("deal", 77, 2, at=now + 2, from_company=True)]))
     assert late == ["stale: a newer change of this association was applied"]
+
+
+async def test_a_company_name_cleared_in_the_crm_is_kept(env, http, pool):
+    await link(pool, "acme", "9")
+    assert outcomes(await hubspot(http, [hs_prop("company", 9, "name", "")])) == ["account acme unchanged"]
+    assert await pool.fetchval("SELECT name FROM accounts WHERE id = 'acme'") == "Acme Logistics"
