@@ -5,11 +5,14 @@ duplicate deliveries."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date, timedelta
 
+import pytest
+
 from starter.steering import renewal_status, sla_status
-from tests.starter.webhooks.vendors import epoch_ms, hs, hs_assoc, hs_prop, hubspot, real
+from tests.starter.webhooks.vendors import REAL, epoch_ms, hs, hs_assoc, hs_prop, hubspot, real
 
 DEAL, COMPANY = 20563118842, 18413070045  # the shared association and closed-won files
 
@@ -162,3 +165,13 @@ async def test_a_company_name_cleared_in_the_crm_is_kept(env, http, pool):
     await link(pool, "acme", "9")
     assert outcomes(await hubspot(http, [hs_prop("company", 9, "name", "")])) == ["account acme unchanged"]
     assert await pool.fetchval("SELECT name FROM accounts WHERE id = 'acme'") == "Acme Logistics"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REAL / "hubspot" / "webhooks").glob("*.json")
+                                        if p.name != "signature_vectors_official.json"))
+async def test_every_shared_delivery_is_accepted_byte_for_byte(env, http, pool, name):
+    response = await hubspot(http, real(f"hubspot/webhooks/{name}"))
+    assert response.status_code == 200, response.text
+    events = json.loads(real(f"hubspot/webhooks/{name}"))
+    assert len(response.json()["results"]) == len(events)
+    assert await pool.fetchval("SELECT count(*) FROM crm_events WHERE source = 'hubspot'") == len(events)
