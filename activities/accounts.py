@@ -48,7 +48,7 @@ async def fetch_account(conn: asyncpg.Pool | asyncpg.Connection, account_id: str
     if row is None:
         raise AccountNotFound(account_id)
     contacts = await conn.fetch(
-        "SELECT name, email, role FROM contacts WHERE account_id = $1 ORDER BY id", row["id"]
+        "SELECT name, email, role FROM contacts WHERE account_id = $1 AND crm_deleted_at IS NULL ORDER BY id", row["id"]
     )
     return account_from_row(row, contacts)
 

@@ -60,6 +60,34 @@ class Settings(BaseSettings):
     crm_webhook_secret: SecretStr = SecretStr("local-demo-secret")
     crm_webhook_max_age_seconds: int = 300
     crm_webhook_max_bytes: int = 1_000_000
+    # Vendor webhooks (README "CRM and help-desk webhooks"). HubSpot signs with CRM_WEBHOOK_SECRET above (the
+    # app's client secret); which of its signature versions are taken (v1 and v2 carry no timestamp).
+    hubspot_signature_versions: str = Field("v1,v2,v3", pattern=r"^(v[123])(,v[123])*$")
+    # Salesforce Outbound Messages are not signed: the endpoint URL carries this secret
+    # (/webhooks/salesforce/<secret>), and the message must name a configured OrganizationId.
+    salesforce_outbound_secret: SecretStr | None = None
+    # Zendesk signs each webhook (HMAC-SHA256) with the webhook's signing secret.
+    zendesk_webhook_secret: SecretStr | None = None
+    zendesk_webhook_max_age_seconds: int = 300
+    # A vendor delivery is acted on for at most this long before the answer (HubSpot gives 5 s);
+    # the rest goes on in the background. The sweeper takes up what is due every sweep_seconds.
+    webhook_act_seconds: float = Field(3.0, ge=0)
+    webhook_sweep_seconds: float = Field(5.0, gt=0)
+    # An event being acted on is claimed for this long; after, another process may take it up.
+    webhook_claim_seconds: float = Field(60.0, gt=0)
+    webhook_max_json_depth: int = Field(32, ge=4)
+    # CRM lookups when a webhook lacks data (which company a deal belongs to): off unless a token
+    # is set. HubSpot: a private app's access token; Salesforce: an OAuth access token and the
+    # org's instance URL (https://<domain>.my.salesforce.com).
+    hubspot_access_token: SecretStr | None = None
+    hubspot_api_url: str = "https://api.hubapi.com"
+    salesforce_access_token: SecretStr | None = None
+    salesforce_instance_url: str | None = None
+    salesforce_api_version: str = Field("v62.0", pattern=r"^v\d{2,3}\.\d$")
+    crm_lookup_timeout_seconds: float = Field(10.0, gt=0)
+    crm_lookup_attempts: int = Field(4, ge=1, le=10)
+    # A 429's Retry-After longer than this gives up for now (the event waits and is tried again).
+    crm_lookup_max_wait_seconds: float = Field(30.0, ge=0)
     # Survey links are signed with this secret (HMAC-SHA256); the default only suits the local demo.
     nps_link_secret: SecretStr = SecretStr("local-demo-nps-secret")
     # The URL the CRM calls, as it signs it (behind a proxy the service sees

@@ -112,6 +112,47 @@ class SponsorRule(Content):
     titles: list[str] = []
 
 
+# Ticket stages the trigger rules know (playbooks/triggers.yaml, hs_pipeline_stage); "reopened" is
+# not mapped: it is a move from resolved or closed back to any other stage.
+TICKET_STAGES = ("new", "acknowledged", "in_progress", "on_hold", "waiting_on_customer", "customer_replied",
+                 "resolved", "closed")
+
+
+class WebhooksMapping(Content):
+    """How this CRM's webhooks read as the internal events of playbooks/triggers.yaml (HubSpot's
+    vocabulary: `deal.propertyChange dealstage=closedwon`, `ticket.propertyChange hs_ticket_priority=P1`).
+
+    `properties`: CRM property -> the property name trigger rules use, for properties that are
+    not fields above (a mapped field is named after our field: `Renewal_Date__c` -> renewal_date).
+    `deal_stages`, `ticket_priorities`, `ticket_stages`: value maps, matched ignoring case.
+    `ticket_prefix`: our ticket id is `<prefix>-<the CRM's ticket id>` (ZD-48213).
+    `organization_external_id`: (Zendesk) the connection whose company ids an organisation's
+    `external_id` holds, so an organisation finds its account."""
+
+    properties: dict[str, str] = {}
+    deal_stages: dict[str, str] = {}
+    ticket_priorities: dict[str, Literal["P0", "P1", "P2", "P3"]] = {}
+    ticket_default_priority: Literal["P0", "P1", "P2", "P3"] = "P2"
+    ticket_stages: dict[str, str] = {}
+    ticket_prefix: str = Field(pattern=r"^[A-Z]{2,4}$")
+    organization_external_id: str | None = Field(None, pattern=r"^[a-z][a-z0-9_:-]{0,40}$")
+
+    @field_validator("ticket_stages")
+    @classmethod
+    def _stages(cls, stages: dict[str, str]) -> dict[str, str]:
+        for value in stages.values():
+            if value not in TICKET_STAGES:
+                raise ValueError(f"{value!r} is not a ticket stage ({', '.join(TICKET_STAGES)})")
+        return stages
+
+    @staticmethod
+    def lookup(values: dict[str, str], raw: str | None) -> str | None:
+        """`raw` through a value map, ignoring case; None when it is not in the map."""
+        if raw is None:
+            return None
+        return {k.lower(): v for k, v in values.items()}.get(raw.strip().lower())
+
+
 class Mapping(Content):
     """One CRM connection: its dialect, its name (the key of its ids), and how to read it."""
 
@@ -124,6 +165,7 @@ class Mapping(Content):
     accounts: AccountsMapping | None = None
     contacts: ContactsMapping | None = None
     sponsor: SponsorRule = SponsorRule()
+    webhooks: WebhooksMapping | None = None
     default_status: Literal["prospect", "onboarding", "active", "at-risk", "churned"] = "active"
 
     @field_validator("date_formats")

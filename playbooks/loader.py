@@ -274,4 +274,18 @@ def validate_all(playbooks_dir: Path | None = None) -> list[str]:
                 load_playbook(path)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
+    errors.extend(_crm_connection_problems((playbooks_dir or PLAYBOOKS_DIR) / "crm"))
     return errors
+
+
+def _crm_connection_problems(crm_dir: Path) -> list[str]:
+    """The vendor webhooks' connections.yaml and the mappings it names (playbooks/crm_connections.py)."""
+    from playbooks.crm_connections import CONNECTIONS_FILE, load_connections
+
+    if not (crm_dir / CONNECTIONS_FILE).is_file():
+        return []
+    try:
+        load_connections(crm_dir)
+    except PlaybookError as exc:
+        return [_format(*p) for p in exc.problems]
+    return []

@@ -33,7 +33,7 @@ SIGNALS: dict[str, dict[str, set[str]]] = {
     },
 }
 UPDATES: dict[str, dict[str, set[str]]] = {"renewal": {"change_renewal_date": {"renewal_date", "reason"}}}
-# The event fields a mapping may name (see starter/webhooks.CrmEvent).
+# The event fields a mapping may name (see starter/events/routing.CrmEvent).
 EVENT_FIELDS = {"eventId", "subscriptionType", "objectId", "accountId", "propertyName", "propertyValue",
                 "occurredAt", "ticketId", "priority", "subject"}
 

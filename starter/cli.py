@@ -802,6 +802,9 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
     out.print(table)
 
 
+from starter import webhooks_cli  # noqa: E402  (its commands reach back for command/services lazily)
+app.add_typer(webhooks_cli.app, name="webhooks")
+
 user_app = typer.Typer(help="Web console users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 

@@ -6,7 +6,9 @@ an unexpected error is a 500 that says to look at the service log.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import asyncio
+import re
+from contextlib import asynccontextmanager, suppress
 from datetime import date
 
 from fastapi import Depends, FastAPI, Request
@@ -26,7 +28,10 @@ from core.temporal import connect
 from playbooks.loader import PlaybookError
 from starter import console, survey_page, webhooks
 from starter.readiness import readiness
+from starter.console import webhooks as console_webhooks
 from starter.console.pages import error_page
+from starter.events.context import Context
+from starter.events.pipeline import run_sweeper
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
     query_status, renewal_status,
@@ -47,7 +52,13 @@ async def lifespan(app: FastAPI):
     app.state.settings = settings
     app.state.pool = await create_pool(database_url(settings), settings.db_pool_max)
     app.state.client = await connect(settings)
+    # Webhook events queued, postponed or waiting for an object that arrived: acted on in the background.
+    sweeper = asyncio.create_task(run_sweeper(
+        lambda: Context(app.state.client, app.state.pool, app.state.settings), settings.webhook_sweep_seconds))
     yield
+    sweeper.cancel()
+    with suppress(asyncio.CancelledError):
+        await sweeper
     await app.state.pool.close()
 
 
@@ -58,6 +69,7 @@ app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
 console.install(app)
+app.include_router(console_webhooks.router)
 
 
 def for_console(request: Request) -> bool:
@@ -76,7 +88,9 @@ async def playbook_error(_: Request, exc: PlaybookError):
 
 @app.exception_handler(Exception)
 async def internal_error(request: Request, exc: Exception):
-    log.exception("http.internal_error", path=request.url.path)
+    # The Salesforce endpoint's path holds its secret: never in a log.
+    log.exception("http.internal_error", path=re.sub(r"^/webhooks/salesforce/.*", "/webhooks/salesforce/***",
+                                                     request.url.path))
     if for_console(request):
         return error_page(500, "Something went wrong on our side; it is in the service log. Nothing was lost: "
                                "plays keep running.")

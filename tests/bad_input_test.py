@@ -27,11 +27,13 @@ from starter.steering import launch_onboarding
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign
 from tests.conftest import asleep_on_timer
 from tests.starter.webhook_test import CLOSED_WON, SECRET, URL, event
+from tests.starter.webhooks import vendors
 from tests.workflows.nps_test import CONTACTS, token_for
 
 Send = Callable[[httpx.AsyncClient, object], Awaitable[httpx.Response]]
 # Every play an input in this catalogue could start or move.
-PLAYS = ["onboarding-acme", "renewal-acme", "churn-acme", "sla-T-9", "onboarding-nobody",
+PLAYS = ["onboarding-acme", "renewal-acme", "churn-acme", "sla-T-9", "onboarding-nobody", "sla-ZD-48213",
+         "sla-ZD-1", "onboarding-northwind-traders-ltd",
          f"nps-2026-10-{CONTACTS[0]}", "nps-cycle-2026-10"]
 
 
@@ -71,6 +73,42 @@ def past(days: int = 30) -> str:
     return (date.today() - timedelta(days=days)).isoformat()
 
 
+def vendor(path: str, body: bytes, headers_of: Callable[[bytes], dict] = lambda b: {}, chunked: bool = False) -> Send:
+    """A delivery to a vendor endpoint: `body` with the headers `headers_of(body)` gives (its
+    signature, usually); chunked: streamed with no Content-Length."""
+    async def send(http, _settings):
+        async def chunks():
+            for i in range(0, len(body), 65_536):
+                yield body[i:i + 65_536]
+        return await http.post(path, content=chunks() if chunked else body, headers=headers_of(body))
+    return send
+
+
+def hubspot(payload, **sign_kw) -> Send:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return vendor("/webhooks/hubspot", raw, lambda b: vendors.hubspot_headers(b, **sign_kw))
+
+
+def salesforce(body: bytes, secret: str = vendors.SF_SECRET) -> Send:
+    return vendor(f"/webhooks/salesforce/{secret}", body, lambda b: {"content-type": "text/xml"})
+
+
+def zendesk(payload, **sign_kw) -> Send:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return vendor("/webhooks/zendesk", raw, lambda b: vendors.zendesk_headers(b, **sign_kw))
+
+
+HS_WON = [vendors.hs_prop("deal", 20563118842, "dealstage", "closedwon")]
+SF_WON = vendors.outbound(("04l5g000003TBGgAAO", "Opportunity", {"Id": "0065g0000078XRgAAM", "IsWon": "true"}))
+ZD_TICKET = vendors.real("zendesk/trigger_ticket_created.json")
+NESTED = b"[" * 100 + b"]" * 100
+BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">'
+        b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;">]><soapenv:Envelope xmlns:soapenv='
+        b'"http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&lol3;</soapenv:Body></soapenv:Envelope>')
+XXE = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
+       b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&secret;'
+       b'</soapenv:Body></soapenv:Envelope>')
+HUGE = b"[" + b" " * 1_100_000 + b"]"
 NO_SIGNATURE = {SIGNATURE: ""}
 HTTP_CASES: dict[str, Case] = {
     # -- CRM webhook: who is calling ---------------------------------------------------
@@ -98,10 +136,11 @@ HTTP_CASES: dict[str, Case] = {
                                           "event 0: occurredAt"),
     "webhook accountId missing": Case(webhook([{k: v for k, v in CLOSED_WON.items() if k != "accountId"}]), 422,
                                       "event 0: accountId: Field required"),
-    "webhook unknown account": Case(webhook([{**CLOSED_WON, "accountId": "nobody"}]), 404,
-                                    "unknown account 'nobody'"),
+    "webhook account id malformed": Case(webhook([{**CLOSED_WON, "accountId": "Nobody <b>"}]), 422,
+                                         "event 0: accountId"),
     "webhook one bad event spoils the batch": Case(
-        webhook([CLOSED_WON, {**CLOSED_WON, "eventId": 9, "accountId": "nobody"}]), 404, "unknown account"),
+        webhook([CLOSED_WON, event(9, "ticket.creation", ticketId="T-9", priority="urgent", subject="x")]), 422,
+        "event 1: priority"),
     "webhook renewal date not a date": Case(
         webhook([event(3, "company.propertyChange", propertyName="renewal_date", propertyValue="next year")]), 422,
         "propertyValue: 'next year' is not a date"),
@@ -112,6 +151,71 @@ HTTP_CASES: dict[str, Case] = {
         webhook([event(4, "ticket.creation", ticketId="T-9", priority="P7", subject="x")]), 422, "priority"),
     "webhook ticket without subject": Case(
         webhook([event(5, "ticket.creation", ticketId="T-9", priority="P1")]), 422, "subject: missing"),
+    "webhook body streamed past 1 MB (chunked, no Content-Length)": Case(
+        vendor("/webhooks/crm", HUGE, lambda b: {}, chunked=True), 413, "body larger than 1000000 bytes"),
+    "webhook JSON nested 100 deep": Case(webhook(NESTED), 422, "nested deeper than 32 levels"),
+    # -- HubSpot: who is calling, and what it says ------------------------------------------
+    "hubspot wrong secret": Case(hubspot(HS_WON, secret="not-ours"), 401, "bad signature"),
+    "hubspot v1 wrong secret": Case(hubspot(HS_WON, secret="not-ours", version="v1"), 401, "bad signature"),
+    "hubspot v2 signed for another URL": Case(hubspot(HS_WON, version="v2", uri="http://test/other"), 401,
+                                              "bad signature"),
+    "hubspot stale timestamp": Case(hubspot(HS_WON, age_ms=6 * 60_000), 401, "stale request"),
+    "hubspot unknown signature version": Case(
+        vendor("/webhooks/hubspot", json.dumps(HS_WON).encode(),
+               lambda b: {"X-HubSpot-Signature": "00", "X-HubSpot-Signature-Version": "v9"}), 401,
+        "X-HubSpot-Signature-Version: 'v9' is not v1, v2 or v3"),
+    "hubspot signature header not ASCII": Case(
+        vendor("/webhooks/hubspot", json.dumps(HS_WON).encode(),
+               lambda b: {"X-HubSpot-Signature-v3": "signé".encode("latin-1"), "X-HubSpot-Request-Timestamp": "1"}),
+        401,
+        "not printable ASCII"),
+    "hubspot portal not configured": Case(hubspot([{**HS_WON[0], "portalId": 99}]), 403,
+                                          "event 0: portalId: 99 is not a HubSpot portal"),
+    "hubspot malformed JSON": Case(hubspot(b"[{nope"), 422, "malformed JSON"),
+    "hubspot JSON nested 100 deep": Case(hubspot(NESTED), 422, "nested deeper than 32 levels"),
+    "hubspot 101 events": Case(hubspot(HS_WON * 101), 422, "expected 1 to 100 events, got 101"),
+    "hubspot propertyValue a number": Case(hubspot([{**HS_WON[0], "propertyValue": 5}]), 422,
+                                           "event 0: propertyValue: Input should be a valid string"),
+    "hubspot property change without objectId": Case(
+        hubspot([{k: v for k, v in HS_WON[0].items() if k != "objectId"}]), 422, "event 0: objectId: Field required"),
+    "hubspot merge without merged ids": Case(hubspot([vendors.hs("company.merge", primaryObjectId=1)]), 422,
+                                             "primaryObjectId and mergedObjectIds"),
+    "hubspot huge body": Case(hubspot(HUGE), 413, "body larger than 1000000 bytes"),
+    "hubspot body streamed past 1 MB": Case(vendor("/webhooks/hubspot", HUGE, vendors.hubspot_headers, chunked=True),
+                                            413, "body larger than 1000000 bytes"),
+    # -- Salesforce Outbound Messages ------------------------------------------------------
+    "salesforce wrong path secret": Case(salesforce(SF_WON, secret="guess"), 403, "path secret"),
+    "salesforce org not configured": Case(salesforce(vendors.outbound(
+        ("04l5g000003TBGgAAO", "Opportunity", {"Id": "0065g0000078XRgAAM"}), org="00D000000000001AAA")), 403,
+        "OrganizationId: 00D000000000001AAA is not a Salesforce org"),
+    "salesforce malformed XML": Case(salesforce(b"<soapenv:Envelope><unclosed>"), 422, "malformed XML"),
+    "salesforce XML bomb": Case(salesforce(BOMB), 422, "DTDs, entities and external references are refused"),
+    "salesforce external entity": Case(salesforce(XXE), 422, "DTDs, entities and external references are refused"),
+    "salesforce not an outbound message": Case(salesforce(
+        b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body/>'
+        b'</soapenv:Envelope>'), 422, "Body.notifications: missing"),
+    "salesforce notification without its Id": Case(salesforce(SF_WON.replace(b"<Id>04l5g000003TBGgAAO</Id>", b"")),
+                                                   422, "Notification 0: Id"),
+    "salesforce sObject id not a Salesforce id": Case(salesforce(SF_WON.replace(b"0065g0000078XRgAAM", b"x'; --")),
+                                                      422, "Notification 0: sObject.Id"),
+    "salesforce 101 notifications": Case(salesforce(vendors.outbound(*[
+        (f"04l5g000003T{i:03d}AAO", "Opportunity", {"Id": "0065g0000078XRgAAM"}) for i in range(101)])), 422,
+        "Notification: expected 1 to 100, got 101"),
+    "salesforce huge body": Case(vendor(f"/webhooks/salesforce/{vendors.SF_SECRET}", HUGE, chunked=True), 413,
+                                 "body larger than 1000000 bytes"),
+    # -- Zendesk -----------------------------------------------------------------------------
+    "zendesk wrong secret": Case(zendesk(ZD_TICKET, secret="not-ours"), 401, "bad signature"),
+    "zendesk stale timestamp": Case(zendesk(ZD_TICKET, age=timedelta(minutes=6)), 401, "stale request"),
+    "zendesk missing signature": Case(vendor("/webhooks/zendesk", ZD_TICKET), 401,
+                                      "missing X-Zendesk-Webhook-Signature"),
+    "zendesk account not configured": Case(zendesk(vendors.zd_event("ticket.created", "1") | {"account_id": 5}), 403,
+                                           "account_id: Zendesk account 5"),
+    "zendesk malformed JSON": Case(zendesk(b'{"ticket": '), 422, "malformed JSON"),
+    "zendesk trigger without its ticket": Case(zendesk({"source": "zendesk-trigger"}), 422, "ticket: missing"),
+    "zendesk ticket id not a number": Case(zendesk(vendors.zd_event("ticket.created", "1 OR 1=1")), 422,
+                                           "detail.id: String should match pattern"),
+    "zendesk body streamed past 1 MB": Case(vendor("/webhooks/zendesk", HUGE, vendors.zendesk_headers, chunked=True),
+                                            413, "body larger than 1000000 bytes"),
     # -- the HTTP API ---------------------------------------------------------------------
     "api unknown account": Case(api("POST", "/plays/onboarding", json={"account_id": "nobody"}), 404,
                                 "unknown account 'nobody'"),
@@ -237,6 +341,13 @@ PLAYBOOK_CASES: dict[str, Broken] = {
                                              "  - {band: YELLOW, up_to: \"forty\"}", "bands[1].up_to"),
     "triggers unknown playbook": Broken("triggers.yaml", "      playbook: onboarding\n",
                                         "      playbook: onbording\n", "triggers[0].start.playbook"),
+    "webhook connections portal id not a number": Broken(
+        "crm/connections.yaml", "portal_id: 24681357", "portal_id: twenty", "hubspot[0].portal_id"),
+    "webhook connections mapping file missing": Broken(
+        "crm/connections.yaml", "mapping: zendesk.yaml", "mapping: zendsk.yaml",
+        "zendesk[0].mapping: no mapping file 'zendsk.yaml'"),
+    "webhook mapping ticket stage unknown": Broken(
+        "crm/hubspot.yaml", '"4": closed', '"4": done', "webhooks.ticket_stages: 'done' is not a ticket stage"),
     "template unknown variable": Broken("templates/onboarding/health_check.html.j2", "{{ account.name }}",
                                         "{{ account.nickname }}", "has no attribute 'nickname'"),
     "template escaping the sandbox via __class__": Broken(

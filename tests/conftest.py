@@ -191,6 +191,11 @@ def settings(smtp_server, db_url, tmp_path):
         task_queue=f"tq-{uuid.uuid4()}",
         data_dir=tmp_path / "data",
         search_attributes=False,  # the time-skipping server cannot index them; e2e tests check them
+        salesforce_outbound_secret="test-salesforce-path-secret",
+        zendesk_webhook_secret="test-zendesk-signing-secret",
+        # A vendor delivery is acted on before the answer however busy the machine is; the queued
+        # path has its own tests (tests/starter/webhooks/pipeline_test.py).
+        webhook_act_seconds=DEADLINE_SECONDS,
     )
 
 

@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from core.logs import get_logger
 from core.models import tier_of
 from core.settings import Settings
+from starter.book.merges import merged_ids
 
 log = get_logger("console")
 
@@ -118,9 +119,11 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
     )
     if account is None:
         return None
+    # A CRM merge moved other accounts into this one: their plays, tasks and e-mails show here too.
+    ids = [account_id, *await merged_ids(pool, account_id)]
     plays_error = ""
     try:
-        plays = await find_plays(client, f"AccountId = {_visibility_string(account_id)}", limit=200)
+        plays = await find_plays(client, " OR ".join(f"AccountId = {_visibility_string(i)}" for i in ids), limit=200)
     except RPCError as exc:
         log.warning("console.visibility_unavailable", error=str(exc))
         plays, plays_error = [], "plays are not available right now (Temporal did not answer)"
@@ -132,16 +135,16 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
     await asyncio.gather(*(_read_play(client, p) for p in plays))
     tasks = await pool.fetch(
         "SELECT id, workflow_id, step, title, owner_role, owner_email, due_at, priority, status, completed_at,"
-        " completed_by FROM tasks WHERE account_id = $1 ORDER BY (status IN ('completed', 'cancelled')), due_at, id",
-        account_id,
+        " completed_by FROM tasks WHERE account_id = ANY($1::text[])"
+        " ORDER BY (status IN ('completed', 'cancelled')), due_at, id", ids,
     )
     emails = await pool.fetch(
         "SELECT id, workflow_id, step, to_addrs, subject, status, created_at, sent_at FROM communications"
-        " WHERE account_id = $1 ORDER BY id DESC LIMIT 200", account_id,
+        " WHERE account_id = ANY($1::text[]) ORDER BY id DESC LIMIT 200", ids,
     )
     escalations = await pool.fetch(
         "SELECT workflow_id, level, to_role, to_email, severity, title, reason, created_at FROM escalations"
-        " WHERE account_id = $1 ORDER BY created_at DESC, id DESC", account_id,
+        " WHERE account_id = ANY($1::text[]) ORDER BY created_at DESC, id DESC", ids,
     )
     return {"account": dict(account), "tier": tier_of(account), "plays": plays,
             "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations}

@@ -91,7 +91,6 @@ async def test_tampered_body_is_401(env, http, pool):
     ([], 422, "expected 1 to 100 events"),
     ([{**CLOSED_WON, "occurredAt": "yesterday"}], 422, "event 0: occurredAt"),
     ([{k: v for k, v in CLOSED_WON.items() if k != "accountId"}], 422, "event 0: accountId: Field required"),
-    ([CLOSED_WON, {**CLOSED_WON, "eventId": 9, "accountId": "nobody"}], 404, "unknown account 'nobody'"),
     ([event(3, "company.propertyChange", propertyName="renewal_date", propertyValue="next year")], 422,
      "propertyValue: 'next year' is not a date"),
     ([event(4, "ticket.creation", ticketId="T-9", priority="P7", subject="x")], 422, "event 0: priority"),
@@ -127,22 +126,46 @@ async def test_renewal_date_changes_apply_in_event_order_not_delivery_order(env,
     assert (await renewal_status(env.client, "acme")).renewal_date == second
 
 
-async def test_ticket_events_drive_the_sla_clock_and_an_early_update_is_refused_for_retry(env, http, pool):
+async def test_ticket_events_drive_the_sla_clock_and_an_early_update_waits_for_the_clock(env, http, pool):
     stage = event(21, "ticket.propertyChange", ticketId="T-77", propertyName="hs_pipeline_stage",
                   propertyValue="acknowledged")
     early = await post(http, [stage])
-    assert early.status_code == 409 and "retry" in early.json()["detail"]
-    assert await pool.fetchval("SELECT count(*) FROM crm_events") == 0
+    # Acknowledged (the CRM does not retry it for a day), kept as waiting for the clock.
+    assert early.status_code == 202 and early.json()["results"][0]["outcome"] == "waiting: sla-T-77 has not started yet"
+    row = await pool.fetchrow("SELECT status, wait_object_type, wait_crm_id, account_id FROM crm_events"
+                              " WHERE event_id = '21'")
+    assert tuple(row) == ("waiting", "play", "sla-T-77", "acme")
     opened = event(20, "ticket.creation", ticketId="T-77", priority="P2", subject="Export fails")
     assert (await post(http, [opened])).json()["results"][0]["outcome"] == "started"
-    # The CRM retries the early event: now it lands.
-    assert (await post(http, [stage])).json()["results"][0]["outcome"] == "signalled"
+    # The waiting event is acted on as soon as the clock runs, without the CRM sending it again.
+    assert await pool.fetchval("SELECT outcome FROM crm_events WHERE event_id = '21'") == "signalled"
+    again = await post(http, [stage])
+    assert again.json()["results"][0]["outcome"] == "duplicate"
     priority = event(22, "ticket.propertyChange", ticketId="T-77", propertyName="hs_ticket_priority",
                      propertyValue="P1")
     assert (await post(http, [priority, priority])).json()["results"][1]["outcome"] == "duplicate"
     await env.sleep(timedelta(seconds=1))
     st = await sla_status(env.client, "T-77")
     assert st.priority == "P1" and st.status == "acknowledged"
+
+
+async def test_an_event_for_an_account_not_in_the_book_waits_for_it(env, http, pool, settings):
+    from starter.events.context import Context
+    from starter.events.pipeline import sweep_once
+
+    early = {**CLOSED_WON, "eventId": 9, "accountId": "globex"}
+    response = await post(http, [early])
+    assert response.status_code == 202
+    assert response.json()["results"][0]["outcome"] == "waiting: account 'globex' is not in the book yet"
+    assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = 'globex'") == 0
+    # The account arrives (an import, the console, a CRM webhook): the next sweep acts on the event.
+    await pool.execute("INSERT INTO accounts (id, name, csm_name, csm_email) VALUES ('globex', 'Globex',"
+                       " 'Casey Morgan', 'casey.morgan@tai.example')")
+    await pool.execute("INSERT INTO contacts (account_id, name, email) VALUES ('globex', 'Hank Scorpio',"
+                       " 'hank@globex.example')")
+    assert await sweep_once(Context(env.client, pool, settings)) == 1
+    assert await pool.fetchval("SELECT outcome FROM crm_events WHERE event_id = '9'") == "started"
+    assert (await env.client.get_workflow_handle("onboarding-globex").describe()).status.name == "RUNNING"
 
 
 async def test_events_without_a_trigger_are_acknowledged_and_recorded(env, http, pool):
@@ -167,3 +190,30 @@ async def test_risk_events_start_and_feed_the_churn_watch(env, http, pool):
     bad = event(42, "company.propertyChange", propertyName="nps", propertyValue="lots")
     refused = await post(http, [bad])
     assert refused.status_code == 422 and "propertyValue" in refused.json()["detail"]
+
+
+async def test_a_real_hubspot_delivery_to_the_generic_endpoint_is_read_as_hubspot_sends_it(env, http, pool):
+    """The issue's first complaint: HubSpot's own closed-won, posted where the generic events go."""
+    from tests.starter.webhooks.vendors import real
+
+    await pool.execute("INSERT INTO crm_links (connection, object_type, crm_id, account_id)"
+                       " VALUES ('hubspot', 'deal', '20563118842', 'acme')")
+    response = await post(http, real("hubspot/webhooks/deal.propertyChange.dealstage_closedwon.json"))
+    assert response.status_code == 202, response.text
+    assert response.json()["results"][0]["outcome"] == "closed_won_starts_onboarding: started onboarding-acme"
+
+
+async def test_a_v3_signature_over_a_url_with_escaped_characters(env, http, pool):
+    """The issue's second complaint: HubSpot decodes %3A %2F %40 (and a few more) before signing."""
+    path = "/webhooks/crm?source=hubspot%3Aeu&back=https%3A%2F%2Fcs.example%2Fhook%40acme"
+    body = json.dumps([CLOSED_WON]).encode()
+    timestamp = str(int(time.time() * 1000))
+    decoded = "http://test/webhooks/crm?source=hubspot:eu&back=https://cs.example/hook@acme"
+    import base64
+    import hashlib
+    import hmac
+    digest = hmac.new(SECRET.encode(), b"POST" + decoded.encode() + body + timestamp.encode(), hashlib.sha256)
+    headers = {SIGNATURE: base64.b64encode(digest.digest()).decode(), TIMESTAMP: timestamp}
+    response = await http.post(path, content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["results"][0]["outcome"] == "started"
