@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 
 from starter.steering import renewal_status, sla_status
-from tests.starter.webhooks.vendors import REAL, epoch_ms, hs, hs_assoc, hs_prop, hubspot, real
+from tests.starter.webhooks.vendors import REAL, epoch_ms, hs_assoc, hs_prop, hubspot, real
 
 DEAL, COMPANY = 20563118842, 18413070045  # the shared association and closed-won files
 
