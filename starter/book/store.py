@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Literal
+from functools import lru_cache
+from typing import AsyncIterator, Literal
 
 import asyncpg
 
@@ -53,10 +54,18 @@ class Outcome:
     reason: Problem | None = None
 
 
+# Countries whose first official language (CLDR) is not the one their business is done in.
+_BUSINESS_LANGUAGE = {"IN": "en", "KE": "en"}
+
+
+@lru_cache(maxsize=512)
 def official_language(country: str | None) -> str | None:
-    """The first official language (ISO 639-1) of a country, from CLDR via babel."""
+    """The first official language (ISO 639-1) of a country, from CLDR via babel (English for
+    India and Kenya, where business is done in it)."""
     if not country:
         return None
+    if country in _BUSINESS_LANGUAGE:
+        return _BUSINESS_LANGUAGE[country]
     from babel.languages import get_official_languages
 
     for lang in get_official_languages(country, de_facto=True):
@@ -90,7 +99,8 @@ async def sync_team(pool: asyncpg.Pool | asyncpg.Connection, team: TeamContent) 
     """Write team.yaml's CSMs to `csms` (adds and updates; a CSM removed from the file stays)."""
     await pool.executemany(
         "INSERT INTO csms (email, name, owner_keys) VALUES ($1, $2, $3) ON CONFLICT (email) DO UPDATE"
-        " SET name = EXCLUDED.name, owner_keys = EXCLUDED.owner_keys, updated_at = now()",
+        " SET name = EXCLUDED.name, owner_keys = EXCLUDED.owner_keys, updated_at = now()"
+        " WHERE (csms.name, csms.owner_keys) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.owner_keys)",
         [(str(c.email).lower(), c.name, sorted({k.strip().lower() for k in (*c.owners, c.name)})) for c in team.csms],
     )
 
@@ -123,25 +133,33 @@ class Book:
         return found
 
     async def _new_ids(self, records: list[tuple[AccountRecord, str]]) -> dict[str, str]:
-        """An unused account id for each (record, name): from the name, else connection-crmid."""
+        """An unused account id for each (record, name): from the name, else connection-crmid;
+        `-2`, `-3`... when taken. Looked up by exact ids (the primary key), a few at a time."""
         wanted: dict[str, str] = {}
         for record, name in records:
             base = v.slug(name) or ""
             if len(base) < 3:
                 base = v.slug(f"{self.connection}-{record.crm_id}", 60)
             wanted[record.crm_id] = base
-        taken = {r["id"] for r in await self.pool.fetch(
-            "SELECT id FROM accounts WHERE id = ANY($1::text[]) OR id LIKE ANY($2::text[])",
-            list(wanted.values()), [f"{b}-%" for b in wanted.values()])} | self._taken
-        out = {}
-        for crm_id, base in wanted.items():
-            candidate, n = base, 1
-            while candidate in taken:
-                n += 1
-                candidate = f"{base[:60]}-{n}"
-            taken.add(candidate)
-            self._taken.add(candidate)
-            out[crm_id] = candidate
+        out: dict[str, str] = {}
+        pending = dict(wanted)
+        suffix = 1  # candidates: base, then base-2 ... base-20, then base-21 ... base-40, ...
+        while pending:
+            candidates = {crm_id: ([base] if suffix == 1 else []) + [f"{base[:60]}-{n}" for n in range(
+                max(suffix, 2), suffix + 20)] for crm_id, base in pending.items()}
+            every = sorted({c for cs in candidates.values() for c in cs})
+            taken = {r["id"] for r in await self.pool.fetch(
+                "SELECT id FROM accounts WHERE id = ANY($1::text[])", every)} | self._taken
+            for crm_id, options in candidates.items():
+                free = next((c for c in options if c not in taken), None)
+                if free is not None:
+                    taken.add(free)
+                    self._taken.add(free)
+                    out[crm_id] = free
+                    del pending[crm_id]
+            suffix += 20
+        if self.apply:
+            self._taken.clear()  # written in this batch: the database knows them from now on
         return out
 
     # -- accounts ---------------------------------------------------------------------------
@@ -167,7 +185,7 @@ class Book:
         for record in usable:
             if latest[record.crm_id] is not record:
                 outcomes.append(Outcome("unchanged", record.where, record.crm_id, links.get(record.crm_id),
-                                        warnings=[Problem(record.where, "id", "the same record appears again later "
+                                        warnings=[Problem(record.where, record.labels.get("id", "id"), "the same record appears again later "
                                                           "in the input: the later one is taken", fatal=False)]))
                 continue
             outcome, row = self._plan_account(record, links, existing, made)
@@ -196,7 +214,7 @@ class Book:
                       "timezone": None, "language": None, "country": None}
         row = {c: before.get(c) for c in ACCOUNT_COLUMNS}
         vals = record.values
-        for name in ("name", "renewal_date", "vertical", "region", "domain"):
+        for name in ("name", "renewal_date", "vertical", "domain"):
             if name in vals:
                 row[name] = vals[name]
         if "health" in vals and vals["health"] is not None:
@@ -212,18 +230,29 @@ class Book:
             row["arr_currency"] = vals["arr_currency"]
         rate = self.rates.get(row["arr_currency"])
         if rate is None:
-            warnings.append(Problem(record.where, "arr", f"no USD rate for {row['arr_currency']} in "
+            warnings.append(Problem(record.where, record.labels.get("arr", "arr"), f"no USD rate for {row['arr_currency']} in "
                                     "playbooks/crm/currencies.yaml: the tier is taken as if it were USD", False))
             rate = Decimal(1)
         row["usd_rate"] = rate
-        if "country" in vals:
-            derived_tz = v.default_timezone(before.get("country"))
-            row["country"] = vals["country"]
+        if "country" in vals or "region" in vals:
+            derived_tz = v.default_timezone(before.get("country"), before.get("region"))
+            derived_language = official_language(before.get("country"))
+            if "country" in vals:
+                if vals["country"] != before.get("country") and "region" not in vals:
+                    row["region"] = None  # a region of the old country means nothing in the new one
+                row["country"] = vals["country"]
+            if "region" in vals:
+                try:
+                    row["region"] = v.parse_region(row.get("country"), vals["region"])
+                except v.BadValue as exc:
+                    warnings.append(Problem(record.where, record.labels.get("region", "region"), f"{exc}: left out",
+                                            fatal=False))
+                    row["region"] = before.get("region") if row.get("country") == before.get("country") else None
             if "timezone" not in vals and (creating or row.get("timezone") in (None, derived_tz)):
-                row["timezone"] = v.default_timezone(vals["country"]) or row.get("timezone") or DEFAULT_TIMEZONE
-            if "language" not in vals and (creating or row.get("language") in (None, official_language(
-                    before.get("country")))):
-                row["language"] = official_language(vals["country"]) or row.get("language") or "en"
+                row["timezone"] = v.default_timezone(row.get("country"), row.get("region")) or row.get("timezone") \
+                    or DEFAULT_TIMEZONE
+            if "language" not in vals and (creating or row.get("language") in (None, derived_language)):
+                row["language"] = official_language(row.get("country")) or row.get("language") or "en"
         if vals.get("timezone"):
             row["timezone"] = vals["timezone"]
         if vals.get("language"):
@@ -234,8 +263,8 @@ class Book:
             csm, key, matched = self.team.resolve(record.owner_keys)
             if not matched and (creating or record.owner_keys):
                 shown = f"owner {key!r} is none of our CSMs" if key else "no owner"
-                warnings.append(Problem(record.where, "owner", f"{shown}: assigned to the default CSM {csm.name}",
-                                        fatal=False))
+                warnings.append(Problem(record.where, record.labels.get("owner", "owner"),
+                                        f"{shown}: assigned to the default CSM {csm.name}", fatal=False))
             row["csm_name"], row["csm_email"], row["csm_owner"] = csm.name, str(csm.email), key
         if "sponsor_email" in vals:
             row["sponsor_email"] = vals["sponsor_email"]
@@ -270,13 +299,13 @@ class Book:
         outcomes: list[Outcome] = []
         company_ids = sorted({c for r in records for c in r.company_ids})
         links = await self.account_ids("company", company_ids)
-        keys = [f"{self.connection}:{r.crm_id}" for r in records if r.crm_id]
         accounts = sorted(set(links.values()))
-        existing_rows = await self.pool.fetch(
-            "SELECT * FROM contacts WHERE crm_key = ANY($1::text[]) OR (account_id = ANY($2::text[]))",
-            keys, accounts) if accounts else []
-        by_key = {(r["account_id"], r["crm_key"]): dict(r) for r in existing_rows if r["crm_key"]}
-        by_email = {(r["account_id"], (r["email"] or "").lower()): dict(r) for r in existing_rows if r["email"]}
+        # One dict per row, shared by both indexes: a row found by its CRM key and by its address is one row.
+        existing = [dict(r) for r in await self.pool.fetch(
+            "SELECT * FROM contacts WHERE account_id = ANY($1::text[])", accounts)] if accounts else []
+        by_key = {(r["account_id"], r["crm_key"]): r for r in existing if r["crm_key"]}
+        by_email = {(r["account_id"], r["email"].lower()): r for r in existing if r["email"]}
+        latest = {r.crm_id: r for r in records if r.crm_id}
         writes: list[dict] = []
         for record in records:
             fatal = next((p for p in record.problems if p.fatal), None)
@@ -285,16 +314,23 @@ class Book:
                 outcomes.append(Outcome("refused", record.where, record.crm_id, reason=fatal or Problem(
                     record.where, "id", "no record id")))
                 continue
+            column = record.labels.get("companies", "companies")
             known = [links[c] for c in record.company_ids if c in links]
             unknown = [c for c in record.company_ids if c not in links]
+            if latest[record.crm_id] is not record:
+                outcomes.append(Outcome("unchanged", record.where, record.crm_id, known[0] if known else None,
+                                        warnings=[Problem(record.where, record.labels.get("id", "id"),
+                                                          "the same record appears again later in the input: the "
+                                                          "later one is taken", fatal=False)]))
+                continue
             if not known:
                 why = (f"company {', '.join(unknown)} is not in the book: import the companies first"
                        if unknown else "no company: a contact belongs to an account")
-                outcomes.append(Outcome("refused", record.where, record.crm_id,
-                                        reason=Problem(record.where, "companies", why)))
+                outcomes.append(Outcome("refused", record.where, record.crm_id, reason=Problem(record.where, column,
+                                                                                              why)))
                 continue
             for company in unknown:
-                warnings.append(Problem(record.where, "companies", f"company {company} is not in the book: "
+                warnings.append(Problem(record.where, column, f"company {company} is not in the book: "
                                         "the contact is added to its other companies", fatal=False))
             for account_id in dict.fromkeys(known):
                 outcome, row = self._plan_contact(record, account_id, by_key, by_email, warnings)
@@ -315,12 +351,15 @@ class Book:
         vals = record.values
         email = vals.get("email") if "email" in vals else None
         before = by_key.get((account_id, crm_key))
-        if before is None and email:
+        if email:
             twin = by_email.get((account_id, email.lower()))
-            if twin is not None and twin.get("crm_key") not in (None, crm_key):
-                return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
-                    record.where, "email", f"{email} is already the address of another contact of {account_id}")), None
-            before = twin
+            if twin is not None and twin is not before:
+                if before is None and twin.get("crm_key") in (None, crm_key):
+                    before = twin  # the person is already there without a CRM key (added by hand): adopt it
+                else:
+                    return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
+                        record.where, record.labels.get("email", "email"),
+                        f"{email} is already the address of another contact of {account_id}")), None
         creating = before is None
         row = {c: (before or {}).get(c) for c in CONTACT_COLUMNS}
         for name in ("first_name", "last_name", "email", "title", "phone", "role"):
@@ -334,10 +373,12 @@ class Book:
             or row.get("name") or (row["email"].split("@")[0] if row.get("email") else None)
         if not row["name"]:
             return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
-                record.where, "name", "a contact needs a name or an e-mail address")), None
+                record.where, record.labels.get("last_name", record.labels.get("name", "name")),
+                "a contact needs a name or an e-mail address")), None
         if creating and not row.get("email"):
-            warnings = [*warnings, Problem(record.where, "email", "no e-mail address: kept, but no play can "
-                                           "write to this contact", fatal=False)]
+            warnings = [*warnings, Problem(record.where, record.labels.get("email", "email"),
+                                           "no e-mail address: kept, but no play can write to this contact",
+                                           fatal=False)]
         changes = [c for c in CONTACT_COLUMNS if not _same(row.get(c), (before or {}).get(c))]
         if not creating and not changes and before.get("crm_key") == crm_key:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
@@ -364,28 +405,38 @@ class Book:
     # -- after the contacts ---------------------------------------------------------------------
     async def choose_sponsors(self) -> list[Outcome]:
         """Name a sponsor for each account touched that has none, from its contacts (the mapping's
-        sponsor rule: a role, else a title). Outcomes say who, or that nobody fits."""
-        if not self.touched:
-            return []
+        sponsor rule: a role, else a title). One outcome per account given a sponsor. Nothing is
+        chosen in a dry run (the contacts are not there yet)."""
+        return [o async for chunk in self.sponsor_batches() for o in chunk]
+
+    async def sponsor_batches(self, size: int = 2000) -> AsyncIterator[list[Outcome]]:
+        """`choose_sponsors`, `size` accounts at a time (an import of 100,000 accounts keeps one
+        chunk of contacts in memory, not all of them)."""
+        if not self.touched or not self.apply:
+            return
         rule = self.mapping.sponsor
-        rows = await self.pool.fetch(
-            "SELECT a.id, c.name, c.email, c.role, c.title FROM accounts a JOIN contacts c ON c.account_id = a.id"
-            " WHERE a.id = ANY($1::text[]) AND a.sponsor_email IS NULL AND c.email IS NOT NULL"
-            " AND NOT c.email_opt_out ORDER BY a.id, c.id", sorted(self.touched)) if self.apply else []
-        by_account: dict[str, list] = {}
-        for r in rows:
-            by_account.setdefault(r["id"], []).append(r)
-        chosen = []
-        for account_id, people in by_account.items():
-            pick = next((p for p in people if (p["role"] or "").lower() in {x.lower() for x in rule.roles}), None) \
-                or next((p for p in people if any(t.lower() in (p["title"] or "").lower() for t in rule.titles)), None)
-            if pick is not None:
-                chosen.append((account_id, pick["name"], pick["email"]))
-        if chosen:
-            await self.pool.executemany(
-                "UPDATE accounts SET sponsor_name = $2, sponsor_email = $3, updated_at = now() WHERE id = $1"
-                " AND sponsor_email IS NULL", chosen)
-        return [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a, _, _ in chosen]
+        roles = {x.lower() for x in rule.roles}
+        titles = [t.lower() for t in rule.titles]
+        touched = sorted(self.touched)
+        for start in range(0, len(touched), size):
+            rows = await self.pool.fetch(
+                "SELECT a.id, c.name, c.email, c.role, c.title FROM accounts a JOIN contacts c ON c.account_id = a.id"
+                " WHERE a.id = ANY($1::text[]) AND a.sponsor_email IS NULL AND c.email IS NOT NULL"
+                " AND NOT c.email_opt_out ORDER BY a.id, c.id", touched[start:start + size])
+            by_account: dict[str, list] = {}
+            for r in rows:
+                by_account.setdefault(r["id"], []).append(r)
+            chosen = []
+            for account_id, people in by_account.items():
+                pick = next((p for p in people if (p["role"] or "").lower() in roles), None) \
+                    or next((p for p in people if any(t in (p["title"] or "").lower() for t in titles)), None)
+                if pick is not None:
+                    chosen.append((account_id, pick["name"], pick["email"]))
+            if chosen:
+                await self.pool.executemany(
+                    "UPDATE accounts SET sponsor_name = $2, sponsor_email = $3, updated_at = now() WHERE id = $1"
+                    " AND sponsor_email IS NULL", chosen)
+            yield [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a, _, _ in chosen]
 
 
 def _same(a: object, b: object) -> bool:

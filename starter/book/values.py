@@ -11,6 +11,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 import pycountry
 import pytz
@@ -161,6 +162,12 @@ def parse_country(raw: object) -> str | None:
     text = clean(raw)
     if text is None:
         return None
+    return _country(text)
+
+
+@lru_cache(maxsize=4096)
+def _country(text: str) -> str:
+    # Cached: pycountry's lookup scans every country, and a book repeats a few dozen names.
     try:
         return pycountry.countries.lookup(text).alpha_2
     except LookupError:
@@ -171,12 +178,101 @@ def parse_country(raw: object) -> str | None:
     raise BadValue(f"{text!r} is not a country name or ISO code (add it to the mapping's values)")
 
 
-def default_timezone(country: str | None) -> str | None:
-    """The most populous IANA zone of a country (pytz's order); None when unknown."""
+def parse_region(country: str | None, raw: object) -> str | None:
+    """The ISO 3166-2 subdivision code of a region within `country`, without the country prefix
+    ('California', 'CA' or 'US-CA' -> 'CA'; 'Bayern' -> 'BY'); None when empty. Raises BadValue
+    for a region the country does not have, or when the country is unknown."""
+    text = clean(raw)
+    if text is None:
+        return None
+    if not country:
+        raise BadValue(f"{text!r}: a region is read within its country, and the account has none")
+    return _region(country.upper(), text)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
+
+
+@lru_cache(maxsize=8192)
+def _region(country: str, text: str) -> str:
+    code = text.upper().removeprefix(f"{country}-")
+    if re.fullmatch(r"[A-Z0-9]{1,3}", code) and pycountry.subdivisions.get(code=f"{country}-{code}"):
+        return code
+    wanted = _fold(text)
+    for sub in pycountry.subdivisions.get(country_code=country) or ():
+        if _fold(sub.name) == wanted:
+            return sub.code.split("-", 1)[1]
+    raise BadValue(f"{text!r} is not a region of {country} (an ISO 3166-2 code or name, e.g. CA or California)")
+
+
+# A country's most-used zone where pytz's first zone is not it (Lord Howe Island for Australia),
+# and the zone of each state or province of the countries that span several.
+_COUNTRY_ZONE = {"CA": "America/Toronto", "AU": "Australia/Sydney", "BR": "America/Sao_Paulo",
+                 "RU": "Europe/Moscow", "UA": "Europe/Kyiv", "AR": "America/Argentina/Buenos_Aires",
+                 "KZ": "Asia/Almaty", "ID": "Asia/Jakarta", "MX": "America/Mexico_City", "CL": "America/Santiago",
+                 "ES": "Europe/Madrid", "PT": "Europe/Lisbon", "NZ": "Pacific/Auckland", "EC": "America/Guayaquil",
+                 "CD": "Africa/Kinshasa", "MN": "Asia/Ulaanbaatar", "MY": "Asia/Kuala_Lumpur", "DE": "Europe/Berlin"}
+_ZONES_BY_REGION = {
+    "US": {"America/New_York": "CT DE DC FL GA KY ME MD MA NH NJ NY NC OH PA RI SC VT VA WV",
+           "America/Detroit": "MI", "America/Indiana/Indianapolis": "IN",
+           "America/Chicago": "AL AR IL IA KS LA MN MS MO NE ND OK SD TN TX WI",
+           "America/Denver": "CO ID MT NM UT WY", "America/Phoenix": "AZ",
+           "America/Los_Angeles": "CA NV OR WA", "America/Anchorage": "AK", "Pacific/Honolulu": "HI",
+           "America/Puerto_Rico": "PR"},
+    "CA": {"America/Vancouver": "BC", "America/Edmonton": "AB", "America/Regina": "SK", "America/Winnipeg": "MB",
+           "America/Toronto": "ON QC", "America/Halifax": "NB NS PE", "America/St_Johns": "NL",
+           "America/Whitehorse": "YT", "America/Yellowknife": "NT", "America/Iqaluit": "NU"},
+    "AU": {"Australia/Sydney": "NSW ACT", "Australia/Melbourne": "VIC", "Australia/Brisbane": "QLD",
+           "Australia/Adelaide": "SA", "Australia/Perth": "WA", "Australia/Hobart": "TAS", "Australia/Darwin": "NT"},
+}
+_REGION_ZONE = {(country, region): zone for country, zones in _ZONES_BY_REGION.items()
+                for zone, regions in zones.items() for region in regions.split()}
+
+
+@lru_cache(maxsize=4096)
+def default_timezone(country: str | None, region: str | None = None) -> str | None:
+    """The IANA zone of a country (of its state or province for the US, Canada and Australia),
+    the one most of its people live in; None when unknown."""
     if not country:
         return None
-    zones = pytz.country_timezones.get(country.upper())
+    country = country.upper()
+    if region and (country, region.upper()) in _REGION_ZONE:
+        return _REGION_ZONE[(country, region.upper())]
+    if country in _COUNTRY_ZONE:
+        return _COUNTRY_ZONE[country]
+    zones = pytz.country_timezones.get(country)
     return zones[0] if zones else None
+
+
+def parse_language(raw: object) -> str | None:
+    """A BCP 47 language tag as accounts keep it: ISO 639-1 with an optional region
+    ('fr', 'fr-CA', 'pt_BR' -> 'pt-BR'), from a tag, an ISO 639 code or an English language name
+    ('German' -> 'de'); None when empty. Names in other languages go through the mapping's values."""
+    text = clean(raw)
+    if text is None:
+        return None
+    return _language(text)
+
+
+@lru_cache(maxsize=1024)
+def _language(text: str) -> str:
+    tag = re.fullmatch(r"([A-Za-z]{2,3})(?:[-_]([A-Za-z]{2}))?", text)
+    found = None
+    if tag:
+        try:
+            found = pycountry.languages.lookup(tag.group(1))
+        except LookupError:
+            found = None
+        if found is not None and getattr(found, "alpha_2", None):
+            return found.alpha_2 + (f"-{tag.group(2).upper()}" if tag.group(2) else "")
+    try:
+        found = pycountry.languages.lookup(text)
+    except LookupError:
+        found = None
+    if found is not None and getattr(found, "alpha_2", None):
+        return found.alpha_2
+    raise BadValue(f"{text!r} is not a language (an ISO 639-1 code such as fr or fr-CA, or a language name)")
 
 
 def check_timezone(raw: object) -> str | None:

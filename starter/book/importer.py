@@ -1,0 +1,391 @@
+"""An import run: a mapping and its export files, streamed through the Book in batches.
+
+`run_import` reads the accounts file first, then the contacts file, then names sponsors;
+each in batches of `batch_size` records (2,000) so that memory stays flat whatever the
+length of the files. Before anything is written every file is read once to the end, so a
+file that breaks at line 90,000 (not text, a quote never closed) is refused with nothing
+written. A dry run (`apply=False`) plans and reports; `apply=True` writes, and records the
+run in `import_runs` with its report.
+
+The report (`ImportReport`) counts what was (or would be) created, updated, unchanged and
+refused, per kind; it keeps the first `keep` refused rows, warnings and changed accounts
+(`file:row`, column, reason; the fields that changed) and says how many more there were.
+
+Dialects (issue 15): `hubspot` (companies and contacts exports), `salesforce` (Account and
+Contact Data Loader extracts) and `csv` (anything else, read through the user's mapping with
+`source: csv`). After each applied batch the webhooks' hook for events waiting on the
+objects just written is called when that module exists
+(`starter.book.waiting.resolve_waiting(pool, connection, object_type, crm_ids)`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Generic, Literal, TypeVar
+
+import asyncpg
+
+from core.logs import get_logger
+from playbooks.crm_mapping import CurrenciesContent, FileLayout, Mapping, TeamContent
+from playbooks.loader import PlaybookError, _load_config
+from starter.book.readers import FileProblem, Limits, Table, open_table
+from starter.book.records import Problem, account_record, contact_record
+from starter.book.store import Book, Outcome, sync_team
+
+log = get_logger("import")
+
+Dialect = Literal["hubspot", "salesforce", "csv"]
+DIALECTS: tuple[str, ...] = ("hubspot", "salesforce", "csv")
+BATCH_SIZE = 2000
+KEEP = 200
+MAX_WARNING_KINDS = 100
+# (stage, records done, records in all): stages are "checking", "accounts", "contacts", "sponsors".
+Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
+
+
+class ImportProblem(ValueError):
+    """An import that cannot run: an unusable mapping or file. One line per problem, each
+    `file:line: field: message` or `file:line: message`."""
+
+
+# -- content ------------------------------------------------------------------------------------
+def crm_dir(playbooks_dir: Path) -> Path:
+    return Path(playbooks_dir) / "crm"
+
+
+def load_mapping(path: Path, dialect: Dialect) -> Mapping:
+    """A mapping file, validated, that must be of `dialect` (its `source`). Raises PlaybookError
+    (`file:line: field: message`)."""
+    mapping: Mapping = _load_config(Path(path), Mapping)
+    if mapping.source != dialect:
+        raise PlaybookError([(str(path), 1, "source", f"this mapping reads {mapping.source} files, not {dialect} "
+                                                      f"ones: use `csplay import {mapping.source}`"
+                              if mapping.source in DIALECTS else f"a {mapping.source} mapping cannot import files")])
+    return mapping
+
+
+def load_team(path: Path) -> TeamContent:
+    return _load_config(Path(path), TeamContent)
+
+
+def load_rates(path: Path) -> CurrenciesContent:
+    return _load_config(Path(path), CurrenciesContent)
+
+
+# -- the report ---------------------------------------------------------------------------------
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: int = 0
+
+    def add(self, action: str) -> None:
+        setattr(self, action, getattr(self, action) + 1)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged + self.refused
+
+
+@dataclass
+class Firsts(Generic[T]):
+    """The first `keep` items of a kind, and how many more there were."""
+
+    keep: int = KEEP
+    items: list = field(default_factory=list)
+    more: int = 0
+
+    def add(self, item: T) -> None:
+        if len(self.items) < self.keep:
+            self.items.append(item)
+        else:
+            self.more += 1
+
+    @property
+    def total(self) -> int:
+        return len(self.items) + self.more
+
+
+@dataclass
+class Change:
+    """An updated record: which of our fields changed."""
+
+    kind: str  # accounts, contacts
+    where: str
+    account_id: str
+    fields: list[str]
+
+
+@dataclass
+class ImportReport:
+    """What an import run did (or, in a dry run, would do)."""
+
+    dialect: str
+    source: str  # accounts.source of what it creates: hubspot, salesforce, csv:<mapping>, demo
+    connection: str  # the key of the CRM ids (crm_links.connection)
+    apply: bool
+    files: list[str]
+    counts: dict[str, Counts] = field(default_factory=lambda: {"accounts": Counts(), "contacts": Counts()})
+    sponsors: int = 0
+    refused: Firsts[Problem] = field(default_factory=Firsts)
+    warnings: Firsts[Problem] = field(default_factory=Firsts)
+    warning_kinds: Counter = field(default_factory=Counter)
+    changes: Firsts[Change] = field(default_factory=Firsts)
+    rows: int = 0
+    seconds: float = 0.0
+    run_id: int | None = None
+
+    def total(self, action: str) -> int:
+        return sum(getattr(c, action) for c in self.counts.values())
+
+    def to_json(self) -> dict:
+        """A JSON-able form (import_runs.report, the console's stored dry run)."""
+        data = asdict(self)
+        data["warning_kinds"] = [[column, reason, n] for (column, reason), n in self.warning_kinds.most_common()]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ImportReport":
+        def firsts(raw: dict, make) -> Firsts:
+            return Firsts(keep=raw["keep"], items=[make(**i) for i in raw["items"]], more=raw["more"])
+
+        return cls(
+            dialect=data["dialect"], source=data["source"], connection=data["connection"], apply=data["apply"],
+            files=list(data["files"]), counts={k: Counts(**v) for k, v in data["counts"].items()},
+            sponsors=data["sponsors"], refused=firsts(data["refused"], Problem),
+            warnings=firsts(data["warnings"], Problem),
+            warning_kinds=Counter({(c, r): n for c, r, n in data["warning_kinds"]}),
+            changes=firsts(data["changes"], Change), rows=data["rows"], seconds=data["seconds"],
+            run_id=data["run_id"],
+        )
+
+    def summary(self) -> str:
+        """One line: what happened, for logs and the console's message."""
+        verb = "" if self.apply else "would be "
+        parts = []
+        for kind, c in self.counts.items():
+            if c.total:
+                parts.append(f"{kind}: {c.created} {verb}created, {c.updated} {verb}updated, {c.unchanged} unchanged, "
+                             f"{c.refused} refused")
+        if self.sponsors:
+            parts.append(f"sponsors named: {self.sponsors}")
+        return "; ".join(parts) or "nothing to import"
+
+
+class _Tally:
+    """Adds outcomes to the report, keeping only counts and the first few of each kind."""
+
+    def __init__(self, report: ImportReport):
+        self.report = report
+
+    def warning(self, problem: Problem) -> None:
+        self.report.warnings.add(problem)
+        key = (problem.column, problem.reason)
+        kinds = self.report.warning_kinds
+        if key in kinds or len(kinds) < MAX_WARNING_KINDS:
+            kinds[key] += 1
+        else:
+            kinds[("", "(other warnings)")] += 1
+
+    def refused(self, kind: str, problem: Problem) -> None:
+        self.report.counts[kind].add("refused")
+        self.report.refused.add(problem)
+
+    def outcomes(self, kind: str, outcomes: list[Outcome]) -> None:
+        seen: set[tuple[str, str, str]] = set()  # a contact of two companies: its warnings once
+        for o in outcomes:
+            if o.action == "refused":
+                self.refused(kind, o.reason or Problem(o.where, "", "refused"))
+            else:
+                self.report.counts[kind].add(o.action)
+            for w in o.warnings:
+                key = (w.where, w.column, w.reason)
+                if key not in seen:
+                    seen.add(key)
+                    self.warning(w)
+            if o.action == "updated" and o.changes and o.account_id:
+                self.report.changes.add(Change(kind, o.where, o.account_id, list(o.changes)))
+
+
+# -- the run ------------------------------------------------------------------------------------
+@dataclass
+class ImportFile:
+    """One file of an import: where it is, how its rows are named (`name:row`, the file's name
+    by default), and which XLSX sheet (else the mapping's, else the first)."""
+
+    path: Path
+    name: str | None = None
+    sheet: str | None = None
+
+
+def _waiting_hook():
+    """The webhooks' `resolve_waiting`, when that module is there (another branch adds it)."""
+    if importlib.util.find_spec("starter.book.waiting") is None:
+        return None
+    return getattr(importlib.import_module("starter.book.waiting"), "resolve_waiting", None)
+
+
+def _open(file: ImportFile, layout: FileLayout, limits: Limits, encoding: str | None) -> Table:
+    return open_table(file.path, name=file.name, sheet=file.sheet or layout.sheet, header_row=layout.header_row,
+                      encoding=encoding, limits=limits)
+
+
+def _check_columns(table: Table, section, kind: str, tally: _Tally) -> list[str]:
+    """Problems that make the file unusable (no id column; contacts without their companies'),
+    and a warning for each mapped field the file has no column for."""
+    problems = []
+    where = f"{table.name}:{table.header_line}"
+    if table.has_column(section.id) is None:
+        problems.append(f"{where}: no column for the record id (one of: {', '.join(section.id.columns)}): is this "
+                        f"the {kind} file of this CRM?")
+    if kind == "contacts" and table.has_column(section.companies) is None:
+        problems.append(f"{where}: no column for the contacts' companies (one of: "
+                        f"{', '.join(section.companies.columns)})")
+    for name, rule in section.fields.items():
+        if rule.columns and table.has_column(rule) is None:
+            tally.warning(Problem(where, name, f"no column for {name} ({' / '.join(rule.columns)}): left as it is"
+                                  , fatal=False))
+    for label in table.repeated_headers:
+        tally.warning(Problem(where, label, "this column label appears twice: the first one is read", fatal=False))
+    return problems
+
+
+async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, accounts: ImportFile | None = None,
+                     contacts: ImportFile | None = None, team: TeamContent, rates: CurrenciesContent, apply: bool,
+                     run_by: str, source_label: str | None = None, progress: Progress | None = None,
+                     batch_size: int = BATCH_SIZE, keep: int = KEEP, limits: Limits = Limits(),
+                     encoding: str | None = None) -> ImportReport:
+    """Import (or with apply=False, plan) the accounts file, then the contacts file, then the
+    sponsors. Raises ImportProblem when the mapping lacks a section for a file given or a file
+    is unusable, before anything is written. Refused rows are reported, not raised."""
+    started = time.monotonic()
+    if accounts is None and contacts is None:
+        raise ImportProblem("give the accounts (companies) file, the contacts file, or both")
+    wanted = [("accounts", accounts, mapping.accounts), ("contacts", contacts, mapping.contacts)]
+    missing = [kind for kind, file, section in wanted if file is not None and section is None]
+    if missing:
+        raise ImportProblem(f"the mapping {mapping.connection!r} has no {missing[0]} section: it cannot read that file")
+    report = ImportReport(dialect=dialect, source=source_label or mapping.connection, connection=mapping.connection,
+                          apply=apply, files=[], refused=Firsts(keep), warnings=Firsts(keep), changes=Firsts(keep))
+    tally = _Tally(report)
+    tables: list[tuple[str, Table, object]] = []
+    try:
+        problems: list[str] = []
+        for kind, file, section in wanted:
+            if file is None:
+                continue
+            table = _open(file, section, limits, encoding)
+            tables.append((kind, table, section))
+            report.files.append(table.name)
+            problems += _check_columns(table, section, kind, tally)
+        if problems:
+            raise ImportProblem("\n".join(problems))
+        totals = {}
+        for kind, table, _ in tables:
+            if progress:
+                progress("checking", 0, 0)
+            totals[kind] = table.count()
+    except FileProblem as exc:
+        for _, table, _ in tables:
+            table.close()
+        raise ImportProblem(str(exc)) from None
+    except ImportProblem:
+        for _, table, _ in tables:
+            table.close()
+        raise
+
+    book = Book(pool, mapping, team, rates, apply=apply, source_label=report.source)
+    if apply:
+        await sync_team(pool, team)
+        report.run_id = await pool.fetchval(
+            "INSERT INTO import_runs (source, connection, files, run_by) VALUES ($1, $2, $3, $4) RETURNING id",
+            report.source, report.connection, report.files, run_by)
+    hook = _waiting_hook() if apply else None
+    try:
+        for kind, table, _ in tables:
+            try:
+                await _stream(book, kind, table, mapping, tally, hook, totals[kind], progress, batch_size)
+            except FileProblem as exc:  # changed on disk since it was checked
+                raise ImportProblem(str(exc)) from None
+        done = 0
+        async for chosen in book.sponsor_batches(batch_size):
+            report.sponsors += len(chosen)
+            done += len(chosen)
+            if progress:
+                progress("sponsors", done, len(book.touched))
+    except BaseException:
+        if report.run_id is not None:
+            report.seconds = round(time.monotonic() - started, 3)
+            await pool.execute(
+                "UPDATE import_runs SET status = 'failed', finished_at = now(), report = $2 WHERE id = $1",
+                report.run_id, report.to_json())
+        raise
+    finally:
+        for _, table, _ in tables:
+            table.close()
+    report.seconds = round(time.monotonic() - started, 3)
+    if report.run_id is not None:
+        await pool.execute(
+            "UPDATE import_runs SET status = 'finished', finished_at = now(), created = $2, updated = $3,"
+            " unchanged = $4, refused = $5, warnings = $6, report = $7 WHERE id = $1",
+            report.run_id, report.total("created"), report.total("updated"), report.total("unchanged"),
+            report.total("refused"), report.warnings.total, report.to_json())
+    log.info("import.done", dialect=dialect, connection=report.connection, apply=apply, rows=report.rows,
+             seconds=report.seconds, run_id=report.run_id, created=report.total("created"),
+             updated=report.total("updated"), unchanged=report.total("unchanged"), refused=report.total("refused"),
+             warnings=report.warnings.total)
+    return report
+
+
+async def _stream(book: Book, kind: str, table: Table, mapping: Mapping, tally: _Tally, hook, total: int,
+                  progress: Progress | None, batch_size: int) -> None:
+    make = account_record if kind == "accounts" else contact_record
+    write = book.accounts if kind == "accounts" else book.contacts
+    object_type = "company" if kind == "accounts" else "contact"
+    batch: list = []
+    done = 0
+
+    async def flush() -> None:
+        nonlocal batch, done
+        if batch:
+            outcomes = await write(batch)
+            tally.outcomes(kind, outcomes)
+            if hook is not None:
+                await _resolve_waiting(hook, book, object_type, outcomes, tally)
+            done += len(batch)
+            batch = []
+        if progress:
+            progress(kind, done, total)
+
+    for row in table.rows():
+        tally.report.rows += 1
+        if row.problem is not None:
+            tally.refused(kind, row.problem)
+            done += 1
+            continue
+        batch.append(make(mapping, row.lookup, row.where))
+        if len(batch) >= batch_size:
+            await flush()
+    await flush()
+
+
+async def _resolve_waiting(hook, book: Book, object_type: str, outcomes: list[Outcome], tally: _Tally) -> None:
+    crm_ids = sorted({o.crm_id for o in outcomes if o.action in ("created", "updated") and o.crm_id})
+    if not crm_ids:
+        return
+    try:
+        result = hook(book.pool, book.connection, object_type, crm_ids)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # the import stands; what waited is retried by its own sender
+        log.warning("import.resolve_waiting_failed", object_type=object_type, error=str(exc))
+        tally.warning(Problem(f"{object_type}s", "", f"events waiting on these {object_type}s were not resumed: "
+                              f"{exc}", fatal=False))
