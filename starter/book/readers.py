@@ -74,7 +74,7 @@ class Table:
         self.header_line = 1
         self.position = 0
         self._index: dict[str, tuple[int, str]] = {}
-        self._resolved: dict[int, list[tuple[int, str]]] = {}  # id(rule) -> its (column index, header)s
+        self._resolved: dict[int, tuple] = {}  # id(rule) -> (rule, its (column index, header)s)
 
     # -- columns ------------------------------------------------------------------------------
     def _set_headers(self, labels: list[str], line: int) -> None:
@@ -111,8 +111,8 @@ class Table:
         index, resolved = self._index, self._resolved
 
         def lookup(rule: FieldRule) -> list[tuple[str, str | None]]:
-            columns = resolved.get(id(rule))
-            if columns is None:
+            cached = resolved.get(id(rule))
+            if cached is None or cached[0] is not rule:
                 columns = []
                 for label in rule.columns:
                     hit = index.get(label.strip().lower())
@@ -120,8 +120,9 @@ class Table:
                         columns.append(hit)
                         if rule.type != "owner":
                             break  # the first label the file has; an owner reads every column it names
-                resolved[id(rule)] = columns
-            return [(header, values[i]) for i, header in columns]
+                # The rule is kept with its columns, so that its id cannot be another rule's later.
+                cached = resolved[id(rule)] = (rule, columns)
+            return [(header, values[i]) for i, header in cached[1]]
 
         return lookup
 
@@ -224,35 +225,67 @@ class CsvTable(Table):
             raise FileProblem(f"{name}:1: the file is empty: the first row must name the columns")
 
     def _records(self) -> Iterator[tuple[list[str], int]]:
-        """(values, line where the record starts) for every record, the header included."""
+        """(values, line where the record starts) for every record, the header included. A last
+        record whose quote never closes comes as an `Unclosed` list."""
         self.position = 0
-        raw = _Counting(self.path.open("rb", buffering=0), self)
-        text = io.TextIOWrapper(io.BufferedReader(raw, 65536), encoding=self.encoding, newline="", errors="strict")
-        line = 0
+        self._line = 0  # physical lines decoded so far
+        raw = io.BufferedReader(_Counting(self.path.open("rb", buffering=0), self), 65536)
+        lines = self._decoded(raw)
+        record_lines: list[str] = []
+
+        def feed() -> Iterator[str]:
+            for text in lines:
+                record_lines.append(text)
+                yield text
+
+        line, pending = 0, None
         try:
-            first = text.readline()
+            first = next(lines, "")
             self.delimiter = sniff_delimiter(first)
-            reader = csv.reader(_chain(first, text), delimiter=self.delimiter)
-            while True:
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
+            record_lines.append(first)
+            reader = csv.reader(_chain(first, feed()), delimiter=self.delimiter)
+            for values in reader:
                 start, line = line + 1, reader.line_num
+                quotes = sum(text.count('"') for text in record_lines)
+                record_lines.clear()
+                if pending is not None:
+                    yield pending[0], pending[1]
+                    pending = None
                 if values:  # a blank line is no record
-                    yield values, start
+                    pending = (values, start, quotes % 2 == 1)
+            if pending is not None:
+                values, start, odd = pending
+                # Only the last record can tell: the csv module reads an unclosed quote to the end of the file.
+                yield (Unclosed(values) if odd else values), start
         except UnicodeDecodeError as exc:
-            raise FileProblem(f"{self.name}:{line + 1}: not {self._codec_name()} text (byte {exc.start} of a block "
-                              "cannot be decoded): export the file as CSV UTF-8") from None
+            raise FileProblem(f"{self.name}:{self._line + 1}: not {self._codec_name()} text (byte {exc.start + 1} of "
+                              "the line cannot be decoded): export the file as CSV UTF-8, or give its encoding"
+                              ) from None
         except UnicodeError as exc:
-            raise FileProblem(f"{self.name}:{line + 1}: not {self._codec_name()} text: {exc}") from None
+            raise FileProblem(f"{self.name}:{self._line + 1}: not {self._codec_name()} text: {exc}") from None
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise FileProblem(f"{self.name}:{line + 1}: a value runs on for more than {csv.field_size_limit():,} "
                                   "characters: a quote is not closed") from None
             raise FileProblem(f"{self.name}:{line + 1}: not a CSV file: {exc}") from None
         finally:
-            text.close()
+            raw.close()
+
+    def _decoded(self, raw: io.BufferedReader) -> Iterator[str]:
+        """The file's lines as text. UTF-8 and single-byte encodings are decoded line by line, so
+        a byte that does not decode is reported on its own line; UTF-16 through a text wrapper."""
+        if self.encoding.startswith(("utf-16", "utf-32")):
+            text = io.TextIOWrapper(raw, encoding=self.encoding, newline="", errors="strict")
+            for chunk in text:
+                self._line += 1
+                yield chunk
+            return
+        first_codec = self.encoding
+        codec = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        for data in raw:
+            text = data.decode(first_codec if self._line == 0 else codec)
+            self._line += 1
+            yield text
 
     def _codec_name(self) -> str:
         return "UTF-16" if self.encoding.startswith("utf-16") else "UTF-8" if self.encoding.startswith("utf-8") \
@@ -262,7 +295,16 @@ class CsvTable(Table):
         for values, line in self._records():
             if line <= self.header_line:
                 continue
+            if isinstance(values, Unclosed):
+                where = f"{self.name}:{line}"
+                yield SourceRow(None, where, Problem(where, "", "a quote opened in this record is never closed: the "
+                                                     "rest of the file was read as one value"))
+                continue
             yield self._row(values, line)
+
+
+class Unclosed(list):
+    """The values of a last record whose quote never closed."""
 
 
 def _chain(first: str, rest: io.TextIOWrapper) -> Iterator[str]:

@@ -173,6 +173,9 @@ def _read_fields(fields: dict[str, FieldRule], lookup: Lookup, mapping: Mapping,
             amount, currency = value
             record.values["arr"] = amount
             record.values.setdefault("arr_currency", currency)
+        elif name == "arr_currency":
+            if value is not None:  # a currency column says it outright; an empty one leaves the amount's
+                record.values["arr_currency"] = value
         else:
             record.values[name] = value
 

@@ -248,10 +248,10 @@ class Book:
                     warnings.append(Problem(record.where, record.labels.get("region", "region"), f"{exc}: left out",
                                             fatal=False))
                     row["region"] = before.get("region") if row.get("country") == before.get("country") else None
-            if "timezone" not in vals and (creating or row.get("timezone") in (None, derived_tz)):
+            if not vals.get("timezone") and (creating or row.get("timezone") in (None, derived_tz)):
                 row["timezone"] = v.default_timezone(row.get("country"), row.get("region")) or row.get("timezone") \
                     or DEFAULT_TIMEZONE
-            if "language" not in vals and (creating or row.get("language") in (None, derived_language)):
+            if not vals.get("language") and (creating or row.get("language") in (None, derived_language)):
                 row["language"] = official_language(row.get("country")) or row.get("language") or "en"
         if vals.get("timezone"):
             row["timezone"] = vals["timezone"]

@@ -301,20 +301,36 @@ _SF_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
 def salesforce_id(raw: object) -> str | None:
-    """The 18-character form of a Salesforce id (15-character ids are case-sensitive; the
-    three extra characters encode the case of each block of five)."""
+    """The 18-character form of a Salesforce id. A 15-character id is case-sensitive; the three
+    extra characters of the 18-character form encode the case of each block of five, so an
+    18-character id is read in any case (a tool that upper- or lower-cased it is undone) and
+    checked: a suffix that contradicts the id (a letter where a digit is) is refused."""
     text = clean(raw)
     if text is None:
         return None
     if not re.fullmatch(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?", text):
         raise BadValue(f"{text!r} is not a Salesforce id (15 or 18 letters and digits)")
-    if len(text) == 18:
-        return text[:15] + text[15:].upper()
+    if len(text) == 15:
+        return text + _sf_suffix(text)
+    suffix = text[15:].upper()
+    restored = []
+    for block, ch in enumerate(suffix):
+        bits = _SF_ALPHABET.find(ch)
+        for i, c in enumerate(text[block * 5:block * 5 + 5]):
+            upper = bool(bits >> i & 1)
+            if upper and not c.isalpha():
+                raise BadValue(f"{text!r} is not a Salesforce id: its last three characters do not match the first "
+                               "fifteen (mistyped or damaged)")
+            restored.append(c.upper() if upper else c.lower())
+    return "".join(restored) + suffix
+
+
+def _sf_suffix(id15: str) -> str:
     suffix = ""
     for block in range(3):
-        bits = sum(1 << i for i, ch in enumerate(text[block * 5:block * 5 + 5]) if "A" <= ch <= "Z")
+        bits = sum(1 << i for i, ch in enumerate(id15[block * 5:block * 5 + 5]) if "A" <= ch <= "Z")
         suffix += _SF_ALPHABET[bits]
-    return text + suffix
+    return suffix
 
 
 def split_multi(raw: object, separator: str = ";") -> list[str]:
