@@ -64,8 +64,17 @@ class FieldRule(Content):
         """The value after the value map (case-insensitive); unchanged when not in it."""
         if text is None or not self.values:
             return text
-        lowered = {k.lower(): v for k, v in self.values.items()}
-        return lowered.get(text.lower(), text)
+        # The lower-cased map, made once per rule (an import maps millions of cells); kept with its
+        # rule so that the rule's id cannot be another's while it is cached.
+        entry = _LOWERED.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_LOWERED) > 4096:
+                _LOWERED.clear()
+            entry = _LOWERED[id(self)] = (self, {k.lower(): v for k, v in self.values.items()})
+        return entry[1].get(text.lower(), text)
+
+
+_LOWERED: dict[int, tuple[FieldRule, dict[str, str]]] = {}
 
 
 def _check_fields(fields: dict[str, FieldRule], allowed: dict[str, set[str]], what: str) -> None:

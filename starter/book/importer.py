@@ -20,6 +20,7 @@ objects just written is called when that module exists
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import inspect
@@ -36,6 +37,7 @@ from playbooks.crm_mapping import CurrenciesContent, FileLayout, Mapping, TeamCo
 from playbooks.loader import PlaybookError, _load_config
 from starter.book.readers import FileProblem, Limits, Table, open_table
 from starter.book.records import Problem, account_record, contact_record
+from starter.book import writes
 from starter.book.store import Book, Outcome, sync_team
 
 log = get_logger("import")
@@ -315,6 +317,7 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
                 await _stream(book, kind, table, mapping, tally, hook, totals[kind], progress, batch_size)
             except FileProblem as exc:  # changed on disk since it was checked
                 raise ImportProblem(str(exc)) from None
+        await _refresh_statistics(book, final=True)
         done = 0
         async for chosen in book.sponsor_batches(batch_size):
             report.sponsors += len(chosen)
@@ -347,34 +350,69 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
 
 async def _stream(book: Book, kind: str, table: Table, mapping: Mapping, tally: _Tally, hook, total: int,
                   progress: Progress | None, batch_size: int) -> None:
+    """Read `table` in batches into the Book. The next batch is read and parsed on a thread while
+    the Book writes the current one, so PostgreSQL's work and ours overlap; two batches at most
+    are in memory."""
     make = account_record if kind == "accounts" else contact_record
     write = book.accounts if kind == "accounts" else book.contacts
     object_type = "company" if kind == "accounts" else "contact"
-    batch: list = []
-    done = 0
+    rows = table.rows()
 
-    async def flush() -> None:
-        nonlocal batch, done
-        if batch:
-            outcomes = await write(batch)
+    def read_batch() -> tuple[list, list[Problem], int, bool]:
+        records, refused, read = [], [], 0
+        for row in rows:
+            read += 1
+            if row.problem is not None:
+                refused.append(row.problem)
+            else:
+                records.append(make(mapping, row.lookup, row.where))
+                if len(records) >= batch_size:
+                    return records, refused, read, False
+        return records, refused, read, True
+
+    done = 0
+    next_batch = asyncio.create_task(asyncio.to_thread(read_batch))
+    while True:
+        records, refused, read, last = await next_batch
+        if not last:
+            next_batch = asyncio.create_task(asyncio.to_thread(read_batch))
+        tally.report.rows += read
+        for problem in refused:
+            tally.refused(kind, problem)
+        if records:
+            try:
+                outcomes = await write(records)
+                await _refresh_statistics(book)
+            except BaseException:
+                if not last:
+                    next_batch.cancel()
+                    await asyncio.gather(next_batch, return_exceptions=True)
+                raise
             tally.outcomes(kind, outcomes)
             if hook is not None:
                 await _resolve_waiting(hook, book, object_type, outcomes, tally)
-            done += len(batch)
-            batch = []
+        done += read
         if progress:
             progress(kind, done, total)
+        if last:
+            return
 
-    for row in table.rows():
-        tally.report.rows += 1
-        if row.problem is not None:
-            tally.refused(kind, row.problem)
-            done += 1
-            continue
-        batch.append(make(mapping, row.lookup, row.where))
-        if len(batch) >= batch_size:
-            await flush()
-    await flush()
+
+STATISTICS_AFTER = 20_000  # rows written before the first ANALYZE, then at every doubling
+
+
+async def _refresh_statistics(book: Book, final: bool = False) -> None:
+    """ANALYZE the tables an import grows, after 20,000 rows written, 40,000, 80,000... and at
+    its end: a table that grew from nothing has no statistics until autovacuum comes by, and
+    the per-batch lookups would scan it whole (each batch slower than the last)."""
+    done = getattr(book, "_analyzed_at", 0)
+    due = book.written >= max(STATISTICS_AFTER, 2 * done) or (final and book.written > 2_000 and book.written > done)
+    if book.apply and due:
+        try:
+            await writes.analyze(book.pool, ("accounts", "crm_links", "contacts"))
+        except asyncpg.PostgresError as exc:  # not the tables' owner: autovacuum will do it
+            log.warning("import.analyze_skipped", error=str(exc))
+        book._analyzed_at = book.written
 
 
 async def _resolve_waiting(hook, book: Book, object_type: str, outcomes: list[Outcome], tally: _Tally) -> None:

@@ -133,10 +133,11 @@ class Table:
             column = self.headers[len(values)] if len(values) < width else f"(after {self.headers[-1]})"
             return SourceRow(None, where, Problem(where, column, f"{len(values)} values but the header has {width} "
                                                   "columns: a value is missing, or a quote is not closed"))
-        for i, value in enumerate(values):
-            if value is not None and len(value) > self.limits.max_cell_chars:
-                return SourceRow(None, where, Problem(where, self.headers[i], f"a value of {len(value):,} characters;"
-                                                      f" at most {self.limits.max_cell_chars:,}"))
+        limit = self.limits.max_cell_chars
+        if max(len(value or "") for value in values) > limit:
+            i, value = next((i, value) for i, value in enumerate(values) if len(value or "") > limit)
+            return SourceRow(None, where, Problem(where, self.headers[i], f"a value of {len(value):,} characters; "
+                                                  f"at most {limit:,}"))
         return SourceRow(self._lookup(values), where)
 
     def rows(self) -> Iterator[SourceRow]:

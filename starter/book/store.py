@@ -21,15 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from functools import lru_cache
 from typing import AsyncIterator, Literal
 
 import asyncpg
 
-from core.models import Person
 from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
 from starter.book import values as v
+from starter.book import writes
 from starter.book.records import AccountRecord, ContactRecord, Problem
+from starter.book.team import Team, sync_team  # noqa: F401  (re-exported: Book's public API)
+from starter.book.values import official_language  # noqa: F401  (re-exported)
 
 Action = Literal["created", "updated", "unchanged", "refused"]
 DEFAULT_TIMEZONE = "America/New_York"
@@ -54,57 +55,6 @@ class Outcome:
     reason: Problem | None = None
 
 
-# Countries whose first official language (CLDR) is not the one their business is done in.
-_BUSINESS_LANGUAGE = {"IN": "en", "KE": "en"}
-
-
-@lru_cache(maxsize=512)
-def official_language(country: str | None) -> str | None:
-    """The first official language (ISO 639-1) of a country, from CLDR via babel (English for
-    India and Kenya, where business is done in it)."""
-    if not country:
-        return None
-    if country in _BUSINESS_LANGUAGE:
-        return _BUSINESS_LANGUAGE[country]
-    from babel.languages import get_official_languages
-
-    for lang in get_official_languages(country, de_facto=True):
-        if len(lang) == 2:
-            return lang
-    return None
-
-
-class Team:
-    """Our CSMs and the CRM owners that stand for them."""
-
-    def __init__(self, content: TeamContent):
-        self.default = next(c for c in content.csms if str(c.email).lower() == str(content.default_csm).lower())
-        self.by_key: dict[str, Person] = {}
-        for csm in content.csms:
-            person = Person(name=csm.name, email=str(csm.email).lower())
-            for key in (*csm.owners, csm.name, str(csm.email)):
-                self.by_key[key.strip().lower()] = person
-        self.content = content
-
-    def resolve(self, keys: list[str]) -> tuple[Person, str | None, bool]:
-        """(CSM, the owner key used, matched?) for the CRM owner keys (id, name, e-mail)."""
-        for key in keys:
-            person = self.by_key.get(key.strip().lower())
-            if person is not None:
-                return person, key, True
-        return Person(name=self.default.name, email=str(self.default.email).lower()), (keys[0] if keys else None), False
-
-
-async def sync_team(pool: asyncpg.Pool | asyncpg.Connection, team: TeamContent) -> None:
-    """Write team.yaml's CSMs to `csms` (adds and updates; a CSM removed from the file stays)."""
-    await pool.executemany(
-        "INSERT INTO csms (email, name, owner_keys) VALUES ($1, $2, $3) ON CONFLICT (email) DO UPDATE"
-        " SET name = EXCLUDED.name, owner_keys = EXCLUDED.owner_keys, updated_at = now()"
-        " WHERE (csms.name, csms.owner_keys) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.owner_keys)",
-        [(str(c.email).lower(), c.name, sorted({k.strip().lower() for k in (*c.owners, c.name)})) for c in team.csms],
-    )
-
-
 class Book:
     """Writes (or, with apply=False, plans) accounts and contacts for one CRM connection."""
 
@@ -116,6 +66,7 @@ class Book:
         self.team = Team(team)
         self.rates = {code: Decimal(str(rate)) for code, rate in rates.usd_per_unit.items()}
         self._planned_links: dict[tuple[str, str], str] = {}   # dry run: (object_type, crm_id) -> account id
+        self.written = 0                                        # rows written (the importer refreshes statistics)
         self._taken: set[str] = set()                           # account ids made in this run
         self.touched: set[str] = set()                          # accounts whose contacts changed
 
@@ -143,10 +94,10 @@ class Book:
             wanted[record.crm_id] = base
         out: dict[str, str] = {}
         pending = dict(wanted)
-        suffix = 1  # candidates: base, then base-2 ... base-20, then base-21 ... base-40, ...
+        suffix = 1  # candidates: base, then base-2 ... base-21, then base-22 ... base-41, ...
         while pending:
-            candidates = {crm_id: ([base] if suffix == 1 else []) + [f"{base[:60]}-{n}" for n in range(
-                max(suffix, 2), suffix + 20)] for crm_id, base in pending.items()}
+            candidates = {crm_id: [base] if suffix == 1 else [f"{base[:60]}-{n}" for n in range(suffix, suffix + 20)]
+                          for crm_id, base in pending.items()}
             every = sorted({c for cs in candidates.values() for c in cs})
             taken = {r["id"] for r in await self.pool.fetch(
                 "SELECT id FROM accounts WHERE id = ANY($1::text[])", every)} | self._taken
@@ -157,7 +108,7 @@ class Book:
                     self._taken.add(free)
                     out[crm_id] = free
                     del pending[crm_id]
-            suffix += 20
+            suffix = 2 if suffix == 1 else suffix + 20
         if self.apply:
             self._taken.clear()  # written in this batch: the database knows them from now on
         return out
@@ -194,8 +145,9 @@ class Book:
                 writes.append(row)
         if self.apply and writes:
             await self._write_accounts(writes)
-        for row in writes:
-            self._planned_links[("company", row["crm_id"])] = row["id"]
+        if not self.apply:
+            for row in writes:
+                self._planned_links[("company", row["crm_id"])] = row["id"]
         return outcomes
 
     def _plan_account(self, record: AccountRecord, links: dict[str, str], existing: dict[str, dict],
@@ -276,22 +228,24 @@ class Book:
         if not creating and not changes:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
         action: Action = "created" if creating else "updated"
-        row.update(id=account_id, crm_id=record.crm_id)
+        row.update(id=account_id, crm_id=record.crm_id, new=creating)
         return Outcome(action, record.where, record.crm_id, account_id, changes, warnings), row
 
     async def _write_accounts(self, rows: list[dict]) -> None:
-        columns = ("id",) + ACCOUNT_COLUMNS + ("source",)
-        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ACCOUNT_COLUMNS if c != "status")
+        """New accounts and their CRM links by COPY; changed ones by UPDATE (never their status:
+        once created, the plays own it). One transaction per batch."""
+        created = [r for r in rows if r["new"]]
+        changed = [r for r in rows if not r["new"]]
+        updated_columns = tuple(c for c in ACCOUNT_COLUMNS if c != "status")
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                f"INSERT INTO accounts ({', '.join(columns)}) VALUES ({placeholders})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
-                [(r["id"],) + tuple(r.get(c) for c in ACCOUNT_COLUMNS) + (self.source,) for r in rows])
-            await conn.executemany(
-                "INSERT INTO crm_links (connection, object_type, crm_id, account_id) VALUES ($1, 'company', $2, $3)"
-                " ON CONFLICT (connection, object_type, crm_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
-                " updated_at = now()", [(self.connection, r["crm_id"], r["id"]) for r in rows])
+            await writes.insert_rows(conn, "accounts", ("id",) + ACCOUNT_COLUMNS + ("source",),
+                                     [(r["id"],) + tuple(r.get(c) for c in ACCOUNT_COLUMNS) + (self.source,)
+                                      for r in created])
+            await writes.insert_rows(conn, "crm_links", ("connection", "object_type", "crm_id", "account_id"),
+                                     [(self.connection, "company", r["crm_id"], r["id"]) for r in created])
+            await writes.update_rows(conn, "accounts", "id", updated_columns,
+                                     [(r["id"],) + tuple(r.get(c) for c in updated_columns) for r in changed])
+        self.written += len(rows)
 
     # -- contacts ---------------------------------------------------------------------------
     async def contacts(self, records: list[ContactRecord]) -> list[Outcome]:
@@ -387,20 +341,14 @@ class Book:
                        warnings), row
 
     async def _write_contacts(self, rows: list[dict]) -> None:
+        columns = CONTACT_COLUMNS + ("crm_key",)
         async with self.pool.acquire() as conn, conn.transaction():
-            updates = [r for r in rows if r.get("id")]
-            inserts = [r for r in rows if not r.get("id")]
-            if updates:
-                sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(CONTACT_COLUMNS + ("crm_key",), start=2))
-                await conn.executemany(f"UPDATE contacts SET {sets}, updated_at = now() WHERE id = $1",
-                                       [(r["id"],) + tuple(r.get(c) for c in CONTACT_COLUMNS + ("crm_key",))
-                                        for r in updates])
-            if inserts:
-                columns = ("account_id", "crm_key") + CONTACT_COLUMNS
-                placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-                await conn.executemany(
-                    f"INSERT INTO contacts ({', '.join(columns)}) VALUES ({placeholders})",
-                    [tuple(r.get(c) for c in columns) for r in inserts])
+            await writes.update_rows(conn, "contacts", "id", columns,
+                                     [(r["id"],) + tuple(r.get(c) for c in columns) for r in rows if r.get("id")])
+            await writes.insert_rows(conn, "contacts", ("account_id",) + columns,
+                                     [(r["account_id"],) + tuple(r.get(c) for c in columns)
+                                      for r in rows if not r.get("id")])
+        self.written += len(rows)
 
     # -- after the contacts ---------------------------------------------------------------------
     async def choose_sponsors(self) -> list[Outcome]:
@@ -410,33 +358,14 @@ class Book:
         return [o async for chunk in self.sponsor_batches() for o in chunk]
 
     async def sponsor_batches(self, size: int = 2000) -> AsyncIterator[list[Outcome]]:
-        """`choose_sponsors`, `size` accounts at a time (an import of 100,000 accounts keeps one
-        chunk of contacts in memory, not all of them)."""
+        """`choose_sponsors`, `size` accounts at a time, one statement each (writes.name_sponsors)."""
         if not self.touched or not self.apply:
             return
         rule = self.mapping.sponsor
-        roles = {x.lower() for x in rule.roles}
-        titles = [t.lower() for t in rule.titles]
         touched = sorted(self.touched)
         for start in range(0, len(touched), size):
-            rows = await self.pool.fetch(
-                "SELECT a.id, c.name, c.email, c.role, c.title FROM accounts a JOIN contacts c ON c.account_id = a.id"
-                " WHERE a.id = ANY($1::text[]) AND a.sponsor_email IS NULL AND c.email IS NOT NULL"
-                " AND NOT c.email_opt_out ORDER BY a.id, c.id", touched[start:start + size])
-            by_account: dict[str, list] = {}
-            for r in rows:
-                by_account.setdefault(r["id"], []).append(r)
-            chosen = []
-            for account_id, people in by_account.items():
-                pick = next((p for p in people if (p["role"] or "").lower() in roles), None) \
-                    or next((p for p in people if any(t in (p["title"] or "").lower() for t in titles)), None)
-                if pick is not None:
-                    chosen.append((account_id, pick["name"], pick["email"]))
-            if chosen:
-                await self.pool.executemany(
-                    "UPDATE accounts SET sponsor_name = $2, sponsor_email = $3, updated_at = now() WHERE id = $1"
-                    " AND sponsor_email IS NULL", chosen)
-            yield [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a, _, _ in chosen]
+            chosen = await writes.name_sponsors(self.pool, touched[start:start + size], rule.roles, rule.titles)
+            yield [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a in chosen]
 
 
 def _same(a: object, b: object) -> bool:
