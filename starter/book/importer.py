@@ -260,6 +260,46 @@ def _check_columns(table: Table, section, kind: str, tally: _Tally) -> list[str]
     return problems
 
 
+def _open_tables(mapping: Mapping, accounts: ImportFile | None, contacts: ImportFile | None, limits: Limits,
+                 encoding: str | None, tally: _Tally) -> list[tuple[str, Table, FileLayout]]:
+    """Each file given, open, its header checked against the mapping. Raises ImportProblem."""
+    if accounts is None and contacts is None:
+        raise ImportProblem("give the accounts (companies) file, the contacts file, or both")
+    wanted = [("accounts", accounts, mapping.accounts), ("contacts", contacts, mapping.contacts)]
+    missing = [kind for kind, file, section in wanted if file is not None and section is None]
+    if missing:
+        raise ImportProblem(f"the mapping {mapping.connection!r} has no {missing[0]} section: it cannot read that file")
+    tables: list[tuple[str, Table, FileLayout]] = []
+    try:
+        problems: list[str] = []
+        for kind, file, section in wanted:
+            if file is None:
+                continue
+            table = _open(file, section, limits, encoding)
+            tables.append((kind, table, section))
+            tally.report.files.append(table.name)
+            problems += _check_columns(table, section, kind, tally)
+        if problems:
+            raise ImportProblem("\n".join(problems))
+    except (FileProblem, ImportProblem) as exc:
+        for _, table, _ in tables:
+            table.close()
+        raise ImportProblem(str(exc)) from None
+    return tables
+
+
+def check_import(mapping: Mapping, *, accounts: ImportFile | None = None, contacts: ImportFile | None = None,
+                 limits: Limits = Limits(), encoding: str | None = None) -> list[Problem]:
+    """The quick look an upload gets before its dry run: the mapping can read the files given,
+    each opens and has the columns it must have. Raises ImportProblem; returns the warnings
+    about its columns (a mapped field without a column)."""
+    report = ImportReport(dialect=mapping.source, source="", connection=mapping.connection, apply=False, files=[])
+    tally = _Tally(report)
+    for _, table, _ in _open_tables(mapping, accounts, contacts, limits, encoding, tally):
+        table.close()
+    return report.warnings.items
+
+
 async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, accounts: ImportFile | None = None,
                      contacts: ImportFile | None = None, team: TeamContent, rates: CurrenciesContent, apply: bool,
                      run_by: str, source_label: str | None = None, progress: Progress | None = None,
@@ -269,40 +309,21 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
     sponsors. Raises ImportProblem when the mapping lacks a section for a file given or a file
     is unusable, before anything is written. Refused rows are reported, not raised."""
     started = time.monotonic()
-    if accounts is None and contacts is None:
-        raise ImportProblem("give the accounts (companies) file, the contacts file, or both")
-    wanted = [("accounts", accounts, mapping.accounts), ("contacts", contacts, mapping.contacts)]
-    missing = [kind for kind, file, section in wanted if file is not None and section is None]
-    if missing:
-        raise ImportProblem(f"the mapping {mapping.connection!r} has no {missing[0]} section: it cannot read that file")
     report = ImportReport(dialect=dialect, source=source_label or mapping.connection, connection=mapping.connection,
                           apply=apply, files=[], refused=Firsts(keep), warnings=Firsts(keep), changes=Firsts(keep))
     tally = _Tally(report)
-    tables: list[tuple[str, Table, object]] = []
+    # Reading whole files is CPU work: on a thread, so that a service running imports keeps answering.
+    tables = await asyncio.to_thread(_open_tables, mapping, accounts, contacts, limits, encoding, tally)
     try:
-        problems: list[str] = []
-        for kind, file, section in wanted:
-            if file is None:
-                continue
-            table = _open(file, section, limits, encoding)
-            tables.append((kind, table, section))
-            report.files.append(table.name)
-            problems += _check_columns(table, section, kind, tally)
-        if problems:
-            raise ImportProblem("\n".join(problems))
         totals = {}
         for kind, table, _ in tables:
             if progress:
                 progress("checking", 0, 0)
-            totals[kind] = table.count()
+            totals[kind] = await asyncio.to_thread(table.count)
     except FileProblem as exc:
         for _, table, _ in tables:
             table.close()
         raise ImportProblem(str(exc)) from None
-    except ImportProblem:
-        for _, table, _ in tables:
-            table.close()
-        raise
 
     book = Book(pool, mapping, team, rates, apply=apply, source_label=report.source)
     if apply:
@@ -323,7 +344,7 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
             report.sponsors += len(chosen)
             done += len(chosen)
             if progress:
-                progress("sponsors", done, len(book.touched))
+                progress("sponsors", done, 0)  # named so far; how many will be is not known
     except BaseException:
         if report.run_id is not None:
             report.seconds = round(time.monotonic() - started, 3)

@@ -34,6 +34,9 @@ from starter.book.values import official_language  # noqa: F401  (re-exported)
 
 Action = Literal["created", "updated", "unchanged", "refused"]
 DEFAULT_TIMEZONE = "America/New_York"
+# Accounts whose contacts changed, kept in memory to name their sponsors; past this many, they are
+# found again in the database (contacts written since the run began), so memory stays flat.
+TOUCHED_KEPT = 10_000
 
 # accounts columns an import writes (status only when it creates the account).
 ACCOUNT_COLUMNS = ("name", "status", "health", "arr", "arr_currency", "usd_rate", "crm_tier", "renewal_date",
@@ -68,7 +71,10 @@ class Book:
         self._planned_links: dict[tuple[str, str], str] = {}   # dry run: (object_type, crm_id) -> account id
         self.written = 0                                        # rows written (the importer refreshes statistics)
         self._taken: set[str] = set()                           # account ids made in this run
-        self.touched: set[str] = set()                          # accounts whose contacts changed
+        self.touched: set[str] = set()                          # accounts whose contacts changed (up to TOUCHED_KEPT)
+        self.touched_count = 0                                  # ... and how many in all
+        self._contacts_since: datetime | None = None            # when this Book first wrote contacts
+        self.touched_overflow = False
 
     # -- links ------------------------------------------------------------------------------
     async def account_ids(self, object_type: str, crm_ids: list[str]) -> dict[str, str]:
@@ -296,7 +302,13 @@ class Book:
                         by_email[(account_id, row["email"].lower())] = row
         if self.apply and writes:
             await self._write_contacts(writes)
-        self.touched.update(r["account_id"] for r in writes)
+        for r in writes:
+            if r["account_id"] not in self.touched:
+                self.touched_count += 1
+                if len(self.touched) < TOUCHED_KEPT:
+                    self.touched.add(r["account_id"])
+                else:
+                    self.touched_overflow = True
         return outcomes
 
     def _plan_contact(self, record: ContactRecord, account_id: str, by_key: dict, by_email: dict,
@@ -343,6 +355,8 @@ class Book:
     async def _write_contacts(self, rows: list[dict]) -> None:
         columns = CONTACT_COLUMNS + ("crm_key",)
         async with self.pool.acquire() as conn, conn.transaction():
+            if self._contacts_since is None:  # the rows written from here on have updated_at >= this
+                self._contacts_since = await conn.fetchval("SELECT now()")
             await writes.update_rows(conn, "contacts", "id", columns,
                                      [(r["id"],) + tuple(r.get(c) for c in columns) for r in rows if r.get("id")])
             await writes.insert_rows(conn, "contacts", ("account_id",) + columns,
@@ -362,10 +376,23 @@ class Book:
         if not self.touched or not self.apply:
             return
         rule = self.mapping.sponsor
-        touched = sorted(self.touched)
-        for start in range(0, len(touched), size):
-            chosen = await writes.name_sponsors(self.pool, touched[start:start + size], rule.roles, rule.titles)
+        if not self.touched_overflow:
+            touched = sorted(self.touched)
+            chunks = (touched[start:start + size] for start in range(0, len(touched), size))
+        else:  # too many to keep in memory: the accounts without a sponsor whose contacts this Book wrote
+            chunks = writes.accounts_with_contacts_since(self.pool, self._contacts_since, size)
+        async for chunk in _aiter(chunks):
+            chosen = await writes.name_sponsors(self.pool, chunk, rule.roles, rule.titles)
             yield [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a in chosen]
+
+
+async def _aiter(items):
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 def _same(a: object, b: object) -> bool:

@@ -401,9 +401,15 @@ def split_multi(raw: object, separator: str = ";") -> list[str]:
     return [part.strip() for part in text.split(separator) if part.strip()] if text else []
 
 
+# Latin letters that do not decompose into an ASCII letter and a mark (NFKD leaves them whole).
+_LATIN_LETTERS = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "ß": "ss", "Æ": "AE", "æ": "ae", "Œ": "OE",
+                                "œ": "oe", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "ı": "i", "Ð": "D", "ð": "d",
+                                "Ħ": "H", "ħ": "h"})
+
+
 def slug(text: str, limit: int = 40) -> str:
     """An account id from a company name: ASCII letters and digits joined by '-'; '' when the
     name has none (a name in another script): the caller then uses the CRM id."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    folded = unicodedata.normalize("NFKD", text.translate(_LATIN_LETTERS)).encode("ascii", "ignore").decode()
     parts = re.findall(r"[a-z0-9]+", folded.lower())
     return "-".join(parts)[:limit].strip("-")

@@ -59,6 +59,24 @@ async def name_sponsors(pool: asyncpg.Pool, account_ids: list[str], roles: list[
     return sorted(r["id"] for r in rows)
 
 
+async def accounts_with_contacts_since(pool: asyncpg.Pool, since, size: int):
+    """The accounts without a sponsor that have a contact written at or after `since`, `size`
+    ids at a time in id order (keyset: each chunk is one indexed range of accounts)."""
+    after = ""
+    while True:
+        ids = [r["id"] for r in await pool.fetch(
+            "SELECT a.id FROM accounts a WHERE a.id > $1 AND a.sponsor_email IS NULL ORDER BY a.id LIMIT $2",
+            after, size)]
+        if not ids:
+            return
+        after = ids[-1]
+        chosen = [r["account_id"] for r in await pool.fetch(
+            "SELECT DISTINCT account_id FROM contacts WHERE account_id = ANY($1::text[]) AND updated_at >= $2",
+            ids, since)]
+        if chosen:
+            yield chosen
+
+
 async def analyze(pool: asyncpg.Pool, tables: tuple[str, ...]) -> None:
     """Refresh the planner's statistics of tables an import just grew (autovacuum comes later:
     without them, lookups by account fall back to scanning the whole table)."""

@@ -145,6 +145,19 @@ async def test_contacts_of_two_companies_without_email_and_sponsors(pool):
     assert report.sponsors == 4
 
 
+async def test_sponsors_of_more_accounts_than_kept_in_memory_are_found_in_the_database(pool, monkeypatch):
+    from starter.book import store
+
+    monkeypatch.setattr(store, "TOUCHED_KEPT", 2)  # as if the run had touched more than 10,000 accounts
+    report = await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
+    assert report.sponsors == 4
+    assert await pool.fetchval("SELECT count(*) FROM accounts WHERE source = 'hubspot' AND sponsor_email IS NOT NULL"
+                               ) == 4
+    assert await pool.fetchval("SELECT sponsor_email FROM accounts WHERE id = 'fjord-field-as'") == (
+        "kari.nordmann@fjordfield.example")
+    assert await pool.fetchval("SELECT sponsor_email FROM accounts WHERE id = 'acme'") == "dana.reyes@acme.example"
+
+
 async def test_a_reimport_of_the_same_files_changes_nothing(pool):
     await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
     before = await digests(pool, skip=("import_runs",))

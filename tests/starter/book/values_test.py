@@ -142,3 +142,5 @@ def test_email_domain_is_lower_cased_and_idn_kept():
 def test_slugs_for_account_ids():
     assert v.slug("Müller & Söhne Präzisionstechnik GmbH") == "muller-sohne-prazisionstechnik-gmbh"
     assert v.slug("株式会社サクラ精機") == ""
+    assert v.slug("Łódź Logistics Sp. z o.o.") == "lodz-logistics-sp-z-o-o"
+    assert v.slug("Østergaard & Søn") == "ostergaard-son"
