@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.logs import configure_logging
 from core.settings import get_settings
 from starter.book.importer import (
     Dialect, ImportFile, ImportProblem, ImportReport, crm_dir, load_mapping, load_rates, load_team, run_import,
@@ -51,6 +52,8 @@ async def _import(dialect: Dialect, mapping_path: Path | None, accounts: Path | 
     from starter.cli import err, out, services
 
     settings = get_settings()
+    # The report is the output: the log's lines (JSON by default) only for what went wrong, on stderr.
+    configure_logging("WARNING", settings.log_format)
     crm = crm_dir(settings.playbooks_dir)
     mapping = load_mapping(mapping_path or crm / f"{dialect}.yaml", dialect)
     team_content = load_team(team or crm / "team.yaml")
