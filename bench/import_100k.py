@@ -17,7 +17,6 @@ Goal: 100,000 accounts with 300,000 contacts in under 2 minutes with flat memory
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import os
 import platform

@@ -140,7 +140,8 @@ def hubspot(
     companies: Path = typer.Option(None, "--companies", help="the companies export (CSV or XLSX)"),
     contacts: Path = typer.Option(None, "--contacts", help="the contacts export (CSV or XLSX)"),
     apply: bool = APPLY,
-    mapping: Path = typer.Option(None, "--mapping", help="another HubSpot mapping (default: playbooks/crm/hubspot.yaml)"),
+    mapping: Path = typer.Option(None, "--mapping",
+                                 help="another HubSpot mapping (default: playbooks/crm/hubspot.yaml)"),
     team: Path = TEAM, currencies: Path = RATES, show: int = SHOW, by: str = BY, encoding: str = ENCODING,
     as_json: bool = JSON_OUT,
 ):
@@ -166,11 +167,13 @@ def salesforce(
 
 @app.command("csv")
 def csv_import(
-    mapping: Path = typer.Option(..., "--mapping", help="your mapping (source: csv), e.g. from playbooks/crm/examples/"),
+    mapping: Path = typer.Option(..., "--mapping",
+                                 help="your mapping (source: csv), e.g. from playbooks/crm/examples/"),
     accounts: Path = typer.Option(None, "--accounts", help="the accounts file (CSV or XLSX)"),
     contacts: Path = typer.Option(None, "--contacts", help="the contacts file (CSV or XLSX)"),
     apply: bool = APPLY,
-    sheet: str = typer.Option(None, "--sheet", help="the accounts' XLSX sheet (default: the mapping's, else the first)"),
+    sheet: str = typer.Option(None, "--sheet",
+                              help="the accounts' XLSX sheet (default: the mapping's, else the first)"),
     contacts_sheet: str = typer.Option(None, "--contacts-sheet", help="the contacts' XLSX sheet"),
     team: Path = TEAM, currencies: Path = RATES, show: int = SHOW, by: str = BY, encoding: str = ENCODING,
     as_json: bool = JSON_OUT,

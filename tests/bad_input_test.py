@@ -244,7 +244,8 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "accounts.fields.arr.type: arr is read as money, not date"),
     "crm mapping of a field we do not have": Broken(
         "crm/salesforce.yaml", "    vertical: {columns: [INDUSTRY], property: Industry}\n",
-        "    verticals: {columns: [INDUSTRY], property: Industry}\n", "accounts.fields.verticals: not a field of an account"),
+        "    verticals: {columns: [INDUSTRY], property: Industry}\n",
+        "accounts.fields.verticals: not a field of an account"),
     "crm mapping YAML syntax": Broken("crm/salesforce.yaml", "connection: salesforce\n", "connection: [salesforce\n",
                                       "YAML syntax", at="default_currency: USD"),
     "crm example mapping maps a tier we do not have": Broken(
@@ -331,7 +332,8 @@ IMPORT_CASES: dict[str, BadImport] = {
                                                says="accounts.csv:1: an Excel 97-2003 workbook (.xls)"),
     "import a ZIP that is no workbook": BadImport("hubspot", b"PK\x03\x04" + b"\0" * 64,
                                                   says="accounts.csv:1: not an XLSX workbook"),
-    "import binary garbage": BadImport("hubspot", bytes(range(256)) * 8, says="accounts.csv:1: this is not a text file"),
+    "import binary garbage": BadImport("hubspot", bytes(range(256)) * 8,
+                                       says="accounts.csv:1: this is not a text file"),
     "import too many columns": BadImport("hubspot", (",".join(f"c{i}" for i in range(600)) + "\n").encode(),
                                          says="accounts.csv:1: 600 columns; at most 500 are read"),
     "import empty file": BadImport("hubspot", b"", says="accounts.csv:1: the file is empty"),
@@ -404,7 +406,8 @@ UPLOAD_CASES: dict[str, Case] = {
     "upload with an unknown mapping": Case(_upload({"accounts": ("c.csv", _hubspot("companies.csv"))},
                                                    {"mapping": "../../etc/passwd"}), 422, "mapping: choose one"),
     "upload with a broken mapping of one's own": Case(_upload(
-        {"accounts": ("c.csv", _hubspot("companies.csv")), "mapping_file": ("my-mapping.yaml", b"version: 1\nsource: [\n")},
+        {"accounts": ("c.csv", _hubspot("companies.csv")),
+         "mapping_file": ("my-mapping.yaml", b"version: 1\nsource: [\n")},
         {"mapping": "upload"}), 422, "my-mapping.yaml:3: YAML syntax"),
     "confirm an import that does not exist": Case(
         lambda http, csrf: http.post("/console/imports/AAAAAAAAAAAAAAAAAAAAAA/apply", data={"csrf_token": csrf}),

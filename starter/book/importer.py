@@ -24,11 +24,11 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
+import sys
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Literal, TypeVar
+from typing import Callable, Literal
 
 import asyncpg
 
@@ -37,6 +37,7 @@ from playbooks.crm_mapping import CurrenciesContent, FileLayout, Mapping, TeamCo
 from playbooks.loader import PlaybookError, _load_config
 from starter.book.readers import FileProblem, Limits, Table, open_table
 from starter.book.records import Problem, account_record, contact_record
+from starter.book.report import KEEP, Firsts, ImportReport, Tally
 from starter.book import writes
 from starter.book.store import Book, Outcome, sync_team
 
@@ -45,11 +46,8 @@ log = get_logger("import")
 Dialect = Literal["hubspot", "salesforce", "csv"]
 DIALECTS: tuple[str, ...] = ("hubspot", "salesforce", "csv")
 BATCH_SIZE = 2000
-KEEP = 200
-MAX_WARNING_KINDS = 100
 # (stage, records done, records in all): stages are "checking", "accounts", "contacts", "sponsors".
 Progress = Callable[[str, int, int], None]
-T = TypeVar("T")
 
 
 class ImportProblem(ValueError):
@@ -81,142 +79,6 @@ def load_rates(path: Path) -> CurrenciesContent:
     return _load_config(Path(path), CurrenciesContent)
 
 
-# -- the report ---------------------------------------------------------------------------------
-@dataclass
-class Counts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    refused: int = 0
-
-    def add(self, action: str) -> None:
-        setattr(self, action, getattr(self, action) + 1)
-
-    @property
-    def total(self) -> int:
-        return self.created + self.updated + self.unchanged + self.refused
-
-
-@dataclass
-class Firsts(Generic[T]):
-    """The first `keep` items of a kind, and how many more there were."""
-
-    keep: int = KEEP
-    items: list = field(default_factory=list)
-    more: int = 0
-
-    def add(self, item: T) -> None:
-        if len(self.items) < self.keep:
-            self.items.append(item)
-        else:
-            self.more += 1
-
-    @property
-    def total(self) -> int:
-        return len(self.items) + self.more
-
-
-@dataclass
-class Change:
-    """An updated record: which of our fields changed."""
-
-    kind: str  # accounts, contacts
-    where: str
-    account_id: str
-    fields: list[str]
-
-
-@dataclass
-class ImportReport:
-    """What an import run did (or, in a dry run, would do)."""
-
-    dialect: str
-    source: str  # accounts.source of what it creates: hubspot, salesforce, csv:<mapping>, demo
-    connection: str  # the key of the CRM ids (crm_links.connection)
-    apply: bool
-    files: list[str]
-    counts: dict[str, Counts] = field(default_factory=lambda: {"accounts": Counts(), "contacts": Counts()})
-    sponsors: int = 0
-    refused: Firsts[Problem] = field(default_factory=Firsts)
-    warnings: Firsts[Problem] = field(default_factory=Firsts)
-    warning_kinds: Counter = field(default_factory=Counter)
-    changes: Firsts[Change] = field(default_factory=Firsts)
-    rows: int = 0
-    seconds: float = 0.0
-    run_id: int | None = None
-
-    def total(self, action: str) -> int:
-        return sum(getattr(c, action) for c in self.counts.values())
-
-    def to_json(self) -> dict:
-        """A JSON-able form (import_runs.report, the console's stored dry run)."""
-        data = asdict(self)
-        data["warning_kinds"] = [[column, reason, n] for (column, reason), n in self.warning_kinds.most_common()]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ImportReport":
-        def firsts(raw: dict, make) -> Firsts:
-            return Firsts(keep=raw["keep"], items=[make(**i) for i in raw["items"]], more=raw["more"])
-
-        return cls(
-            dialect=data["dialect"], source=data["source"], connection=data["connection"], apply=data["apply"],
-            files=list(data["files"]), counts={k: Counts(**v) for k, v in data["counts"].items()},
-            sponsors=data["sponsors"], refused=firsts(data["refused"], Problem),
-            warnings=firsts(data["warnings"], Problem),
-            warning_kinds=Counter({(c, r): n for c, r, n in data["warning_kinds"]}),
-            changes=firsts(data["changes"], Change), rows=data["rows"], seconds=data["seconds"],
-            run_id=data["run_id"],
-        )
-
-    def summary(self) -> str:
-        """One line: what happened, for logs and the console's message."""
-        verb = "" if self.apply else "would be "
-        parts = []
-        for kind, c in self.counts.items():
-            if c.total:
-                parts.append(f"{kind}: {c.created} {verb}created, {c.updated} {verb}updated, {c.unchanged} unchanged, "
-                             f"{c.refused} refused")
-        if self.sponsors:
-            parts.append(f"sponsors named: {self.sponsors}")
-        return "; ".join(parts) or "nothing to import"
-
-
-class _Tally:
-    """Adds outcomes to the report, keeping only counts and the first few of each kind."""
-
-    def __init__(self, report: ImportReport):
-        self.report = report
-
-    def warning(self, problem: Problem) -> None:
-        self.report.warnings.add(problem)
-        key = (problem.column, problem.reason)
-        kinds = self.report.warning_kinds
-        if key in kinds or len(kinds) < MAX_WARNING_KINDS:
-            kinds[key] += 1
-        else:
-            kinds[("", "(other warnings)")] += 1
-
-    def refused(self, kind: str, problem: Problem) -> None:
-        self.report.counts[kind].add("refused")
-        self.report.refused.add(problem)
-
-    def outcomes(self, kind: str, outcomes: list[Outcome]) -> None:
-        seen: set[tuple[str, str, str]] = set()  # a contact of two companies: its warnings once
-        for o in outcomes:
-            if o.action == "refused":
-                self.refused(kind, o.reason or Problem(o.where, "", "refused"))
-            else:
-                self.report.counts[kind].add(o.action)
-            for w in o.warnings:
-                key = (w.where, w.column, w.reason)
-                if key not in seen:
-                    seen.add(key)
-                    self.warning(w)
-            if o.action == "updated" and o.changes and o.account_id:
-                self.report.changes.add(Change(kind, o.where, o.account_id, list(o.changes)))
-
-
 # -- the run ------------------------------------------------------------------------------------
 @dataclass
 class ImportFile:
@@ -228,11 +90,18 @@ class ImportFile:
     sheet: str | None = None
 
 
+WAITING_MODULE = "starter.book.waiting"
+
+
 def _waiting_hook():
-    """The webhooks' `resolve_waiting`, when that module is there (another branch adds it)."""
-    if importlib.util.find_spec("starter.book.waiting") is None:
-        return None
-    return getattr(importlib.import_module("starter.book.waiting"), "resolve_waiting", None)
+    """The webhooks' `resolve_waiting`, when that module is there (another branch adds it).
+    A module that is there but fails to import is an error, not a missing hook."""
+    module = sys.modules.get(WAITING_MODULE)
+    if module is None:
+        if importlib.util.find_spec(WAITING_MODULE) is None:
+            return None
+        module = importlib.import_module(WAITING_MODULE)
+    return getattr(module, "resolve_waiting", None)
 
 
 def _open(file: ImportFile, layout: FileLayout, limits: Limits, encoding: str | None) -> Table:
@@ -240,7 +109,7 @@ def _open(file: ImportFile, layout: FileLayout, limits: Limits, encoding: str | 
                       encoding=encoding, limits=limits)
 
 
-def _check_columns(table: Table, section, kind: str, tally: _Tally) -> list[str]:
+def _check_columns(table: Table, section, kind: str, tally: Tally) -> list[str]:
     """Problems that make the file unusable (no id column; contacts without their companies'),
     and a warning for each mapped field the file has no column for."""
     problems = []
@@ -261,7 +130,7 @@ def _check_columns(table: Table, section, kind: str, tally: _Tally) -> list[str]
 
 
 def _open_tables(mapping: Mapping, accounts: ImportFile | None, contacts: ImportFile | None, limits: Limits,
-                 encoding: str | None, tally: _Tally) -> list[tuple[str, Table, FileLayout]]:
+                 encoding: str | None, tally: Tally) -> list[tuple[str, Table, FileLayout]]:
     """Each file given, open, its header checked against the mapping. Raises ImportProblem."""
     if accounts is None and contacts is None:
         raise ImportProblem("give the accounts (companies) file, the contacts file, or both")
@@ -294,7 +163,7 @@ def check_import(mapping: Mapping, *, accounts: ImportFile | None = None, contac
     each opens and has the columns it must have. Raises ImportProblem; returns the warnings
     about its columns (a mapped field without a column)."""
     report = ImportReport(dialect=mapping.source, source="", connection=mapping.connection, apply=False, files=[])
-    tally = _Tally(report)
+    tally = Tally(report)
     for _, table, _ in _open_tables(mapping, accounts, contacts, limits, encoding, tally):
         table.close()
     return report.warnings.items
@@ -311,7 +180,7 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
     started = time.monotonic()
     report = ImportReport(dialect=dialect, source=source_label or mapping.connection, connection=mapping.connection,
                           apply=apply, files=[], refused=Firsts(keep), warnings=Firsts(keep), changes=Firsts(keep))
-    tally = _Tally(report)
+    tally = Tally(report)
     # Reading whole files is CPU work: on a thread, so that a service running imports keeps answering.
     tables = await asyncio.to_thread(_open_tables, mapping, accounts, contacts, limits, encoding, tally)
     try:
@@ -369,7 +238,7 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
     return report
 
 
-async def _stream(book: Book, kind: str, table: Table, mapping: Mapping, tally: _Tally, hook, total: int,
+async def _stream(book: Book, kind: str, table: Table, mapping: Mapping, tally: Tally, hook, total: int,
                   progress: Progress | None, batch_size: int) -> None:
     """Read `table` in batches into the Book. The next batch is read and parsed on a thread while
     the Book writes the current one, so PostgreSQL's work and ours overlap; two batches at most
@@ -436,7 +305,7 @@ async def _refresh_statistics(book: Book, final: bool = False) -> None:
         book._analyzed_at = book.written
 
 
-async def _resolve_waiting(hook, book: Book, object_type: str, outcomes: list[Outcome], tally: _Tally) -> None:
+async def _resolve_waiting(hook, book: Book, object_type: str, outcomes: list[Outcome], tally: Tally) -> None:
     crm_ids = sorted({o.crm_id for o in outcomes if o.action in ("created", "updated") and o.crm_id})
     if not crm_ids:
         return

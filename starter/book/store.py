@@ -141,9 +141,10 @@ class Book:
         writes: list[dict] = []
         for record in usable:
             if latest[record.crm_id] is not record:
+                again = Problem(record.where, record.labels.get("id", "id"), "the same record appears again later "
+                                "in the input: the later one is taken", fatal=False)
                 outcomes.append(Outcome("unchanged", record.where, record.crm_id, links.get(record.crm_id),
-                                        warnings=[Problem(record.where, record.labels.get("id", "id"), "the same record appears again later "
-                                                          "in the input: the later one is taken", fatal=False)]))
+                                        warnings=[again]))
                 continue
             outcome, row = self._plan_account(record, links, existing, made)
             outcomes.append(outcome)
@@ -188,8 +189,9 @@ class Book:
             row["arr_currency"] = vals["arr_currency"]
         rate = self.rates.get(row["arr_currency"])
         if rate is None:
-            warnings.append(Problem(record.where, record.labels.get("arr", "arr"), f"no USD rate for {row['arr_currency']} in "
-                                    "playbooks/crm/currencies.yaml: the tier is taken as if it were USD", False))
+            warnings.append(Problem(record.where, record.labels.get("arr", "arr"),
+                                    f"no USD rate for {row['arr_currency']} in playbooks/crm/currencies.yaml: the "
+                                    "tier is taken as if it were USD", False))
             rate = Decimal(1)
         row["usd_rate"] = rate
         if "country" in vals or "region" in vals:

@@ -214,7 +214,7 @@ def start(state, token: str, manifest: dict, apply: bool) -> Job:
             manifest.update(state="unusable", problems=str(exc).splitlines())
             if folder.is_dir():
                 write_manifest(folder, manifest)
-        except Exception as exc:  # noqa: BLE001 (the page says so; the log has the trace)
+        except Exception:  # the page says so; the log has the trace
             log.exception("console.import_failed", token=token, apply=apply)
             current.error = "the import stopped on an error on our side (it is in the service log)"
             manifest.update(state="failed", problems=[current.error + (

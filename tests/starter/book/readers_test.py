@@ -10,7 +10,8 @@ import openpyxl
 import pytest
 
 from playbooks.crm_mapping import FieldRule
-from starter.book.readers import FileProblem, Limits, cell_text, open_table, sniff_delimiter
+from starter.book.readers import FileProblem, Limits, open_table, sniff_delimiter
+from starter.book.xlsx import cell_text
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "real-inputs"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,7 +81,8 @@ def test_a_short_or_long_row_is_refused_alone(tmp_path):
     rows = values(path, col("name"))
     assert rows[0] == ("ragged.csv:2", "A") and rows[3] == ("ragged.csv:5", "D")
     short, long = rows[1][1], rows[2][1]
-    assert (short.where, short.column) == ("ragged.csv:3", "country") and "2 values but the header has 3" in short.reason
+    assert (short.where, short.column) == ("ragged.csv:3", "country")
+    assert "2 values but the header has 3" in short.reason
     assert long.where == "ragged.csv:4" and "4 values" in long.reason
 
 
