@@ -188,19 +188,40 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
         for kind, table, _ in tables:
             if progress:
                 progress("checking", 0, 0)
-            totals[kind] = await asyncio.to_thread(table.count)
-    except FileProblem as exc:
+            try:
+                totals[kind] = await asyncio.to_thread(table.count)
+            except FileProblem as exc:
+                raise ImportProblem(str(exc)) from None
+        await _write_all(pool, report, tables, totals, mapping, team, rates, tally, run_by, progress, batch_size,
+                         started)
+    finally:
         for _, table, _ in tables:
             table.close()
-        raise ImportProblem(str(exc)) from None
+    report.seconds = round(time.monotonic() - started, 3)
+    if report.run_id is not None:
+        await pool.execute(
+            "UPDATE import_runs SET status = 'finished', finished_at = now(), created = $2, updated = $3,"
+            " unchanged = $4, refused = $5, warnings = $6, report = $7 WHERE id = $1",
+            report.run_id, report.total("created"), report.total("updated"), report.total("unchanged"),
+            report.total("refused"), report.warnings.total, report.to_json())
+    log.info("import.done", dialect=dialect, connection=report.connection, apply=apply, rows=report.rows,
+             seconds=report.seconds, run_id=report.run_id, created=report.total("created"),
+             updated=report.total("updated"), unchanged=report.total("unchanged"), refused=report.total("refused"),
+             warnings=report.warnings.total)
+    return report
 
-    book = Book(pool, mapping, team, rates, apply=apply, source_label=report.source)
-    if apply:
+
+async def _write_all(pool: asyncpg.Pool, report: ImportReport, tables: list, totals: dict, mapping: Mapping,
+                     team: TeamContent, rates: CurrenciesContent, tally: Tally, run_by: str, progress: Progress | None,
+                     batch_size: int, started: float) -> None:
+    """Accounts, contacts, sponsors, and with apply the import_runs row (failed if this fails)."""
+    book = Book(pool, mapping, team, rates, apply=report.apply, source_label=report.source)
+    if report.apply:
         await sync_team(pool, team)
         report.run_id = await pool.fetchval(
             "INSERT INTO import_runs (source, connection, files, run_by) VALUES ($1, $2, $3, $4) RETURNING id",
             report.source, report.connection, report.files, run_by)
-    hook = _waiting_hook() if apply else None
+    hook = _waiting_hook() if report.apply else None
     try:
         for kind, table, _ in tables:
             try:
@@ -217,25 +238,10 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
     except BaseException:
         if report.run_id is not None:
             report.seconds = round(time.monotonic() - started, 3)
-            await pool.execute(
+            await asyncio.shield(pool.execute(
                 "UPDATE import_runs SET status = 'failed', finished_at = now(), report = $2 WHERE id = $1",
-                report.run_id, report.to_json())
+                report.run_id, report.to_json()))
         raise
-    finally:
-        for _, table, _ in tables:
-            table.close()
-    report.seconds = round(time.monotonic() - started, 3)
-    if report.run_id is not None:
-        await pool.execute(
-            "UPDATE import_runs SET status = 'finished', finished_at = now(), created = $2, updated = $3,"
-            " unchanged = $4, refused = $5, warnings = $6, report = $7 WHERE id = $1",
-            report.run_id, report.total("created"), report.total("updated"), report.total("unchanged"),
-            report.total("refused"), report.warnings.total, report.to_json())
-    log.info("import.done", dialect=dialect, connection=report.connection, apply=apply, rows=report.rows,
-             seconds=report.seconds, run_id=report.run_id, created=report.total("created"),
-             updated=report.total("updated"), unchanged=report.total("unchanged"), refused=report.total("refused"),
-             warnings=report.warnings.total)
-    return report
 
 
 async def _stream(book: Book, kind: str, table: Table, mapping: Mapping, tally: Tally, hook, total: int,

@@ -422,3 +422,21 @@ async def test_events_waiting_on_the_imported_objects_are_resumed(pool, monkeypa
     calls.clear()
     await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
     assert calls == []  # nothing new, nothing to resume
+
+
+async def test_a_run_that_fails_halfway_is_recorded_and_running_it_again_completes_it(pool, monkeypatch):
+    from starter.book import store
+
+    async def database_gone(self, rows):
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(store.Book, "_write_contacts", database_gone)
+    with pytest.raises(ConnectionError):
+        await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
+    failed = await pool.fetchrow("SELECT * FROM import_runs")
+    assert failed["status"] == "failed" and failed["finished_at"] is not None
+    assert failed["report"]["counts"]["accounts"]["created"] == 8  # what was written before stays
+    monkeypatch.undo()
+    again = await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
+    assert counts(again) == {"accounts": (0, 0, 8, 0), "contacts": (10, 0, 0, 2)}
+    assert again.sponsors == 4
