@@ -132,7 +132,11 @@ class Table:
             return SourceRow(None, where, Problem(where, column, f"{len(values)} values but the header has {width} "
                                                   "columns: a value is missing, or a quote is not closed"))
         limit = self.limits.max_cell_chars
-        if max(len(value or "") for value in values) > limit:
+        try:
+            longest = max(map(len, values), default=0)  # CSV cells are all text
+        except TypeError:  # a spreadsheet's empty cells are None
+            longest = max((len(value) for value in values if value is not None), default=0)
+        if longest > limit:
             i, value = next((i, value) for i, value in enumerate(values) if len(value or "") > limit)
             return SourceRow(None, where, Problem(where, self.headers[i], f"a value of {len(value):,} characters; "
                                                   f"at most {limit:,}"))

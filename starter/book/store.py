@@ -232,7 +232,8 @@ class Book:
                 else vals["sponsor_email"]
         if "status" in vals and creating and vals["status"]:
             row["status"] = vals["status"]
-        changes = [c for c in ACCOUNT_COLUMNS if c != "usd_rate" and not _same(row.get(c), before.get(c))]
+        changes = [c for c in ACCOUNT_COLUMNS if c != "usd_rate" and (a := row.get(c)) != (b := before.get(c))
+                   and not _same(a, b)]
         if not creating and not changes:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
         action: Action = "created" if creating else "updated"
@@ -347,7 +348,8 @@ class Book:
             warnings = [*warnings, Problem(record.where, record.labels.get("email", "email"),
                                            "no e-mail address: kept, but no play can write to this contact",
                                            fatal=False)]
-        changes = [c for c in CONTACT_COLUMNS if not _same(row.get(c), (before or {}).get(c))]
+        was = before or {}
+        changes = [c for c in CONTACT_COLUMNS if (a := row.get(c)) != (b := was.get(c)) and not _same(a, b)]
         if not creating and not changes and before.get("crm_key") == crm_key:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
         row.update(account_id=account_id, crm_key=crm_key, id=(before or {}).get("id"))

@@ -337,6 +337,7 @@ def parse_email(raw: object) -> str | None:
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 _LDH_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z])?")
 
 
@@ -345,8 +346,9 @@ def _domain_or_error(domain: str) -> tuple[str, str | None]:
     hyphens, a letter TLD, no Punycode, not special-use) is what email-validator would accept
     unchanged; anything else goes through it."""
     lowered = domain.lower()
-    if len(lowered) <= 253 and "xn--" not in lowered and _LDH_DOMAIN.fullmatch(lowered) and not any(
-            lowered == d or lowered.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES):
+    # Every special-use name is one label, and an LDH domain here has a dot: its TLD is what to check.
+    if len(lowered) <= 253 and "xn--" not in lowered and _LDH_DOMAIN.fullmatch(lowered) and \
+            lowered[lowered.rfind(".") + 1:] not in _SPECIAL_USE:
         return lowered, None
     return _checked_domain(domain)
 
