@@ -57,6 +57,7 @@ class ImportProblem(ValueError):
 
 # -- content ------------------------------------------------------------------------------------
 def crm_dir(playbooks_dir: Path) -> Path:
+    """Where the CRM content lives: mappings, team.yaml, currencies.yaml, examples/."""
     return Path(playbooks_dir) / "crm"
 
 
@@ -72,10 +73,12 @@ def load_mapping(path: Path, dialect: Dialect) -> Mapping:
 
 
 def load_team(path: Path) -> TeamContent:
+    """team.yaml (our CSMs and their CRM owner keys), validated. Raises PlaybookError."""
     return _load_config(Path(path), TeamContent)
 
 
 def load_rates(path: Path) -> CurrenciesContent:
+    """currencies.yaml (US dollars per unit of each currency), validated. Raises PlaybookError."""
     return _load_config(Path(path), CurrenciesContent)
 
 

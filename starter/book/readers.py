@@ -211,6 +211,9 @@ def sniff_delimiter(line: str) -> str:
 
 
 class CsvTable(Table):
+    """A CSV (or tab- or semicolon-separated) export: the encoding sniffed from its first bytes
+    unless given, the delimiter from its header line; rows named by the line they start on."""
+
     def __init__(self, path: Path, name: str, limits: Limits, header_row: int = 1, encoding: str | None = None):
         super().__init__(path, name, limits)
         with path.open("rb") as fh:

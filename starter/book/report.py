@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 @dataclass
 class Counts:
+    """Records (rows, and for a contact of two companies one per account) per action."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -120,7 +122,7 @@ class ImportReport:
 
 
 class Tally:
-    """Adds outcomes to the report, keeping only counts and the first few of each kind."""
+    """Adds outcomes and refusals to a report as they come: counts, and the first few of each kind."""
 
     def __init__(self, report: ImportReport):
         self.report = report

@@ -13,7 +13,12 @@ Rules a successor must know:
 - the CSM comes from the CRM owner through `csms.owner_keys` (playbooks/crm/team.yaml); an
   unknown owner gets the default CSM and a warning, never a refusal;
 - the time zone and language follow the country unless the mapping reads them;
-- the ARR is kept in its own currency with the USD rate of this write (for the tier).
+- the ARR is kept in its own currency with the USD rate of this write (for the tier);
+- new accounts, their links and new contacts are written by COPY (starter/book/writes.py), as
+  plain inserts: one created meanwhile by another writer fails the batch instead of being
+  overwritten, and running the import again is harmless;
+- `touched` keeps at most TOUCHED_KEPT accounts for naming sponsors; past that they are found
+  again in the database, so a Book's memory does not grow with the book.
 """
 
 from __future__ import annotations

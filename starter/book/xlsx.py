@@ -31,6 +31,9 @@ def cell_text(value: object) -> str | None:
 
 
 class XlsxTable(Table):
+    """An XLSX workbook's sheet (the first unless named), read-only and streamed; rows named by
+    the spreadsheet's row numbers (`file[sheet]:row` when a sheet was named)."""
+
     def __init__(self, path: Path, name: str, limits: Limits, sheet: str | None = None, header_row: int = 1):
         super().__init__(path, name, limits)
         try:
