@@ -151,6 +151,7 @@ async def bench(args, stack) -> None:
                     say(f"  {stage}: {done:,}/{total:,}")
 
             rss_before = proc_status(os.getpid())["VmRSS"]
+            load = os.getloadavg()[0]
             cpu_before = machine_cpu()
             with RssSampler() as rss:
                 t0 = time.monotonic()
@@ -168,7 +169,7 @@ async def bench(args, stack) -> None:
                 "sponsors": report.sponsors, "warnings": report.warnings.total,
                 "rss_before": rss_before, "rss_peak": max(values or [0]), "rss_thirds": thirds,
                 "rss_end": values[-1] if values else 0, "hwm": proc_status(os.getpid())["VmHWM"],
-                "machine_busy": busy,
+                "machine_busy": busy, "load": load,
             })
             r = results[-1]
             say(f"{label}: {r['rows']:,} rows in {wall:.1f} s = {r['rate']:,.0f} rows/s; {r['counts']}; "
@@ -192,15 +193,17 @@ def append_results(args, results, file_bytes: int, db_bytes: int) -> None:
         f"HubSpot exports generated with the quirks of real ones ({file_bytes / 1e6:,.0f} MB of CSV), imported with "
         f"apply through `run_import` (what `csplay import hubspot --apply` runs), on a private embedded PostgreSQL. "
         f"{os.cpu_count()} cores, Python {platform.python_version()}.", "",
-        "| run | rows | wall | rows/s | accounts c/u/=/r | contacts c/u/=/r | RSS before / 1/3 / 2/3 / end / peak |",
-        "|---|---|---|---|---|---|---|",
+        "| run | rows | wall | rows/s | accounts c/u/=/r | contacts c/u/=/r | RSS before / 1/3 / 2/3 / end / peak "
+        "| machine busy (load at start) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, c = r["counts"]["accounts"], r["counts"]["contacts"]
         rss = " / ".join(f"{kb / 1024:.0f}" for kb in (r["rss_before"], *r["rss_thirds"][1:], r["rss_end"],
                                                         r["rss_peak"]))
         lines.append(f"| {r['label']} | {r['rows']:,} | **{r['wall']:.1f} s** | {r['rate']:,.0f} | "
-                     f"{'/'.join(f'{x:,}' for x in a)} | {'/'.join(f'{x:,}' for x in c)} | {rss} MB |")
+                     f"{'/'.join(f'{x:,}' for x in a)} | {'/'.join(f'{x:,}' for x in c)} | {rss} MB | "
+                     f"{r['machine_busy']:.0%} ({r['load']:.1f}) |")
     lines += ["", f"PostgreSQL database afterwards: {db_bytes / 1e6:,.0f} MB. Goal: under 2 minutes, flat memory.", ""]
     with (PROJECT_ROOT / "bench" / "RESULTS.md").open("a") as fh:
         fh.write("\n".join(lines))

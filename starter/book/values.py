@@ -50,9 +50,12 @@ _CODE = re.compile(r"\b([A-Z]{3})\b")
 _SCIENTIFIC = re.compile(r"^[+]?\d+(\.\d+)?[eE][+-]?\d+$")
 
 
+_SYMBOLS_LONGEST_FIRST = sorted(CURRENCY_SYMBOLS, key=len, reverse=True)  # "US$" before "$"
+
+
 def _currency_in(text: str) -> tuple[str | None, str]:
     """(ISO code or None, the text without it)."""
-    for symbol in sorted(CURRENCY_SYMBOLS, key=len, reverse=True):
+    for symbol in _SYMBOLS_LONGEST_FIRST:
         if symbol in text:
             return CURRENCY_SYMBOLS[symbol], text.replace(symbol, " ")
     found = _CODE.search(text)
