@@ -238,12 +238,16 @@ async def _write_all(pool: asyncpg.Pool, report: ImportReport, tables: list, tot
             done += len(chosen)
             if progress:
                 progress("sponsors", done, 0)  # named so far; how many will be is not known
-    except BaseException:
+    except BaseException as exc:
         if report.run_id is not None:
             report.seconds = round(time.monotonic() - started, 3)
             await asyncio.shield(pool.execute(
                 "UPDATE import_runs SET status = 'failed', finished_at = now(), report = $2 WHERE id = $1",
                 report.run_id, report.to_json()))
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            raise ImportProblem(f"import run {report.run_id}: another import or a CRM webhook wrote some of these "
+                                "records meanwhile; what was written stays: run the import again to complete it"
+                                ) from None
         raise
 
 

@@ -440,3 +440,49 @@ async def test_a_run_that_fails_halfway_is_recorded_and_running_it_again_complet
     again = await run(pool, "hubspot", HUBSPOT / "companies.csv", HUBSPOT / "contacts.csv")
     assert counts(again) == {"accounts": (0, 0, 8, 0), "contacts": (10, 0, 0, 2)}
     assert again.sponsors == 4
+
+
+async def test_a_contact_of_a_company_not_in_the_book_and_one_address_for_two_people(pool, tmp_path):
+    mapping = load_mapping(CRM / "examples" / "cs_template.yaml", "csv")
+    people = tmp_path / "people.csv"
+    people.write_text("Contact ID,Account ID,First Name,Last Name,Email\n"
+                      "GC-7,GS-1001;GS-9999,Ana,Silva,ana@redwood-dental.example\n"
+                      "GC-8,GS-1001,Ana,Silva (again),ANA@redwood-dental.example\n"
+                      "GC-9,GS-1002,Bo,Berg,bo@alpenglow.example\n"
+                      "GC-9,GS-1002,Bo,Berg,bo.berg@alpenglow.example\n")
+    report = await run(pool, "csv", TEMPLATE / "accounts.csv", people, mapping=mapping)
+    assert counts(report)["contacts"] == (2, 0, 1, 1)
+    warnings = [(w.where, w.column, w.reason) for w in report.warnings.items if w.where.startswith("people")]
+    assert ("people.csv:2", "Account ID", "company GS-9999 is not in the book: the contact is added to its other "
+            "companies") in warnings
+    assert ("people.csv:4", "Contact ID", "the same record appears again later in the input: the later one is "
+            "taken") in warnings
+    (refused,) = report.refused.items
+    assert (refused.where, refused.column) == ("people.csv:3", "Email")
+    assert "ANA@redwood-dental.example is already the address of another contact of redwood-dental-group" in (
+        refused.reason)
+    assert await pool.fetchval("SELECT email FROM contacts WHERE crm_key = 'cs-template:GC-9'") == (
+        "bo.berg@alpenglow.example")
+
+
+async def test_records_written_meanwhile_by_another_writer_stop_the_run_cleanly(pool, monkeypatch):
+    """Two imports (or an import and a webhook) creating the same account at once: the second one's
+    batch fails as a whole instead of overwriting; it says to run it again, which completes it."""
+    from starter.book import store
+
+    original = store.Book._write_accounts
+
+    async def racing(self, rows):
+        await original(self.__class__(self.pool, self.mapping, self.team.content, _rates(), apply=True), rows)
+        await original(self, rows)
+
+    def _rates():
+        return load_rates(CRM / "currencies.yaml")
+
+    monkeypatch.setattr(store.Book, "_write_accounts", racing)
+    with pytest.raises(ImportProblem, match="wrote some of these records meanwhile; .* run the import again"):
+        await run(pool, "hubspot", HUBSPOT / "companies.csv")
+    assert await pool.fetchval("SELECT status FROM import_runs") == "failed"
+    monkeypatch.undo()
+    again = await run(pool, "hubspot", HUBSPOT / "companies.csv")
+    assert counts(again)["accounts"] == (0, 0, 8, 0)
