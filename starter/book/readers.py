@@ -220,6 +220,12 @@ class CsvTable(Table):
             head = fh.read(4096)
         if b"\x00" in head and not encoding and sniff_encoding(head) == "utf-8-sig":
             raise FileProblem(f"{name}:1: this is not a text file (CSV) nor an XLSX workbook")
+        if encoding:
+            try:
+                encoding = codecs.lookup(encoding).name
+            except LookupError:
+                raise FileProblem(f"{name}: {encoding!r} is not a text encoding (e.g. utf-8, cp1252, latin-1)"
+                                  ) from None
         self.encoding = encoding or sniff_encoding(head)
         self.header_row = header_row
         self.delimiter = ","

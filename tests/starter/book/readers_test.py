@@ -116,6 +116,8 @@ def test_text_that_is_not_utf8_names_the_line_and_another_encoding_reads_it(tmp_
         with open_table(path) as table:
             table.count()
     assert values(path, col("name"), encoding="cp1252") == [("latin.csv:2", "Café Noir")]
+    with pytest.raises(FileProblem, match="'klingon' is not a text encoding"):
+        open_table(path, encoding="klingon")
 
 
 @pytest.mark.parametrize("content, says", [
