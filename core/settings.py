@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     def console_secure_cookie(self) -> bool:
         return (self.public_base_url or "").startswith("https://")
 
+    # CRM imports uploaded in the console: the request's size limit, and how long an upload that
+    # was never confirmed is kept (under DATA_DIR/imports) before it is deleted.
+    import_upload_max_mb: int = Field(100, ge=1, le=2048)
+    import_upload_ttl_minutes: int = Field(60, ge=1)
+
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
     log_level: str = "INFO"

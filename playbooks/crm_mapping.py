@@ -64,8 +64,17 @@ class FieldRule(Content):
         """The value after the value map (case-insensitive); unchanged when not in it."""
         if text is None or not self.values:
             return text
-        lowered = {k.lower(): v for k, v in self.values.items()}
-        return lowered.get(text.lower(), text)
+        # The lower-cased map, made once per rule (an import maps millions of cells); kept with its
+        # rule so that the rule's id cannot be another's while it is cached.
+        entry = _LOWERED.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_LOWERED) > 4096:
+                _LOWERED.clear()
+            entry = _LOWERED[id(self)] = (self, {k.lower(): v for k, v in self.values.items()})
+        return entry[1].get(text.lower(), text)
+
+
+_LOWERED: dict[int, tuple[FieldRule, dict[str, str]]] = {}
 
 
 def _check_fields(fields: dict[str, FieldRule], allowed: dict[str, set[str]], what: str) -> None:
@@ -77,7 +86,15 @@ def _check_fields(fields: dict[str, FieldRule], allowed: dict[str, set[str]], wh
                              f"not {rule.type}")
 
 
-class AccountsMapping(Content):
+class FileLayout(Content):
+    """Where the records are in an export file: the XLSX sheet (the first when not named) and
+    the row that names the columns (a spreadsheet template often has a title above it)."""
+
+    sheet: str | None = Field(None, min_length=1, max_length=31, description="XLSX sheet name")
+    header_row: int = Field(1, ge=1, le=50)
+
+
+class AccountsMapping(FileLayout):
     """Companies (HubSpot), Accounts (Salesforce), organisations, or rows of a spreadsheet."""
 
     id: FieldRule = Field(description="the CRM's record id: the key of every re-import and webhook")
@@ -91,7 +108,9 @@ class AccountsMapping(Content):
         return self
 
 
-class ContactsMapping(Content):
+class ContactsMapping(FileLayout):
+    """People of the accounts: each names the CRM ids of its companies (one or several)."""
+
     id: FieldRule
     fields: dict[str, FieldRule]
     companies: FieldRule = Field(description="the company (account) ids of the CRM a contact belongs to")

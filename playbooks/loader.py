@@ -263,8 +263,20 @@ def load_named(playbook: str, playbooks_dir: Path | None = None) -> PlaybookSnap
     return load_playbook((playbooks_dir or PLAYBOOKS_DIR) / f"{playbook}.yaml")
 
 
+def crm_config_files(playbooks_dir: Path | None = None) -> list[tuple[Path, type[Content]]]:
+    """The CRM content of `crm/` (team, currencies, and every mapping, the examples' too)."""
+    from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
+
+    crm = (playbooks_dir or PLAYBOOKS_DIR) / "crm"
+    named = {"team.yaml": TeamContent, "currencies.yaml": CurrenciesContent}
+    # connections.yaml is the webhooks' (playbooks/crm_connections.py), checked on its own.
+    paths = [p for p in sorted(crm.glob("*.yaml")) if p.name != "connections.yaml"] + sorted(
+        (crm / "examples").glob("*.yaml"))
+    return [(p, named.get(p.name, Mapping) if p.parent == crm else Mapping) for p in paths]
+
+
 def validate_all(playbooks_dir: Path | None = None) -> list[str]:
-    """Every problem in every playbook file of the folder, formatted."""
+    """Every problem in every playbook file of the folder (and of its crm/ content), formatted."""
     errors: list[str] = []
     for path in sorted((playbooks_dir or PLAYBOOKS_DIR).glob("*.yaml")):
         try:
@@ -272,6 +284,11 @@ def validate_all(playbooks_dir: Path | None = None) -> list[str]:
                 _load_config(path, CONFIG_FILES[path.name])
             else:
                 load_playbook(path)
+        except PlaybookError as exc:
+            errors.extend(_format(*p) for p in exc.problems)
+    for path, model in crm_config_files(playbooks_dir):
+        try:
+            _load_config(path, model)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
     errors.extend(_crm_connection_problems((playbooks_dir or PLAYBOOKS_DIR) / "crm"))

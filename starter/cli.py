@@ -842,5 +842,9 @@ def validate(folder: Path = typer.Option(None, help="playbooks folder (default: 
     out.print("all playbooks valid")
 
 
+from starter import import_cli  # noqa: E402  (its commands import this module's helpers when they run)
+
+app.add_typer(import_cli.app, name="import")
+
 if __name__ == "__main__":
     app()

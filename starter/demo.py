@@ -1,8 +1,10 @@
-"""The demo account and our staff ladder, created on first start only."""
+"""The demo account, the demo book of business and our staff ladder, created on first start only."""
 
 from __future__ import annotations
 
+import csv
 import secrets
+import tempfile
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -71,3 +73,49 @@ async def seed_console_user(pool: asyncpg.Pool, login_file: Path) -> bool:
     login_file.write_text(f"{DEMO_CONSOLE_USER[0]}\n{password}\n")
     await add_user(pool, DEMO_CONSOLE_USER[0], DEMO_CONSOLE_USER[1], password)
     return True
+
+
+# -- the demo book of business ------------------------------------------------------------------
+DEMO_BOOK_DIR = Path(__file__).parent / "demo_book"
+# The files' dates are written as seen from this day; on import they move by as many days as have
+# passed since, so that the demo's renewals always lie ahead (1 to 12 months out).
+DEMO_BOOK_AS_OF = date(2026, 12, 1)
+DEMO_SOURCE = "demo"
+
+
+def _shifted(source: Path, dest: Path, days: int, column: str = "Renewal Date") -> Path:
+    """A copy of a HubSpot export with the dates of `column` moved by `days` (still HubSpot's
+    format: every value quoted)."""
+    with source.open(newline="", encoding="utf-8") as fin, dest.open("w", newline="", encoding="utf-8") as fout:
+        rows = csv.reader(fin)
+        out = csv.writer(fout, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        header = next(rows)
+        out.writerow(header)
+        at = header.index(column)
+        for row in rows:
+            if row[at]:
+                row[at] = (date.fromisoformat(row[at]) + timedelta(days=days)).isoformat()
+            out.writerow(row)
+    return dest
+
+
+async def seed_demo_book(pool: asyncpg.Pool, today: date):
+    """Import the demo book (starter/demo_book/: 25 companies of three tiers in a dozen countries
+    and time zones, their contacts, three CSMs) through the HubSpot importer, once: the
+    ImportReport, or None when an earlier start imported it. Uses the shipped mapping, team and
+    currencies; its CRM ids are kept under the connection `demo`, apart from a real HubSpot's."""
+    from playbooks.loader import PLAYBOOKS_DIR
+    from starter.book.importer import ImportFile, load_mapping, load_rates, load_team, run_import
+
+    if await pool.fetchval("SELECT 1 FROM import_runs WHERE source = $1 AND status = 'finished'", DEMO_SOURCE):
+        return None
+    crm = PLAYBOOKS_DIR / "crm"
+    mapping = load_mapping(crm / "hubspot.yaml", "hubspot").model_copy(update={"connection": DEMO_SOURCE})
+    with tempfile.TemporaryDirectory(prefix="demo-book-") as tmp:
+        companies = _shifted(DEMO_BOOK_DIR / "companies.csv", Path(tmp) / "companies.csv",
+                             (today - DEMO_BOOK_AS_OF).days)
+        return await run_import(
+            pool, mapping, dialect="hubspot", accounts=ImportFile(companies, name="demo_book/companies.csv"),
+            contacts=ImportFile(DEMO_BOOK_DIR / "contacts.csv", name="demo_book/contacts.csv"),
+            team=load_team(crm / "team.yaml"), rates=load_rates(crm / "currencies.yaml"), apply=True,
+            run_by="demo", source_label=DEMO_SOURCE)

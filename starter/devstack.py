@@ -8,7 +8,8 @@
 - an SMTP sink on SMTP_HOST:SMTP_PORT keeping mail in .data/mail, unless
   SMTP_HOST is set;
 - the worker and the HTTP service as child processes, logs in .data/logs;
-- the demo account and staff ladder, created once.
+- the demo account, the demo book of business (imported from starter/demo_book/)
+  and the staff ladder, created once.
 
 Ctrl-C stops everything; data is kept, so the next start picks up the plays.
 """
@@ -31,7 +32,7 @@ from core.logs import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings
 from core.temporal import SEARCH_ATTRIBUTES, connect
 from starter.schedules import ensure_schedules
-from starter.demo import DEMO_ACCOUNT_ID, seed_console_user, seed_demo
+from starter.demo import DEMO_ACCOUNT_ID, seed_console_user, seed_demo, seed_demo_book
 from starter.mail_sink import start_sink
 
 
@@ -158,7 +159,12 @@ async def prepare_database(url: str, login_file: Path) -> bool:
             say(f"- schema migrations applied: {', '.join(applied)}")
         if await seed_console_user(pool, login_file):
             say(f"- console user created; its login is in {login_file}")
-        return await seed_demo(pool, date.today())
+        created = await seed_demo(pool, date.today())
+        book = await seed_demo_book(pool, date.today())
+        if book is not None:
+            say(f"- demo book imported through the HubSpot importer from starter/demo_book/: "
+                f"{book.counts['accounts'].created} accounts, {book.counts['contacts'].created} contacts")
+        return created
     finally:
         await pool.close()
 

@@ -16,13 +16,14 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import httpx
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from playbooks.loader import PlaybookError, validate_all
+from playbooks.loader import PLAYBOOKS_DIR, PlaybookError, validate_all
 from starter.steering import launch_onboarding
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign
 from tests.conftest import asleep_on_timer
@@ -348,6 +349,24 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "zendesk[0].mapping: no mapping file 'zendsk.yaml'"),
     "webhook mapping ticket stage unknown": Broken(
         "crm/hubspot.yaml", '"4": closed', '"4": done', "webhooks.ticket_stages: 'done' is not a ticket stage"),
+    # -- CRM content (playbooks/crm/): what an import reads ---------------------------------
+    "crm mapping reads ARR as a date": Broken(
+        "crm/hubspot.yaml", "property: current_arr, type: money}", "property: current_arr, type: date}",
+        "accounts.fields.arr.type: arr is read as money, not date"),
+    "crm mapping of a field we do not have": Broken(
+        "crm/salesforce.yaml", "    vertical: {columns: [INDUSTRY], property: Industry}\n",
+        "    verticals: {columns: [INDUSTRY], property: Industry}\n",
+        "accounts.fields.verticals: not a field of an account"),
+    "crm mapping YAML syntax": Broken("crm/salesforce.yaml", "connection: salesforce\n", "connection: [salesforce\n",
+                                      "YAML syntax", at="default_currency: USD"),
+    "crm example mapping maps a tier we do not have": Broken(
+        "crm/examples/cs_template.yaml", "values: {Strategic: Enterprise,", "values: {Strategic: Platinum,",
+        "accounts.fields.tier.values: 'Platinum' is not a tier"),
+    "crm team default CSM not on the team": Broken("crm/team.yaml", "default_csm: casey.morgan@tai.example",
+                                                   "default_csm: nobody@tai.example",
+                                                   "default_csm: must be one of the csms listed"),
+    "crm currency rate negative": Broken("crm/currencies.yaml", "  EUR: 1.08", "  EUR: -1.08",
+                                         "usd_per_unit: EUR: a rate must be positive", at="usd_per_unit:"),
     "template unknown variable": Broken("templates/onboarding/health_check.html.j2", "{{ account.name }}",
                                         "{{ account.nickname }}", "has no attribute 'nickname'"),
     "template escaping the sandbox via __class__": Broken(
@@ -388,4 +407,141 @@ async def test_a_broken_playbook_names_file_line_and_field_and_launches_nothing(
 
 
 def test_the_catalogue_has_at_least_thirty_cases():
-    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + 1 >= 30
+    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + len(IMPORT_CASES) + len(UPLOAD_CASES) + 1 >= 30
+
+
+# -- CRM imports: files and mappings that cannot be imported -------------------------------------
+CRM_DIR = PLAYBOOKS_DIR / "crm"
+IMPORT_FIXTURES = Path(__file__).parent / "starter" / "book" / "fixtures"
+
+
+@dataclass
+class BadImport:
+    dialect: str
+    accounts: bytes | None  # the file's content (None: no such file given)
+    contacts: bytes | None = None
+    says: str = ""
+    mapping: str | None = None  # a mapping file's content instead of the shipped one
+
+
+def _hubspot(name: str) -> bytes:
+    return (IMPORT_FIXTURES / "hubspot" / name).read_bytes()
+
+
+IMPORT_CASES: dict[str, BadImport] = {
+    "import file not UTF-8": BadImport("hubspot", _hubspot("companies.csv").replace(
+        "Königsbach".encode(), "Königsbach".encode("cp1252")), says="accounts.csv:3: not UTF-8 text"),
+    "import quote never closed, to the end of a big file": BadImport(
+        "hubspot", _hubspot("companies.csv") + b'"30000000099","' + b"x" * 140_000,
+        says="accounts.csv:11: a value runs on for more than 131,072 characters: a quote is not closed"),
+    "import contacts export given as companies": BadImport(
+        "salesforce", (IMPORT_FIXTURES / "salesforce" / "extract_Contact.csv").read_bytes().replace(b'"ID"', b'"SFID"'),
+        says="accounts.csv:1: no column for the record id"),
+    "import companies export given as contacts": BadImport(
+        "hubspot", None, _hubspot("companies.csv"), says="contacts.csv:1: no column for the contacts' companies"),
+    "import Excel 97-2003 workbook": BadImport("hubspot", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 512,
+                                               says="accounts.csv:1: an Excel 97-2003 workbook (.xls)"),
+    "import a ZIP that is no workbook": BadImport("hubspot", b"PK\x03\x04" + b"\0" * 64,
+                                                  says="accounts.csv:1: not an XLSX workbook"),
+    "import binary garbage": BadImport("hubspot", bytes(range(256)) * 8,
+                                       says="accounts.csv:1: this is not a text file"),
+    "import too many columns": BadImport("hubspot", (",".join(f"c{i}" for i in range(600)) + "\n").encode(),
+                                         says="accounts.csv:1: 600 columns; at most 500 are read"),
+    "import empty file": BadImport("hubspot", b"", says="accounts.csv:1: the file is empty"),
+    "import mapping of another CRM": BadImport("csv", _hubspot("companies.csv"),
+                                               mapping=(CRM_DIR / "hubspot.yaml").read_text(),
+                                               says="mapping.yaml:1: source: this mapping reads hubspot files"),
+    "import mapping with a field we do not have": BadImport(
+        "csv", _hubspot("companies.csv"), says="accounts.fields.nickname: not a field of an account",
+        mapping=(CRM_DIR / "examples" / "cs_template.yaml").read_text().replace(
+            "    domain: {columns: [Website, Domain, Site web]}", "    nickname: {columns: [Website]}")),
+    "import mapping without a contacts section": BadImport(
+        "csv", None, _hubspot("contacts.csv"), says="has no contacts section",
+        mapping="version: 1\nsource: csv\nconnection: mine\naccounts:\n  id: {columns: [Id]}\n"
+                "  fields: {name: {columns: [Name]}}\n"),
+}
+
+
+@pytest.mark.parametrize("case", IMPORT_CASES.values(), ids=IMPORT_CASES.keys())
+async def test_an_unusable_import_says_file_line_and_writes_nothing(env, pool, tmp_path, case):
+    from starter.book.importer import (
+        ImportFile, ImportProblem, load_mapping, load_rates, load_team, run_import,
+    )
+
+    files = {}
+    for kind, content in (("accounts", case.accounts), ("contacts", case.contacts)):
+        if content is not None:
+            (tmp_path / f"{kind}.csv").write_bytes(content)
+            files[kind] = ImportFile(tmp_path / f"{kind}.csv")
+    before_rows, before_plays = await table_digests(pool), await plays(env)
+    with pytest.raises((ImportProblem, PlaybookError)) as refused:
+        path = CRM_DIR / f"{case.dialect}.yaml"
+        if case.mapping is not None:
+            path = tmp_path / "mapping.yaml"
+            path.write_text(case.mapping)
+        mapping = load_mapping(path, case.dialect)
+        await run_import(pool, mapping, dialect=case.dialect, **files, team=load_team(CRM_DIR / "team.yaml"),
+                         rates=load_rates(CRM_DIR / "currencies.yaml"), apply=True, run_by="catalogue")
+    assert case.says in str(refused.value) and "Traceback" not in str(refused.value)
+    assert await table_digests(pool) == before_rows
+    assert await plays(env) == before_plays
+
+
+# -- the console's Import page: uploads refused at once, nothing kept ----------------------------
+def _upload(files: dict, data: dict | None = None, csrf: bool = True, content_length: int | None = None) -> Callable:
+    async def send(http, csrf_token):
+        form = {"mapping": "hubspot", **(data or {})}
+        if csrf:
+            form["csrf_token"] = csrf_token
+        request = http.build_request("POST", "/console/imports", data=form, files=files)
+        if content_length is not None:
+            request.headers["content-length"] = str(content_length)
+        return await http.send(request)
+    return send
+
+
+UPLOAD_CASES: dict[str, Case] = {
+    "upload without its CSRF token": Case(_upload({"accounts": ("companies.csv", _hubspot("companies.csv"))},
+                                                  csrf=False), 403, "did not come from the console"),
+    "upload of no file": Case(_upload({"accounts": ("", b"")}), 422, "files: choose the accounts"),
+    "upload of the wrong export": Case(_upload({"accounts": ("contacts.csv", _hubspot("companies.csv")
+                                                             .replace(b"Record ID", b"Id"))}), 422,
+                                       "contacts.csv:1: no column for the record id"),
+    "upload of a binary file": Case(_upload({"accounts": ("ARR.csv", bytes(range(256)) * 8)}), 422,
+                                    "ARR.csv:1: this is not a text file"),
+    "upload larger than allowed": Case(_upload({"accounts": ("big.csv", b"Record ID\n" + b"1\n" * 700_000)}), 413,
+                                       "larger than the 1 MB"),
+    "upload that says it is small and is not": Case(
+        _upload({"accounts": ("big.csv", b"Record ID\n" + b"1\n" * 700_000)}, content_length=1000), 413,
+        "larger than the 1 MB"),
+    "upload with an unknown mapping": Case(_upload({"accounts": ("c.csv", _hubspot("companies.csv"))},
+                                                   {"mapping": "../../etc/passwd"}), 422, "mapping: choose one"),
+    "upload with a broken mapping of one's own": Case(_upload(
+        {"accounts": ("c.csv", _hubspot("companies.csv")),
+         "mapping_file": ("my-mapping.yaml", b"version: 1\nsource: [\n")},
+        {"mapping": "upload"}), 422, "my-mapping.yaml:3: YAML syntax"),
+    "confirm an import that does not exist": Case(
+        lambda http, csrf: http.post("/console/imports/AAAAAAAAAAAAAAAAAAAAAA/apply", data={"csrf_token": csrf}),
+        404, "There is no such import"),
+    "confirm with a path for a token": Case(
+        lambda http, csrf: http.post("/console/imports/..%2F..%2Fpg/apply", data={"csrf_token": csrf}), 404, ""),
+}
+
+
+@pytest.mark.parametrize("case", UPLOAD_CASES.values(), ids=UPLOAD_CASES.keys())
+async def test_a_bad_upload_gets_a_clear_4xx_and_keeps_nothing(env, http, pool, settings, case):
+    from starter.console.auth import SESSION_COOKIE, add_user, log_in, session_user
+
+    settings.import_upload_max_mb = 1
+    await add_user(pool, "ops@tai.example", "Ops", "a long enough password")
+    token, _ = await log_in(pool, settings, "ops@tai.example", "a long enough password")
+    http.cookies.set(SESSION_COOKIE, token)
+    csrf = (await session_user(pool, token)).csrf_token
+    before_rows, before_plays = await table_digests(pool), await plays(env)
+    response = await case.send(http, csrf)
+    assert response.status_code == case.status, response.text[:500]
+    assert case.says in response.text and "Traceback" not in response.text
+    assert await table_digests(pool) == before_rows
+    assert await plays(env) == before_plays
+    uploads = settings.data_dir / "imports"
+    assert not uploads.exists() or not any(uploads.iterdir())

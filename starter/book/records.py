@@ -32,11 +32,15 @@ class Problem:
 
 @dataclass
 class AccountRecord:
+    """`values`: our field name -> typed value; `labels`: our field name -> the column label or
+    property it was read from (for messages that name the column)."""
+
     crm_id: str
     where: str
     values: dict[str, object] = field(default_factory=dict)
     owner_keys: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ContactRecord:
     values: dict[str, object] = field(default_factory=dict)
     owner_keys: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 # A source of raw values: given a field rule, the (label, raw text) pairs it finds for it
@@ -89,12 +94,11 @@ def read_value(rule: FieldRule, raw: str | None, mapping: Mapping) -> object:
     kind = rule.type
     if text is None:
         return None
-    if kind in ("text", "owner", "language", "region"):
-        if kind == "language":
-            return text.lower().replace("_", "-")[:2] if len(text) >= 2 else None
-        if kind == "region":
-            return text.upper().split("-")[-1][:3]
+    if kind in ("text", "owner", "region"):
+        # A region is read within the account's country: the store resolves it (values.parse_region).
         return text
+    if kind == "language":
+        return v.parse_language(text)
     if kind == "money":
         return v.parse_money(text, mapping.default_currency)
     if kind == "date":
@@ -129,12 +133,14 @@ def read_value(rule: FieldRule, raw: str | None, mapping: Mapping) -> object:
     return text  # id
 
 
-def _read_id(rule: FieldRule, lookup: Lookup, where: str, problems: list[Problem]) -> str | None:
+def _read_id(rule: FieldRule, lookup: Lookup, where: str, problems: list[Problem],
+             labels: dict[str, str]) -> str | None:
     found = lookup(rule)
     if not found:
         problems.append(Problem(where, (rule.columns or [rule.property])[0], "no such column: the record id is needed"))
         return None
     label, raw = found[0]
+    labels["id"] = label
     try:
         crm_id = v.salesforce_id(raw) if rule.type == "salesforce_id" else v.clean(raw)
     except v.BadValue as exc:
@@ -151,6 +157,7 @@ def _read_fields(fields: dict[str, FieldRule], lookup: Lookup, mapping: Mapping,
         found = lookup(rule)
         if not found:
             continue
+        record.labels[name] = found[0][0]
         if rule.type == "owner":
             record.owner_keys = [k for _, raw in found if (k := v.clean(raw))]
             continue
@@ -166,6 +173,9 @@ def _read_fields(fields: dict[str, FieldRule], lookup: Lookup, mapping: Mapping,
             amount, currency = value
             record.values["arr"] = amount
             record.values.setdefault("arr_currency", currency)
+        elif name == "arr_currency":
+            if value is not None:  # a currency column says it outright; an empty one leaves the amount's
+                record.values["arr_currency"] = value
         else:
             record.values[name] = value
 
@@ -176,8 +186,9 @@ def account_record(mapping: Mapping, lookup: Lookup, where: str) -> AccountRecor
     if section is None:
         return None
     problems: list[Problem] = []
-    crm_id = _read_id(section.id, lookup, where, problems)
-    record = AccountRecord(crm_id=crm_id or "", where=where, problems=problems)
+    labels: dict[str, str] = {}
+    crm_id = _read_id(section.id, lookup, where, problems, labels)
+    record = AccountRecord(crm_id=crm_id or "", where=where, problems=problems, labels=labels)
     _read_fields(section.fields, lookup, mapping, where, record)
     return record
 
@@ -187,11 +198,13 @@ def contact_record(mapping: Mapping, lookup: Lookup, where: str) -> ContactRecor
     if section is None:
         return None
     problems: list[Problem] = []
-    crm_id = _read_id(section.id, lookup, where, problems)
-    record = ContactRecord(crm_id=crm_id or "", where=where, problems=problems)
+    labels: dict[str, str] = {}
+    crm_id = _read_id(section.id, lookup, where, problems, labels)
+    record = ContactRecord(crm_id=crm_id or "", where=where, problems=problems, labels=labels)
     found = lookup(section.companies)
     if found:
         label, raw = found[0]
+        record.labels["companies"] = label
         try:
             ids = read_value(section.companies, raw, mapping) or []
             if section.id.type == "salesforce_id" or mapping.source == "salesforce":

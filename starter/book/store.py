@@ -13,7 +13,12 @@ Rules a successor must know:
 - the CSM comes from the CRM owner through `csms.owner_keys` (playbooks/crm/team.yaml); an
   unknown owner gets the default CSM and a warning, never a refusal;
 - the time zone and language follow the country unless the mapping reads them;
-- the ARR is kept in its own currency with the USD rate of this write (for the tier).
+- the ARR is kept in its own currency with the USD rate of this write (for the tier);
+- new accounts, their links and new contacts are written by COPY (starter/book/writes.py), as
+  plain inserts: one created meanwhile by another writer fails the batch instead of being
+  overwritten, and running the import again is harmless;
+- `touched` keeps at most TOUCHED_KEPT accounts for naming sponsors; past that they are found
+  again in the database, so a Book's memory does not grow with the book.
 """
 
 from __future__ import annotations
@@ -21,17 +26,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Literal
+from typing import AsyncIterator, Literal
 
 import asyncpg
 
-from core.models import Person
 from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
 from starter.book import values as v
+from starter.book import writes
 from starter.book.records import AccountRecord, ContactRecord, Problem
+from starter.book.team import Team, sync_team  # noqa: F401  (re-exported: Book's public API)
+from starter.book.values import official_language  # noqa: F401  (re-exported)
 
 Action = Literal["created", "updated", "unchanged", "refused"]
 DEFAULT_TIMEZONE = "America/New_York"
+# Accounts whose contacts changed, kept in memory to name their sponsors; past this many, they are
+# found again in the database (contacts written since the run began), so memory stays flat.
+TOUCHED_KEPT = 10_000
 
 # accounts columns an import writes (status only when it creates the account).
 ACCOUNT_COLUMNS = ("name", "status", "health", "arr", "arr_currency", "usd_rate", "crm_tier", "renewal_date",
@@ -53,48 +63,6 @@ class Outcome:
     reason: Problem | None = None
 
 
-def official_language(country: str | None) -> str | None:
-    """The first official language (ISO 639-1) of a country, from CLDR via babel."""
-    if not country:
-        return None
-    from babel.languages import get_official_languages
-
-    for lang in get_official_languages(country, de_facto=True):
-        if len(lang) == 2:
-            return lang
-    return None
-
-
-class Team:
-    """Our CSMs and the CRM owners that stand for them."""
-
-    def __init__(self, content: TeamContent):
-        self.default = next(c for c in content.csms if str(c.email).lower() == str(content.default_csm).lower())
-        self.by_key: dict[str, Person] = {}
-        for csm in content.csms:
-            person = Person(name=csm.name, email=str(csm.email).lower())
-            for key in (*csm.owners, csm.name, str(csm.email)):
-                self.by_key[key.strip().lower()] = person
-        self.content = content
-
-    def resolve(self, keys: list[str]) -> tuple[Person, str | None, bool]:
-        """(CSM, the owner key used, matched?) for the CRM owner keys (id, name, e-mail)."""
-        for key in keys:
-            person = self.by_key.get(key.strip().lower())
-            if person is not None:
-                return person, key, True
-        return Person(name=self.default.name, email=str(self.default.email).lower()), (keys[0] if keys else None), False
-
-
-async def sync_team(pool: asyncpg.Pool | asyncpg.Connection, team: TeamContent) -> None:
-    """Write team.yaml's CSMs to `csms` (adds and updates; a CSM removed from the file stays)."""
-    await pool.executemany(
-        "INSERT INTO csms (email, name, owner_keys) VALUES ($1, $2, $3) ON CONFLICT (email) DO UPDATE"
-        " SET name = EXCLUDED.name, owner_keys = EXCLUDED.owner_keys, updated_at = now()",
-        [(str(c.email).lower(), c.name, sorted({k.strip().lower() for k in (*c.owners, c.name)})) for c in team.csms],
-    )
-
-
 class Book:
     """Writes (or, with apply=False, plans) accounts and contacts for one CRM connection."""
 
@@ -106,8 +74,12 @@ class Book:
         self.team = Team(team)
         self.rates = {code: Decimal(str(rate)) for code, rate in rates.usd_per_unit.items()}
         self._planned_links: dict[tuple[str, str], str] = {}   # dry run: (object_type, crm_id) -> account id
+        self.written = 0                                        # rows written (the importer refreshes statistics)
         self._taken: set[str] = set()                           # account ids made in this run
-        self.touched: set[str] = set()                          # accounts whose contacts changed
+        self.touched: set[str] = set()                          # accounts whose contacts changed (up to TOUCHED_KEPT)
+        self.touched_count = 0                                  # ... and how many in all
+        self._contacts_since: datetime | None = None            # when this Book first wrote contacts
+        self.touched_overflow = False
 
     # -- links ------------------------------------------------------------------------------
     async def account_ids(self, object_type: str, crm_ids: list[str]) -> dict[str, str]:
@@ -123,25 +95,33 @@ class Book:
         return found
 
     async def _new_ids(self, records: list[tuple[AccountRecord, str]]) -> dict[str, str]:
-        """An unused account id for each (record, name): from the name, else connection-crmid."""
+        """An unused account id for each (record, name): from the name, else connection-crmid;
+        `-2`, `-3`... when taken. Looked up by exact ids (the primary key), a few at a time."""
         wanted: dict[str, str] = {}
         for record, name in records:
             base = v.slug(name) or ""
             if len(base) < 3:
                 base = v.slug(f"{self.connection}-{record.crm_id}", 60)
             wanted[record.crm_id] = base
-        taken = {r["id"] for r in await self.pool.fetch(
-            "SELECT id FROM accounts WHERE id = ANY($1::text[]) OR id LIKE ANY($2::text[])",
-            list(wanted.values()), [f"{b}-%" for b in wanted.values()])} | self._taken
-        out = {}
-        for crm_id, base in wanted.items():
-            candidate, n = base, 1
-            while candidate in taken:
-                n += 1
-                candidate = f"{base[:60]}-{n}"
-            taken.add(candidate)
-            self._taken.add(candidate)
-            out[crm_id] = candidate
+        out: dict[str, str] = {}
+        pending = dict(wanted)
+        suffix = 1  # candidates: base, then base-2 ... base-21, then base-22 ... base-41, ...
+        while pending:
+            candidates = {crm_id: [base] if suffix == 1 else [f"{base[:60]}-{n}" for n in range(suffix, suffix + 20)]
+                          for crm_id, base in pending.items()}
+            every = sorted({c for cs in candidates.values() for c in cs})
+            taken = {r["id"] for r in await self.pool.fetch(
+                "SELECT id FROM accounts WHERE id = ANY($1::text[])", every)} | self._taken
+            for crm_id, options in candidates.items():
+                free = next((c for c in options if c not in taken), None)
+                if free is not None:
+                    taken.add(free)
+                    self._taken.add(free)
+                    out[crm_id] = free
+                    del pending[crm_id]
+            suffix = 2 if suffix == 1 else suffix + 20
+        if self.apply:
+            self._taken.clear()  # written in this batch: the database knows them from now on
         return out
 
     # -- accounts ---------------------------------------------------------------------------
@@ -166,9 +146,10 @@ class Book:
         writes: list[dict] = []
         for record in usable:
             if latest[record.crm_id] is not record:
+                again = Problem(record.where, record.labels.get("id", "id"), "the same record appears again later "
+                                "in the input: the later one is taken", fatal=False)
                 outcomes.append(Outcome("unchanged", record.where, record.crm_id, links.get(record.crm_id),
-                                        warnings=[Problem(record.where, "id", "the same record appears again later "
-                                                          "in the input: the later one is taken", fatal=False)]))
+                                        warnings=[again]))
                 continue
             outcome, row = self._plan_account(record, links, existing, made)
             outcomes.append(outcome)
@@ -176,8 +157,9 @@ class Book:
                 writes.append(row)
         if self.apply and writes:
             await self._write_accounts(writes)
-        for row in writes:
-            self._planned_links[("company", row["crm_id"])] = row["id"]
+        if not self.apply:
+            for row in writes:
+                self._planned_links[("company", row["crm_id"])] = row["id"]
         return outcomes
 
     def _plan_account(self, record: AccountRecord, links: dict[str, str], existing: dict[str, dict],
@@ -196,7 +178,7 @@ class Book:
                       "timezone": None, "language": None, "country": None}
         row = {c: before.get(c) for c in ACCOUNT_COLUMNS}
         vals = record.values
-        for name in ("name", "renewal_date", "vertical", "region", "domain"):
+        for name in ("name", "renewal_date", "vertical", "domain"):
             if name in vals:
                 row[name] = vals[name]
         if "health" in vals and vals["health"] is not None:
@@ -212,18 +194,30 @@ class Book:
             row["arr_currency"] = vals["arr_currency"]
         rate = self.rates.get(row["arr_currency"])
         if rate is None:
-            warnings.append(Problem(record.where, "arr", f"no USD rate for {row['arr_currency']} in "
-                                    "playbooks/crm/currencies.yaml: the tier is taken as if it were USD", False))
+            warnings.append(Problem(record.where, record.labels.get("arr", "arr"),
+                                    f"no USD rate for {row['arr_currency']} in playbooks/crm/currencies.yaml: the "
+                                    "tier is taken as if it were USD", False))
             rate = Decimal(1)
         row["usd_rate"] = rate
-        if "country" in vals:
-            derived_tz = v.default_timezone(before.get("country"))
-            row["country"] = vals["country"]
-            if "timezone" not in vals and (creating or row.get("timezone") in (None, derived_tz)):
-                row["timezone"] = v.default_timezone(vals["country"]) or row.get("timezone") or DEFAULT_TIMEZONE
-            if "language" not in vals and (creating or row.get("language") in (None, official_language(
-                    before.get("country")))):
-                row["language"] = official_language(vals["country"]) or row.get("language") or "en"
+        if "country" in vals or "region" in vals:
+            derived_tz = v.default_timezone(before.get("country"), before.get("region"))
+            derived_language = official_language(before.get("country"))
+            if "country" in vals:
+                if vals["country"] != before.get("country") and "region" not in vals:
+                    row["region"] = None  # a region of the old country means nothing in the new one
+                row["country"] = vals["country"]
+            if "region" in vals:
+                try:
+                    row["region"] = v.parse_region(row.get("country"), vals["region"])
+                except v.BadValue as exc:
+                    warnings.append(Problem(record.where, record.labels.get("region", "region"), f"{exc}: left out",
+                                            fatal=False))
+                    row["region"] = before.get("region") if row.get("country") == before.get("country") else None
+            if not vals.get("timezone") and (creating or row.get("timezone") in (None, derived_tz)):
+                row["timezone"] = v.default_timezone(row.get("country"), row.get("region")) or row.get("timezone") \
+                    or DEFAULT_TIMEZONE
+            if not vals.get("language") and (creating or row.get("language") in (None, derived_language)):
+                row["language"] = official_language(row.get("country")) or row.get("language") or "en"
         if vals.get("timezone"):
             row["timezone"] = vals["timezone"]
         if vals.get("language"):
@@ -234,8 +228,8 @@ class Book:
             csm, key, matched = self.team.resolve(record.owner_keys)
             if not matched and (creating or record.owner_keys):
                 shown = f"owner {key!r} is none of our CSMs" if key else "no owner"
-                warnings.append(Problem(record.where, "owner", f"{shown}: assigned to the default CSM {csm.name}",
-                                        fatal=False))
+                warnings.append(Problem(record.where, record.labels.get("owner", "owner"),
+                                        f"{shown}: assigned to the default CSM {csm.name}", fatal=False))
             row["csm_name"], row["csm_email"], row["csm_owner"] = csm.name, str(csm.email), key
         if "sponsor_email" in vals:
             row["sponsor_email"] = vals["sponsor_email"]
@@ -243,26 +237,29 @@ class Book:
                 else vals["sponsor_email"]
         if "status" in vals and creating and vals["status"]:
             row["status"] = vals["status"]
-        changes = [c for c in ACCOUNT_COLUMNS if c != "usd_rate" and not _same(row.get(c), before.get(c))]
+        changes = [c for c in ACCOUNT_COLUMNS if c != "usd_rate" and (a := row.get(c)) != (b := before.get(c))
+                   and not _same(a, b)]
         if not creating and not changes:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
         action: Action = "created" if creating else "updated"
-        row.update(id=account_id, crm_id=record.crm_id)
+        row.update(id=account_id, crm_id=record.crm_id, new=creating)
         return Outcome(action, record.where, record.crm_id, account_id, changes, warnings), row
 
     async def _write_accounts(self, rows: list[dict]) -> None:
-        columns = ("id",) + ACCOUNT_COLUMNS + ("source",)
-        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ACCOUNT_COLUMNS if c != "status")
+        """New accounts and their CRM links by COPY; changed ones by UPDATE (never their status:
+        once created, the plays own it). One transaction per batch."""
+        created = [r for r in rows if r["new"]]
+        changed = [r for r in rows if not r["new"]]
+        updated_columns = tuple(c for c in ACCOUNT_COLUMNS if c != "status")
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                f"INSERT INTO accounts ({', '.join(columns)}) VALUES ({placeholders})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
-                [(r["id"],) + tuple(r.get(c) for c in ACCOUNT_COLUMNS) + (self.source,) for r in rows])
-            await conn.executemany(
-                "INSERT INTO crm_links (connection, object_type, crm_id, account_id) VALUES ($1, 'company', $2, $3)"
-                " ON CONFLICT (connection, object_type, crm_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
-                " updated_at = now()", [(self.connection, r["crm_id"], r["id"]) for r in rows])
+            await writes.insert_rows(conn, "accounts", ("id",) + ACCOUNT_COLUMNS + ("source",),
+                                     [(r["id"],) + tuple(r.get(c) for c in ACCOUNT_COLUMNS) + (self.source,)
+                                      for r in created])
+            await writes.insert_rows(conn, "crm_links", ("connection", "object_type", "crm_id", "account_id"),
+                                     [(self.connection, "company", r["crm_id"], r["id"]) for r in created])
+            await writes.update_rows(conn, "accounts", "id", updated_columns,
+                                     [(r["id"],) + tuple(r.get(c) for c in updated_columns) for r in changed])
+        self.written += len(rows)
 
     # -- contacts ---------------------------------------------------------------------------
     async def contacts(self, records: list[ContactRecord]) -> list[Outcome]:
@@ -270,13 +267,13 @@ class Book:
         outcomes: list[Outcome] = []
         company_ids = sorted({c for r in records for c in r.company_ids})
         links = await self.account_ids("company", company_ids)
-        keys = [f"{self.connection}:{r.crm_id}" for r in records if r.crm_id]
         accounts = sorted(set(links.values()))
-        existing_rows = await self.pool.fetch(
-            "SELECT * FROM contacts WHERE crm_key = ANY($1::text[]) OR (account_id = ANY($2::text[]))",
-            keys, accounts) if accounts else []
-        by_key = {(r["account_id"], r["crm_key"]): dict(r) for r in existing_rows if r["crm_key"]}
-        by_email = {(r["account_id"], (r["email"] or "").lower()): dict(r) for r in existing_rows if r["email"]}
+        # One dict per row, shared by both indexes: a row found by its CRM key and by its address is one row.
+        existing = [dict(r) for r in await self.pool.fetch(
+            "SELECT * FROM contacts WHERE account_id = ANY($1::text[])", accounts)] if accounts else []
+        by_key = {(r["account_id"], r["crm_key"]): r for r in existing if r["crm_key"]}
+        by_email = {(r["account_id"], r["email"].lower()): r for r in existing if r["email"]}
+        latest = {r.crm_id: r for r in records if r.crm_id}
         writes: list[dict] = []
         for record in records:
             fatal = next((p for p in record.problems if p.fatal), None)
@@ -285,16 +282,23 @@ class Book:
                 outcomes.append(Outcome("refused", record.where, record.crm_id, reason=fatal or Problem(
                     record.where, "id", "no record id")))
                 continue
+            column = record.labels.get("companies", "companies")
             known = [links[c] for c in record.company_ids if c in links]
             unknown = [c for c in record.company_ids if c not in links]
+            if latest[record.crm_id] is not record:
+                outcomes.append(Outcome("unchanged", record.where, record.crm_id, known[0] if known else None,
+                                        warnings=[Problem(record.where, record.labels.get("id", "id"),
+                                                          "the same record appears again later in the input: the "
+                                                          "later one is taken", fatal=False)]))
+                continue
             if not known:
                 why = (f"company {', '.join(unknown)} is not in the book: import the companies first"
                        if unknown else "no company: a contact belongs to an account")
-                outcomes.append(Outcome("refused", record.where, record.crm_id,
-                                        reason=Problem(record.where, "companies", why)))
+                outcomes.append(Outcome("refused", record.where, record.crm_id, reason=Problem(record.where, column,
+                                                                                              why)))
                 continue
             for company in unknown:
-                warnings.append(Problem(record.where, "companies", f"company {company} is not in the book: "
+                warnings.append(Problem(record.where, column, f"company {company} is not in the book: "
                                         "the contact is added to its other companies", fatal=False))
             for account_id in dict.fromkeys(known):
                 outcome, row = self._plan_contact(record, account_id, by_key, by_email, warnings)
@@ -306,7 +310,13 @@ class Book:
                         by_email[(account_id, row["email"].lower())] = row
         if self.apply and writes:
             await self._write_contacts(writes)
-        self.touched.update(r["account_id"] for r in writes)
+        for r in writes:
+            if r["account_id"] not in self.touched:
+                self.touched_count += 1
+                if len(self.touched) < TOUCHED_KEPT:
+                    self.touched.add(r["account_id"])
+                else:
+                    self.touched_overflow = True
         return outcomes
 
     def _plan_contact(self, record: ContactRecord, account_id: str, by_key: dict, by_email: dict,
@@ -315,12 +325,15 @@ class Book:
         vals = record.values
         email = vals.get("email") if "email" in vals else None
         before = by_key.get((account_id, crm_key))
-        if before is None and email:
+        if email:
             twin = by_email.get((account_id, email.lower()))
-            if twin is not None and twin.get("crm_key") not in (None, crm_key):
-                return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
-                    record.where, "email", f"{email} is already the address of another contact of {account_id}")), None
-            before = twin
+            if twin is not None and twin is not before:
+                if before is None and twin.get("crm_key") in (None, crm_key):
+                    before = twin  # the person is already there without a CRM key (added by hand): adopt it
+                else:
+                    return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
+                        record.where, record.labels.get("email", "email"),
+                        f"{email} is already the address of another contact of {account_id}")), None
         creating = before is None
         row = {c: (before or {}).get(c) for c in CONTACT_COLUMNS}
         for name in ("first_name", "last_name", "email", "title", "phone", "role"):
@@ -334,11 +347,14 @@ class Book:
             or row.get("name") or (row["email"].split("@")[0] if row.get("email") else None)
         if not row["name"]:
             return Outcome("refused", record.where, record.crm_id, account_id, reason=Problem(
-                record.where, "name", "a contact needs a name or an e-mail address")), None
+                record.where, record.labels.get("last_name", record.labels.get("name", "name")),
+                "a contact needs a name or an e-mail address")), None
         if creating and not row.get("email"):
-            warnings = [*warnings, Problem(record.where, "email", "no e-mail address: kept, but no play can "
-                                           "write to this contact", fatal=False)]
-        changes = [c for c in CONTACT_COLUMNS if not _same(row.get(c), (before or {}).get(c))]
+            warnings = [*warnings, Problem(record.where, record.labels.get("email", "email"),
+                                           "no e-mail address: kept, but no play can write to this contact",
+                                           fatal=False)]
+        was = before or {}
+        changes = [c for c in CONTACT_COLUMNS if (a := row.get(c)) != (b := was.get(c)) and not _same(a, b)]
         if not creating and not changes and before.get("crm_key") == crm_key:
             return Outcome("unchanged", record.where, record.crm_id, account_id, warnings=warnings), None
         row.update(account_id=account_id, crm_key=crm_key, id=(before or {}).get("id"))
@@ -346,46 +362,46 @@ class Book:
                        warnings), row
 
     async def _write_contacts(self, rows: list[dict]) -> None:
+        columns = CONTACT_COLUMNS + ("crm_key",)
         async with self.pool.acquire() as conn, conn.transaction():
-            updates = [r for r in rows if r.get("id")]
-            inserts = [r for r in rows if not r.get("id")]
-            if updates:
-                sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(CONTACT_COLUMNS + ("crm_key",), start=2))
-                await conn.executemany(f"UPDATE contacts SET {sets}, updated_at = now() WHERE id = $1",
-                                       [(r["id"],) + tuple(r.get(c) for c in CONTACT_COLUMNS + ("crm_key",))
-                                        for r in updates])
-            if inserts:
-                columns = ("account_id", "crm_key") + CONTACT_COLUMNS
-                placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-                await conn.executemany(
-                    f"INSERT INTO contacts ({', '.join(columns)}) VALUES ({placeholders})",
-                    [tuple(r.get(c) for c in columns) for r in inserts])
+            if self._contacts_since is None:  # the rows written from here on have updated_at >= this
+                self._contacts_since = await conn.fetchval("SELECT now()")
+            await writes.update_rows(conn, "contacts", "id", columns,
+                                     [(r["id"],) + tuple(r.get(c) for c in columns) for r in rows if r.get("id")])
+            await writes.insert_rows(conn, "contacts", ("account_id",) + columns,
+                                     [(r["account_id"],) + tuple(r.get(c) for c in columns)
+                                      for r in rows if not r.get("id")])
+        self.written += len(rows)
 
     # -- after the contacts ---------------------------------------------------------------------
     async def choose_sponsors(self) -> list[Outcome]:
         """Name a sponsor for each account touched that has none, from its contacts (the mapping's
-        sponsor rule: a role, else a title). Outcomes say who, or that nobody fits."""
-        if not self.touched:
-            return []
+        sponsor rule: a role, else a title). One outcome per account given a sponsor. Nothing is
+        chosen in a dry run (the contacts are not there yet)."""
+        return [o async for chunk in self.sponsor_batches() for o in chunk]
+
+    async def sponsor_batches(self, size: int = 2000) -> AsyncIterator[list[Outcome]]:
+        """`choose_sponsors`, `size` accounts at a time, one statement each (writes.name_sponsors)."""
+        if not self.touched or not self.apply:
+            return
         rule = self.mapping.sponsor
-        rows = await self.pool.fetch(
-            "SELECT a.id, c.name, c.email, c.role, c.title FROM accounts a JOIN contacts c ON c.account_id = a.id"
-            " WHERE a.id = ANY($1::text[]) AND a.sponsor_email IS NULL AND c.email IS NOT NULL"
-            " AND NOT c.email_opt_out ORDER BY a.id, c.id", sorted(self.touched)) if self.apply else []
-        by_account: dict[str, list] = {}
-        for r in rows:
-            by_account.setdefault(r["id"], []).append(r)
-        chosen = []
-        for account_id, people in by_account.items():
-            pick = next((p for p in people if (p["role"] or "").lower() in {x.lower() for x in rule.roles}), None) \
-                or next((p for p in people if any(t.lower() in (p["title"] or "").lower() for t in rule.titles)), None)
-            if pick is not None:
-                chosen.append((account_id, pick["name"], pick["email"]))
-        if chosen:
-            await self.pool.executemany(
-                "UPDATE accounts SET sponsor_name = $2, sponsor_email = $3, updated_at = now() WHERE id = $1"
-                " AND sponsor_email IS NULL", chosen)
-        return [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a, _, _ in chosen]
+        if not self.touched_overflow:
+            touched = sorted(self.touched)
+            chunks = (touched[start:start + size] for start in range(0, len(touched), size))
+        else:  # too many to keep in memory: the accounts without a sponsor whose contacts this Book wrote
+            chunks = writes.accounts_with_contacts_since(self.pool, self._contacts_since, size)
+        async for chunk in _aiter(chunks):
+            chosen = await writes.name_sponsors(self.pool, chunk, rule.roles, rule.titles)
+            yield [Outcome("updated", f"account {a}", "", a, ["sponsor_email"]) for a in chosen]
+
+
+async def _aiter(items):
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 def _same(a: object, b: object) -> bool:

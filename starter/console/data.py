@@ -146,7 +146,9 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
         "SELECT workflow_id, level, to_role, to_email, severity, title, reason, created_at FROM escalations"
         " WHERE account_id = ANY($1::text[]) ORDER BY created_at DESC, id DESC", ids,
     )
-    return {"account": dict(account), "tier": tier_of(account), "plays": plays,
+    crm_ids = await pool.fetch("SELECT connection, object_type, crm_id FROM crm_links WHERE account_id = $1"
+                               " ORDER BY connection, object_type, crm_id", account_id)
+    return {"account": dict(account), "tier": tier_of(account), "plays": plays, "crm_ids": crm_ids,
             "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations}
 
 

@@ -57,9 +57,16 @@ def _money(value) -> str:
     return f"${value:,.0f}"
 
 
+def _money_in(value, currency: str | None) -> str:
+    """An amount in its own currency, the way an English reader expects it (€85,000, ¥9,600,000)."""
+    from babel.numbers import format_currency
+
+    return format_currency(value, currency or "USD", format="¤#,##0", locale="en_US", currency_digits=False)
+
+
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                         trim_blocks=True, lstrip_blocks=True)
-templates.filters.update(dt=_dt, money=_money)
+templates.filters.update(dt=_dt, money=_money, money_in=_money_in)
 
 
 class LoginRequired(Exception):
