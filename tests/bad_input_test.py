@@ -187,8 +187,8 @@ HTTP_CASES: dict[str, Case] = {
     # -- Salesforce Outbound Messages ------------------------------------------------------
     "salesforce wrong path secret": Case(salesforce(SF_WON, secret="guess"), 403, "path secret"),
     "salesforce org not configured": Case(salesforce(vendors.outbound(
-        ("04l5g000003TBGgAAO", "Opportunity", {"Id": "0065g0000078XRgAAM"}), org="00D000000000001AAA")), 403,
-        "OrganizationId: 00D000000000001AAA is not a Salesforce org"),
+        ("04l5g000003TBGgAAO", "Opportunity", {"Id": "0065g0000078XRgAAM"}), org="00D000000000001EAA")), 403,
+        "OrganizationId: 00D000000000001EAA is not a Salesforce org"),
     "salesforce malformed XML": Case(salesforce(b"<soapenv:Envelope><unclosed>"), 422, "malformed XML"),
     "salesforce XML bomb": Case(salesforce(BOMB), 422, "DTDs, entities and external references are refused"),
     "salesforce external entity": Case(salesforce(XXE), 422, "DTDs, entities and external references are refused"),

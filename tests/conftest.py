@@ -64,12 +64,11 @@ def _quiet_test_runtime() -> Runtime:
     core_log = logging.getLogger("temporal-core")
     core_log.propagate = False
     core_log.setLevel(logging.WARNING)
-    handler = logging.StreamHandler(sys.__stderr__)
-    handler.addFilter(_DropCapabilityWarning())
-    core_log.addHandler(handler)
+    core_log.addFilter(_DropCapabilityWarning())
+    core_log.addHandler(logging.StreamHandler(sys.__stderr__))
     return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-        forwarding=LogForwardingConfig(logger=core_log),
+        forwarding=LogForwardingConfig(logger=core_log, append_target_to_name=False),
     )))
 
 

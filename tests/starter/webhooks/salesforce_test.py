@@ -74,11 +74,11 @@ async def test_an_account_message_moves_the_renewal_and_an_older_one_does_not_un
 
 async def test_contacts_and_cases_from_outbound_messages(env, http, pool):
     await salesforce(http, outbound(("04l5g0000000010AAA", "Account", account_fields())))
-    contact = {"Id": "0035g00000AbCdEAAZ", "AccountId": ACCOUNT, "FirstName": "Oliver", "LastName": "Hughes",
+    contact = {"Id": "0035g00000AbCdEAAV", "AccountId": ACCOUNT, "FirstName": "Oliver", "LastName": "Hughes",
                "Email": "oliver.hughes@northwind.example", "Title": "Head of Operations", "HasOptedOutOfEmail": "true",
                "LastModifiedDate": sf_time()}
     await salesforce(http, outbound(("04l5g0000000011AAA", "Contact", contact)))
-    row = await pool.fetchrow("SELECT * FROM contacts WHERE crm_key = 'salesforce:0035g00000AbCdEAAZ'")
+    row = await pool.fetchrow("SELECT * FROM contacts WHERE crm_key = 'salesforce:0035g00000AbCdEAAV'")
     assert (row["account_id"], row["name"], row["email_opt_out"]) == ("northwind-traders-ltd", "Oliver Hughes", True)
     case = {"Id": "5005g00000Q1w2eAAB", "AccountId": ACCOUNT, "CaseNumber": "00001026", "Subject": "Sync fails",
             "Priority": "High", "Status": "New", "CreatedDate": sf_time(), "LastModifiedDate": sf_time()}
