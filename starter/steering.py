@@ -21,6 +21,7 @@ from activities.accounts import AccountNotFound, fetch_account
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
+from core.text import header_safe
 from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
@@ -265,7 +266,9 @@ async def open_ticket(
         raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
     if priority not in PRIORITIES:
         raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}", 422)
-    if not subject.strip():
+    # A ticket's subject comes from a customer: one line, no control or bidi characters (core.text).
+    subject = header_safe(subject, 500)
+    if not subject:
         raise SteeringError("subject must not be empty", 422)
     account = await known_account(pool, account_id)
     snapshot = playbook_snapshot(settings, SLA)
@@ -379,6 +382,12 @@ async def record_nps_answer(client: Client, pool: asyncpg.Pool, settings: Settin
         raise SteeringError(f"score: {score} is not between 0 and 10", 422)
     if len(comment) > 5000:
         raise SteeringError("comment: longer than 5000 characters", 422)
+    from starter.nps_links import LinkClosed, check_open
+
+    try:
+        await check_open(client, pool, link)
+    except LinkClosed as exc:
+        raise SteeringError(exc.detail, exc.status) from None
     account = await known_account(pool, link.account_id)
     name = await pool.fetchval(
         "SELECT contact_name FROM nps_invitations WHERE cycle_id = $1 AND contact_email = $2",
