@@ -215,7 +215,19 @@ async def change_renewal_date(client: Client, account_id: str, change: ChangeRen
                              f"no renewal countdown for account {account_id!r}")
 
 
+# A new term ends at most this far ahead: a renewal "to 2099" is a typo or an attack, not a contract.
+MAX_NEW_TERM_DAYS = 5 * 366
+
+
+def check_new_term(new_renewal_date: date | None, today: date | None = None) -> None:
+    """SteeringError 422 when a new term's end is more than five years ahead."""
+    today = today or date.today()
+    if new_renewal_date is not None and new_renewal_date > today + timedelta(days=MAX_NEW_TERM_DAYS):
+        raise SteeringError(f"new_renewal_date: {new_renewal_date.isoformat()} is more than 5 years ahead", 422)
+
+
 async def mark_renewed(client: Client, account_id: str, renewed: Renewed) -> None:
+    check_new_term(renewed.new_renewal_date)
     handle, status = await _running_renewal(client, account_id)
     if status.outcome is not None:
         raise SteeringError(f"account {account_id!r} has already {status.outcome}", 409)
