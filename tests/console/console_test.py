@@ -9,6 +9,7 @@ import time
 
 from playwright.sync_api import expect
 
+from starter.console.auth import REFUSED
 from tests.conftest import DEADLINE_SECONDS
 from tests.console.conftest import shot
 
@@ -47,7 +48,7 @@ def test_login_is_required_and_wrong_passwords_are_refused(page, console_stack):
     page.fill("input[name=email]", console_stack.email)
     page.fill("input[name=password]", "not the password")
     page.click("button[type=submit]")
-    expect(page.locator("#problem")).to_have_text("wrong e-mail or password")
+    expect(page.locator("#problem")).to_have_text(REFUSED)
     shot(page, "login-refused")
     page.fill("input[name=email]", console_stack.email)
     page.fill("input[name=password]", console_stack.password)
