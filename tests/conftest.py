@@ -177,7 +177,9 @@ def smtp_server():
 def sink(smtp_server):
     _, sink = smtp_server
     sink.messages.clear()
-    return sink
+    sink.refused.clear()
+    yield sink
+    sink.refused.clear()
 
 
 @pytest.fixture
