@@ -92,21 +92,24 @@ async def playbook_error(_: Request, exc: PlaybookError):
     return JSONResponse({"detail": "invalid playbook", "problems": str(exc).splitlines()}, status_code=422)
 
 
-BUSY = (asyncio.TimeoutError, asyncpg.exceptions.QueryCanceledError, asyncpg.exceptions.TooManyConnectionsError)
+async def busy(request: Request, exc: Exception):
+    """A pool or statement timeout: the service is overloaded, not broken, and the request did
+    nothing (its transaction, if any, rolled back). 503 with Retry-After, no traceback."""
+    log.warning("http.busy", path=request.url.path, error=type(exc).__name__)
+    headers = {"Retry-After": str(request.app.state.settings.overload_retry_after_seconds)}
+    if for_console(request):
+        response = error_page(503, "The service is busy right now; nothing was changed. Try again in a moment.")
+        response.headers.update(headers)
+        return response
+    return JSONResponse({"detail": "the service is busy; retry later"}, status_code=503, headers=headers)
+
+
+for _busy in (asyncio.TimeoutError, asyncpg.exceptions.QueryCanceledError, asyncpg.exceptions.TooManyConnectionsError):
+    app.add_exception_handler(_busy, busy)
 
 
 @app.exception_handler(Exception)
 async def internal_error(request: Request, exc: Exception):
-    settings = request.app.state.settings
-    if isinstance(exc, BUSY):
-        # A pool or statement timeout: the service is overloaded, not broken. Nothing was done.
-        log.warning("http.busy", path=request.url.path, error=type(exc).__name__)
-        headers = {"Retry-After": str(settings.overload_retry_after_seconds)}
-        if for_console(request):
-            response = error_page(503, "The service is busy right now; nothing was changed. Try again in a moment.")
-            response.headers.update(headers)
-            return response
-        return JSONResponse({"detail": "the service is busy; retry later"}, status_code=503, headers=headers)
     log.exception("http.internal_error", path=request.url.path)
     if for_console(request):
         return error_page(500, "Something went wrong on our side; it is in the service log. Nothing was lost: "

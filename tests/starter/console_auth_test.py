@@ -180,7 +180,7 @@ async def test_too_many_logins_waiting_are_told_to_come_back(pool, settings):
 def test_csplay_user_add_reads_the_password_from_stdin(db_url):
     env_cmd = [sys.executable, "-m", "starter", "user", "add", "Sam@tai.example", "--name", "Sam", "--role", "csm",
                "--password-stdin"]
-    env = {**os.environ, "DATABASE_URL": db_url}
+    env = {**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"}
     done = subprocess.run(env_cmd, input=PASSWORD + "\n", env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "console user sam@tai.example created" in done.stdout, done.stderr
