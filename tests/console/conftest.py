@@ -147,6 +147,8 @@ def console_stack(pg_admin_url, tmp_path_factory, identity_provider):
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
         "DEVSTACK_START_TEMPORAL": "1", "TASK_QUEUE": f"console-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
         "OIDC_ISSUER": identity_provider, "OIDC_CLIENT_ID": SSO_CLIENT[0], "OIDC_CLIENT_SECRET": SSO_CLIENT[1],
+        # Real-looking secrets, to check they appear in no process list and no log.
+        "CRM_WEBHOOK_SECRET": "whsec-" + uuid.uuid4().hex, "NPS_LINK_SECRET": "nps-" + uuid.uuid4().hex,
     }
     env.pop("SMTP_HOST", None)
     log = data / "devstack.out"
