@@ -27,8 +27,8 @@ from core.settings import Settings
 from starter.security import throttle
 from starter.security.audit import Actor, audit
 from starter.security.passwords import (
-    MIN_LENGTH as MIN_PASSWORD_LENGTH, LoginBusy, WeakPassword, check_policy, hash_password, needs_rehash,
-    verify_password,
+    MIN_LENGTH as MIN_PASSWORD_LENGTH, LoginBusy, WeakPassword, check_policy, hash_password, hashing_place,
+    needs_rehash, verify_password,
 )
 
 __all__ = ["MIN_PASSWORD_LENGTH", "LoginBusy", "WeakPassword"]
@@ -149,6 +149,12 @@ async def log_in(pool: asyncpg.Pool, settings: Settings, email: str, password: s
 
 async def attempt_login(pool: asyncpg.Pool, settings: Settings, email: str, password: str, ip: str,
                         device_token: str | None) -> LoginResult:
+    async with hashing_place():  # LoginBusy here, before anything is counted
+        return await _attempt_login(pool, settings, email, password, ip, device_token)
+
+
+async def _attempt_login(pool: asyncpg.Pool, settings: Settings, email: str, password: str, ip: str,
+                         device_token: str | None) -> LoginResult:
     email = normal_email(email)
     device_hash = digest(device_token) if device_token else None
     device_ok = bool(device_hash) and await pool.fetchval(

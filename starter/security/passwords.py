@@ -1,10 +1,12 @@
 """Console passwords: the policy, and argon2id hashing off the event loop.
 
-Hashing and verifying cost about 50 ms of CPU each (argon2-cffi's defaults, RFC 9106's second
-recommended option scaled down: 64 MiB, 3 passes). Done on the event loop, 16 people logging in
-at once stalled every other request for seconds; here they run on two worker threads (the
-argon2 binding releases the GIL), and at most `login_max_waiting` may queue: beyond that the
-caller gets LoginBusy (the console answers 503 with Retry-After).
+Hashes are argon2id with OWASP's parameters (Password Storage Cheat Sheet: 19 MiB, 2 passes, one
+lane), about 30 ms of one core each on an idle machine; older hashes (argon2-cffi's defaults)
+still verify and are rehashed at the next login. Done on the event loop, 16 people logging in at
+once stalled every other request for seconds; here they run on one worker thread (the argon2
+binding releases the GIL, and one lane keeps a burst of logins to one core, leaving the other to
+the service), and at most `login_max_waiting` may queue: beyond that the caller gets LoginBusy
+(the console answers 503 with Retry-After).
 
 The policy (NIST SP 800-63B section 5.1.1.2): at least 10 characters, at most 128, not built
 on the person's name or e-mail, and not guessable: zxcvbn (Dropbox's estimator, with its lists
@@ -17,6 +19,8 @@ import asyncio
 import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,8 +30,8 @@ MIN_LENGTH = 10
 MAX_LENGTH = 128
 MIN_SCORE = 3
 
-_hasher = PasswordHasher()
-_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
 _waiting = 0
 # Verified against when there is no real hash to check (unknown e-mail, throttled client), so
 # every refusal costs the same time as a wrong password.
@@ -63,18 +67,25 @@ def check_policy(password: str, email: str = "", name: str = "") -> None:
         raise WeakPassword(f"password: too easy to guess ({why.rstrip('.')}). {hint}".strip())
 
 
-async def _on_thread(fn, *args):
+_limit = {"waiting": 16}
+
+
+@asynccontextmanager
+async def hashing_place() -> AsyncIterator[None]:
+    """A place in the hashing queue for one login, or LoginBusy at once when `login_max_waiting`
+    are already queued. Taken before anything is counted, so a busy answer changes nothing."""
     global _waiting
     if _waiting >= _limit["waiting"]:
         raise LoginBusy("too many logins at once; try again in a few seconds")
     _waiting += 1
     try:
-        return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
+        yield
     finally:
         _waiting -= 1
 
 
-_limit = {"waiting": 16}
+async def _on_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
 
 
 def set_max_waiting(n: int) -> None:
@@ -83,7 +94,7 @@ def set_max_waiting(n: int) -> None:
 
 
 async def hash_password(password: str) -> str:
-    """argon2id hash (PHC string) of `password`, computed on a worker thread."""
+    """argon2id hash (PHC string) of `password`, computed on the hashing thread."""
     return await _on_thread(_hasher.hash, password)
 
 
@@ -96,7 +107,7 @@ def _verify(password_hash: str, password: str) -> bool:
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """True if `password` matches; with no hash (None), checks against a dummy and returns False,
-    taking the same time. Runs on a worker thread."""
+    taking the same time. Runs on the hashing thread (callers hold a `hashing_place`)."""
     ok = await _on_thread(_verify, password_hash or DUMMY_HASH, password[:MAX_LENGTH * 4])
     return ok and password_hash is not None
 

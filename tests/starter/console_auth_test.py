@@ -175,6 +175,8 @@ async def test_too_many_logins_waiting_are_told_to_come_back(pool, settings):
         set_max_waiting(settings.login_max_waiting)
     assert any(isinstance(o, LoginBusy) for o in outcomes)
     assert all(isinstance(o, (LoginBusy, LoginResult)) for o in outcomes), outcomes
+    # A busy answer counted nothing: every counter left is a success's, given back.
+    assert await pool.fetchval("SELECT coalesce(sum(failures), 0) FROM login_throttle") == 0
 
 
 def test_csplay_user_add_reads_the_password_from_stdin(db_url):
