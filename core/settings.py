@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     @classmethod
     def _hosts_from_text(cls, value):
         if isinstance(value, str):
+            if value.strip().startswith("["):
+                import json
+
+                return json.loads(value)
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
 

@@ -358,6 +358,18 @@ HTTP_CASES: dict[str, Case] = {
         "did not come from the console", console_as("cs_manager")),
     "console huge page number": Case(console_get(f"/console/outbox?page_no={10**30}"), 422, "page_no",
                                      console_as("viewer")),
+    "console task id beyond 64 bits": Case(console_post(f"/console/tasks/{2**70}/complete"), 422, "task_id",
+                                           console_as("cs_manager")),
+    "console audit filter not a date": Case(console_get("/console/audit?since=last+week"), 422,
+                                            "is not a date (YYYY-MM-DD)", console_as("cs_manager")),
+    "console admin demoting themselves": Case(console_post("/console/admin/users/pat.lee@tai.example/role",
+                                                           role="viewer"), 409, "cannot take the admin role",
+                                              console_as("admin")),
+    "console single sign-on not configured": Case(console_get("/console/sso/callback?code=x&state=y"), 404,
+                                                  "not configured", console_as("viewer")),
+    "api basic credentials instead of a token": Case(api("GET", "/accounts", client="anonymous",
+                                                         headers={"Authorization": "Basic dXNlcjpwYXNz"}), 401,
+                                                     "a bearer token is required"),
 }
 
 
@@ -520,5 +532,5 @@ async def test_a_broken_playbook_names_file_line_and_field_and_launches_nothing(
         assert (await plays(env))["onboarding-acme"] is None
 
 
-def test_the_catalogue_has_at_least_eighty_cases():
-    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + 1 >= 80
+def test_the_catalogue_has_at_least_ninety_cases():
+    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + 1 >= 90

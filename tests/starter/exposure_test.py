@@ -97,3 +97,10 @@ def test_the_http_service_alone_refuses_too(tmp_path):
     assert "NPS_LINK_SECRET is a published demo default" in done.stderr + done.stdout
     assert "Application startup failed" in done.stderr + done.stdout
     assert STRONG not in done.stderr + done.stdout  # a secret is named, never shown
+
+
+def test_allowed_hosts_come_comma_separated_or_as_json(monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", "cs.tai.example, localhost")
+    assert Settings(_env_file=None).allowed_hosts == ["cs.tai.example", "localhost"]
+    monkeypatch.setenv("ALLOWED_HOSTS", '["cs.tai.example"]')
+    assert Settings(_env_file=None).allowed_hosts == ["cs.tai.example"]
