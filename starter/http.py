@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 from datetime import date
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -26,6 +27,7 @@ from activities.db import create_pool, database_url
 from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
+from core.models import ACCOUNT_ID
 from core.text import unsafe_characters
 from playbooks.loader import PlaybookError
 from starter import api_docs, console, health, survey_page, webhooks
@@ -159,8 +161,11 @@ def _one_line(value: str, field: str) -> str:
     return value
 
 
+AccountId = Annotated[str, Path(pattern=ACCOUNT_ID, description="the account's id")]
+
+
 class LaunchRequest(ApiRequest):
-    account_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    account_id: str = Field(pattern=ACCOUNT_ID)
 
 
 class Launched(BaseModel):
@@ -197,7 +202,7 @@ async def launch(req: LaunchRequest, state=Depends(deps), actor: Actor = Depends
 
 @app.get("/plays/onboarding/{account_id}", response_model=OnboardingStatus,
          dependencies=[Depends(require_scope("read"))])
-async def play_status(account_id: str, state=Depends(deps)):
+async def play_status(account_id: AccountId, state=Depends(deps)):
     return await query_status(state.client, onboarding_workflow_id(account_id), OnboardingPlan.status,
                               f"no onboarding play for account {account_id!r}")
 
@@ -217,7 +222,7 @@ async def launch_renewal_play(req: RenewalLaunch, state=Depends(deps),
 
 
 @app.get("/plays/renewal/{account_id}", response_model=RenewalStatus, dependencies=[Depends(require_scope("read"))])
-async def renewal_play_status(account_id: str, state=Depends(deps)):
+async def renewal_play_status(account_id: AccountId, state=Depends(deps)):
     return await renewal_status(state.client, account_id)
 
 
@@ -232,7 +237,7 @@ class RenewalDateRequest(ApiRequest):
 
 
 @app.post("/plays/renewal/{account_id}/renewal-date", response_model=RenewalPlan)
-async def move_renewal_date(account_id: str, change: RenewalDateRequest, state=Depends(deps),
+async def move_renewal_date(account_id: AccountId, change: RenewalDateRequest, state=Depends(deps),
                             actor: Actor = Depends(require_scope("steer"))):
     async with audited(state.pool, actor, "move_renewal_date", f"renewal-{account_id}", account_id=account_id,
                        detail=f"to {change.renewal_date}"):
@@ -251,7 +256,7 @@ class RenewedRequest(ApiRequest):
 
 
 @app.post("/plays/renewal/{account_id}/renewed", status_code=202)
-async def renewed(account_id: str, signed: RenewedRequest, state=Depends(deps),
+async def renewed(account_id: AccountId, signed: RenewedRequest, state=Depends(deps),
                   actor: Actor = Depends(require_scope("steer"))):
     async with audited(state.pool, actor, "renewed", f"renewal-{account_id}", account_id=account_id,
                        detail=f"signed by {signed.signed_by}; new term to {signed.new_renewal_date or 'one year on'}"):
@@ -270,7 +275,7 @@ class ChurnedRequest(ApiRequest):
 
 
 @app.post("/plays/renewal/{account_id}/churned", status_code=202)
-async def churned(account_id: str, churn: ChurnedRequest, state=Depends(deps),
+async def churned(account_id: AccountId, churn: ChurnedRequest, state=Depends(deps),
                   actor: Actor = Depends(require_scope("steer"))):
     async with audited(state.pool, actor, "churned", f"renewal-{account_id}", account_id=account_id,
                        detail=churn.reason):
@@ -292,7 +297,7 @@ async def complete(task_id: int = Path(ge=1, le=2**63 - 1), req: CompleteRequest
 
 
 @app.get("/outbox", dependencies=[Depends(require_scope("read"))])
-async def outbox(account_id: str | None = Query(None, max_length=63), limit: int = Query(50, ge=1, le=500),
+async def outbox(account_id: str | None = Query(None, pattern=ACCOUNT_ID), limit: int = Query(50, ge=1, le=500),
                  state=Depends(deps)):
     rows = await state.pool.fetch(
         "SELECT id, workflow_id, step, to_addrs, subject, status, sent_at FROM communications "

@@ -14,6 +14,7 @@ import asyncio
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -50,6 +51,8 @@ LAUNCHABLE = {"onboarding": "30-day onboarding", "renewal": "Renewal countdown"}
 _previews = asyncio.Semaphore(2)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+# Workflow ids of plays: onboarding-acme, sla-T-1001, nps-2027-01-lee.park@acme.example, ...
+PlayId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._+-]{0,254}$")]
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -167,7 +170,8 @@ async def portfolio(request: Request, csm: str = "", tier: str = "", band: str =
 
 
 @router.get("/accounts/{account_id}")
-async def account(request: Request, account_id: str, user=Depends(current_user), st=Depends(state)):
+async def account(request: Request, account_id: str = PathParam(max_length=63), user=Depends(current_user),
+                  st=Depends(state)):
     view = await data.account_page(st.pool, st.client, account_id)
     if view is None:
         raise Refused(f"There is no account {account_id!r}.", 404)
@@ -205,7 +209,8 @@ async def _steer(request: Request, user: ConsoleUser, form: FormData, workflow_i
 
 
 @router.post("/plays/{workflow_id}/pause")
-async def pause(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(require("csm"))):
+async def pause(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                user=Depends(require("csm"))):
     reason = str(form.get("reason") or "")[:500]
 
     async def go():
@@ -215,7 +220,8 @@ async def pause(request: Request, workflow_id: str, form=Depends(posted_form), u
 
 
 @router.post("/plays/{workflow_id}/resume")
-async def resume(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(require("csm"))):
+async def resume(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                 user=Depends(require("csm"))):
     async def go():
         await steering.resume_play(request.app.state.client, workflow_id, user.email)
         return f"{workflow_id} resumed"
@@ -223,7 +229,8 @@ async def resume(request: Request, workflow_id: str, form=Depends(posted_form), 
 
 
 @router.post("/plays/{workflow_id}/skip")
-async def skip(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(require("csm"))):
+async def skip(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+               user=Depends(require("csm"))):
     step = str(form.get("step") or "")[:200]
     if not step:
         return await done(request, user, _back(form), "error", "choose the step to skip")
@@ -237,7 +244,8 @@ async def skip(request: Request, workflow_id: str, form=Depends(posted_form), us
 
 
 @router.post("/plays/{workflow_id}/cancel")
-async def cancel(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(require("csm"))):
+async def cancel(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                 user=Depends(require("csm"))):
     async def go():
         await steering.cancel_play(request.app.state.client, workflow_id)
         return f"{workflow_id} cancelled: its open tasks are cancelled and it ends as cancelled"
@@ -249,7 +257,9 @@ async def cancel(request: Request, workflow_id: str, form=Depends(posted_form), 
 async def my_tasks(request: Request, owner: str = "", user=Depends(current_user), st=Depends(state)):
     owner = owner.strip().lower()[:320] or user.email
     view = await data.tasks_for(st.pool, owner)
-    books = {r["id"]: r["csm_email"] for r in await st.pool.fetch("SELECT id, csm_email FROM accounts")}
+    shown = list({t["account_id"] for t in view["overdue"] + view["due"]})
+    books = {r["id"]: r["csm_email"] for r in await st.pool.fetch(
+        "SELECT id, csm_email FROM accounts WHERE id = ANY($1::text[])", shown)}
     may_complete = {t["id"] for t in view["overdue"] + view["due"]
                     if in_book(user, books.get(t["account_id"])) or (user.at_least("csm") and t["owner_email"] == user.email)}
     return await render(request, user, "tasks.html", view=view, owner=owner, people=await data.people(st.pool),
