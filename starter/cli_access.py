@@ -26,6 +26,7 @@ user_app = typer.Typer(help="Web console users and their roles (viewer, csm, cs_
 
 
 def register(app: typer.Typer) -> None:
+    """Add `token`, `user` and `audit` to the csplay app."""
     app.add_typer(token_app, name="token")
     app.add_typer(user_app, name="user")
     app.command("audit")(audit_list)

@@ -25,6 +25,7 @@ audit-log Actor for that user.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable
 
 from fastapi import Depends, Request
@@ -40,6 +41,8 @@ log = get_logger("console")
 
 
 class LoginRequired(Exception):
+    """No session: the console answers with a redirect to its login page, coming back to `next_path`."""
+
     def __init__(self, next_path: str):
         self.next_path = next_path
 
@@ -78,6 +81,7 @@ def require(role: str) -> Callable:
 
 
 async def posted_form(request: Request, user: ConsoleUser = Depends(current_user)) -> FormData:
+    """The posted form, if it carries this session's CSRF token; else Refused (403)."""
     form = await request.form()
     if not auth.same_token(form.get("csrf_token"), user.csrf_token):
         log.warning("console.csrf_refused", user=user.email, path=request.url.path)
@@ -129,8 +133,6 @@ async def account_of_play(request: Request, workflow_id: str) -> str | None:
         if pair.key.name == "AccountId" and pair.value:
             return str(pair.value)
     try:
-        import asyncio
-
         state = await asyncio.wait_for(handle.query("status"), 5.0)
     except Exception:  # a play that does not answer: nobody can tell
         return None

@@ -48,6 +48,8 @@ class LoginRefused(Exception):
 
 @dataclass(frozen=True)
 class ConsoleUser:
+    """The logged-in user of a request: e-mail, name, role, and their session's CSRF token."""
+
     email: str
     name: str
     csrf_token: str
@@ -65,6 +67,8 @@ class ConsoleUser:
 
 @dataclass(frozen=True)
 class LoginResult:
+    """A successful login: the session cookie's token, the person, and maybe a new trusted-browser cookie."""
+
     token: str
     name: str
     email: str
@@ -72,6 +76,7 @@ class LoginResult:
 
 
 def digest(token: str) -> str:
+    """SHA-256 (hex) of a cookie's token: what the database keeps instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -79,6 +84,7 @@ _digest = digest
 
 
 def same_token(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a posted CSRF token with the expected one."""
     return bool(given) and bool(expected) and hmac.compare_digest(str(given).encode(), expected.encode())
 
 
@@ -88,6 +94,7 @@ def check_password_rules(password: str, email: str = "", name: str = "") -> None
 
 
 def normal_email(email: str) -> str:
+    """An e-mail as console users are keyed: trimmed, lower-cased, at most 320 characters."""
     return email.strip().lower()[:320]
 
 
@@ -149,6 +156,7 @@ async def log_in(pool: asyncpg.Pool, settings: Settings, email: str, password: s
 
 async def attempt_login(pool: asyncpg.Pool, settings: Settings, email: str, password: str, ip: str,
                         device_token: str | None) -> LoginResult:
+    """log_in itself; the hashing place is taken first, so a busy answer counts nothing."""
     async with hashing_place():  # LoginBusy here, before anything is counted
         return await _attempt_login(pool, settings, email, password, ip, device_token)
 
@@ -200,6 +208,7 @@ async def open_session(pool: asyncpg.Pool, settings: Settings, email: str) -> st
 
 
 async def session_user(pool: asyncpg.Pool, token: str | None) -> ConsoleUser | None:
+    """The user of a live session cookie (an enabled user, an unexpired session), else None."""
     if not token or len(token) > 200:
         return None
     row = await pool.fetchrow(
@@ -215,6 +224,7 @@ async def session_user(pool: asyncpg.Pool, token: str | None) -> ConsoleUser | N
 
 
 async def log_out(pool: asyncpg.Pool, user: ConsoleUser) -> None:
+    """End this session (the user's other sessions stay)."""
     await pool.execute("DELETE FROM console_sessions WHERE token_hash = $1", user.token_hash)
 
 
@@ -225,6 +235,7 @@ async def set_flash(pool: asyncpg.Pool, user: ConsoleUser, kind: str, text: str,
 
 
 async def take_flash(pool: asyncpg.Pool, user: ConsoleUser) -> dict | None:
+    """The outcome set by the last action, once: it is cleared as it is read."""
     raw = await pool.fetchval(
         "UPDATE console_sessions s SET flash = NULL FROM console_sessions old"
         " WHERE s.token_hash = $1 AND old.token_hash = s.token_hash RETURNING old.flash", user.token_hash,

@@ -39,6 +39,7 @@ bearer = HTTPBearer(auto_error=False, scheme_name="token",
 
 
 def is_public(path: str) -> bool:
+    """True if `path` is served without a token (it falls under PUBLIC_ROUTES)."""
     return any(path == p or (p.endswith("/") and path.startswith(p)) or path.startswith(p + "/")
                for p in PUBLIC_ROUTES if p != "/") or path == "/"
 

@@ -45,6 +45,7 @@ AUDITED: dict[str, tuple[str, str | None, str]] = {
 
 
 def cli_actor():
+    """The audit-log Actor of this terminal: cli:<operating-system login>."""
     from starter.security.audit import Actor
 
     try:

@@ -44,6 +44,7 @@ def register_body_limit(prefix: str, limit: Callable[[Settings], int]) -> None:
 
 
 def body_limit(settings: Settings, path: str) -> int:
+    """The body limit (bytes) of the route at `path`: its longest registered prefix, else HTTP_MAX_BODY_BYTES."""
     best = max((p for p in BODY_LIMITS if path.startswith(p)), key=len, default=None)
     return BODY_LIMITS[best](settings) if best else settings.http_max_body_bytes
 
@@ -76,6 +77,7 @@ def json_too_deep(body: bytes, limit: int) -> bool:
 
 
 def allowed_host(settings: Settings, host: str) -> bool:
+    """True if the Host header `host` (with or without port, IPv6 in brackets) is ours to answer."""
     allowed = {h.lower() for h in settings.allowed_hosts}
     if "*" in allowed:
         return True

@@ -41,6 +41,7 @@ class OverloadGuard:
 
     @staticmethod
     def kind_of(path: str) -> str | None:
+        """"webhook", "request", or None for what is never queued (/healthz, static files)."""
         if path == "/healthz" or path.startswith(("/console/static/", "/docs/static/")):
             return None
         return "webhook" if path.startswith("/webhooks/") else "request"

@@ -113,4 +113,5 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def needs_rehash(password_hash: str) -> bool:
+    """True if the hash was made with other parameters than today's (rehash at the next login)."""
     return _hasher.check_needs_rehash(password_hash)

@@ -41,6 +41,8 @@ class SsoRefused(Exception):
 
 @dataclass(frozen=True)
 class Provider:
+    """The identity provider's endpoints, from its discovery document."""
+
     issuer: str
     authorization_endpoint: str
     token_endpoint: str

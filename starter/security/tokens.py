@@ -33,6 +33,9 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True)
 class ApiToken:
+    """A token's record (never the token): its name, scopes, who made it and when, its expiry
+    and last use (UTC), and when it was revoked."""
+
     id: int
     name: str
     scopes: tuple[str, ...]
@@ -48,6 +51,7 @@ class ApiToken:
 
 
 def digest(token: str) -> str:
+    """The SHA-256 (hex) a token is kept and looked up by."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -104,6 +108,7 @@ async def revoke_token(pool: asyncpg.Pool, name: str, revoked_by: str) -> ApiTok
 
 
 async def list_tokens(pool: asyncpg.Pool, include_revoked: bool = False) -> list[ApiToken]:
+    """Live tokens by name (and the revoked ones after them, if asked)."""
     rows = await pool.fetch(
         "SELECT * FROM api_tokens WHERE $1 OR revoked_at IS NULL ORDER BY revoked_at IS NOT NULL, name, id",
         include_revoked,

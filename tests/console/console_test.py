@@ -219,7 +219,8 @@ def test_reports_errors_and_logout(console, console_stack):
     reload_until(page, lambda: "YELLOW" in page.locator("#risk tbody tr", has_text="YELLOW").inner_text()
                  and page.locator("#risk tbody tr", has_text="YELLOW").locator("td.num").first.inner_text() == "1",
                  "one YELLOW account in the risk report")
-    expect(page.locator("#sla")).to_contain_text("Enterprise")
+    # The ticket's row is written by its play on the worker: wait for it too.
+    reload_until(page, lambda: "Enterprise" in page.locator("#sla").inner_text(), "the ticket in the SLA report")
     expect(page.locator("#nps-overall")).to_contain_text("NPS 100 from 1 of 2 invited")
     expect(page.locator("table.nps-by").first).to_contain_text("Enterprise")
     shot(page, "reports")
