@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import Pool
 
 from core.settings import Settings
 
@@ -65,8 +66,37 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+# Defaults for callers that pass none (CLI, benches, tests); the HTTP service and the worker pass
+# their settings (DB_ACQUIRE_TIMEOUT_SECONDS, DB_STATEMENT_TIMEOUT_SECONDS).
+ACQUIRE_TIMEOUT_SECONDS = 60.0
+STATEMENT_TIMEOUT_SECONDS = 300.0
+
+
+class TimedPool(Pool):
+    """An asyncpg pool whose every acquire, `pool.fetch(...)` and friends included, gives up after
+    `acquire_timeout` seconds with `asyncio.TimeoutError` instead of waiting for ever."""
+
+    def __init__(self, *args, acquire_timeout: float, **kwargs):
+        self.acquire_timeout = acquire_timeout
+        super().__init__(*args, **kwargs)
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(url: str, max_size: int = 10, *, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
+                      statement_timeout: float = STATEMENT_TIMEOUT_SECONDS) -> asyncpg.Pool:
+    """A pool of 1..`max_size` connections. Acquiring waits at most `acquire_timeout` seconds;
+    PostgreSQL cancels a statement after `statement_timeout` seconds (QueryCanceledError) and a
+    session idle inside a transaction for twice that. Raises asyncio.TimeoutError on a full pool."""
+    ms = str(int(statement_timeout * 1000))
+    pool = TimedPool(
+        url, min_size=1, max_size=max_size, max_queries=50_000, max_inactive_connection_lifetime=300.0,
+        init=_init_connection, loop=None, connection_class=asyncpg.Connection, record_class=asyncpg.Record,
+        acquire_timeout=acquire_timeout, command_timeout=statement_timeout + 5,
+        server_settings={"statement_timeout": ms, "idle_in_transaction_session_timeout": str(int(ms) * 2)},
+    )
+    return await pool
 
 
 def migration_files() -> list[tuple[str, Path]]:
@@ -79,6 +109,8 @@ async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        # A migration of a big table may take long: no statement timeout for this session.
+        await conn.execute("SET statement_timeout = 0")
         try:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -97,6 +129,7 @@ async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
                 applied_now.append(path.name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            await conn.execute("RESET statement_timeout")
     return applied_now
 
 

@@ -12,6 +12,7 @@ Message-ID, which receiving clients use to fold duplicates.
 from __future__ import annotations
 
 import asyncio
+import email.errors
 import hashlib
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -25,6 +26,7 @@ from activities.common import needs_setup, not_retryable, play_logger
 from core.metrics import count
 from core.models import Account, EmailResult, EmailTemplate, Person, PlayRef, SendEmailRequest, StaffMember
 from core.settings import Settings
+from core.text import header_safe
 from playbooks.rendering import RenderError, email_context, render_email
 
 
@@ -49,6 +51,20 @@ def resolve_roles(roles: list[str], account: Account, staff: dict[str, StaffMemb
     return list(unique.values())
 
 
+class Unsendable(Exception):
+    """An e-mail no retry can send; `reason` is recorded on its outbox row and in the play."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def address(person: Person) -> str:
+    """`Name <e-mail>` for a header: a display name from outside loses CR, LF, control characters
+    and bidi overrides (core.text.header_safe), so it can neither add a header nor fail the send."""
+    return formataddr((header_safe(person.name, 200), str(person.email)))
+
+
 def message_id_for(key: str, mail_from: str) -> str:
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
@@ -66,8 +82,9 @@ class SmtpConnections:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
         client = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username,
-                                 password=s.smtp_password, start_tls=s.smtp_starttls, timeout=s.smtp_timeout_seconds)
+                                 password=password, start_tls=s.smtp_starttls, timeout=s.smtp_timeout_seconds)
         await client.connect()
         return client
 
@@ -144,8 +161,8 @@ class Mailer:
                 """,
                 key, play.workflow_id, play.play_id, step, play.account_id or None, template.name,
                 message_id_for(key, self.settings.mail_from), self.settings.mail_from,
-                [formataddr((p.name, str(p.email))) for p in to],
-                [formataddr((p.name, str(p.email))) for p in cc],
+                [address(p) for p in to],
+                [address(p) for p in cc],
                 subject, html, text,
             )
             counted = row is not None
@@ -160,9 +177,18 @@ class Mailer:
         if result.already_sent:
             log.info("email.already_sent", message_id=row["message_id"])
             return result
+        if row["status"] == "failed":
+            raise not_retryable(f"this e-mail cannot be sent: {row['failure']}", "UnsendableEmail")
         if not counted:
             await self.pool.execute("UPDATE communications SET attempts = attempts + 1 WHERE id = $1", row["id"])
-        await self._smtp_send(row)
+        try:
+            await self._smtp_send(row)
+        except Unsendable as exc:
+            # Sending again cannot help: record why on the outbox row and fail the step for good.
+            await self.pool.execute("UPDATE communications SET status = 'failed', failure = $2 WHERE id = $1",
+                                    row["id"], exc.reason)
+            log.warning("email.unsendable", message_id=row["message_id"], reason=exc.reason)
+            raise not_retryable(f"this e-mail cannot be sent: {exc.reason}", "UnsendableEmail") from None
         await self.pool.execute(
             "UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1", row["id"]
         )
@@ -171,19 +197,34 @@ class Mailer:
         return result
 
     async def _smtp_send(self, row: asyncpg.Record) -> None:
-        msg = EmailMessage()
-        msg["From"] = row["mail_from"]
-        msg["To"] = ", ".join(row["to_addrs"])
-        if row["cc_addrs"]:
-            msg["Cc"] = ", ".join(row["cc_addrs"])
-        msg["Subject"] = row["subject"]
-        msg["Message-ID"] = row["message_id"]
-        msg["Date"] = format_datetime(row["created_at"])
-        msg["X-Playbook-Workflow"] = row["workflow_id"]
-        msg["X-Playbook-Step"] = row["step"]
-        msg.set_content(row["body_text"])
-        msg.add_alternative(row["body_html"], subtype="html")
-        await self.smtp.send(msg)
+        """Raises Unsendable when the message cannot be written or the server refuses it for good
+        (a 5xx reply, RFC 5321 section 4.2.1); a 4xx reply or a lost connection is retried."""
+        try:
+            msg = EmailMessage()
+            msg["From"] = row["mail_from"]
+            msg["To"] = ", ".join(row["to_addrs"])
+            if row["cc_addrs"]:
+                msg["Cc"] = ", ".join(row["cc_addrs"])
+            msg["Subject"] = row["subject"]
+            msg["Message-ID"] = row["message_id"]
+            msg["Date"] = format_datetime(row["created_at"])
+            msg["X-Playbook-Workflow"] = row["workflow_id"]
+            msg["X-Playbook-Step"] = row["step"]
+            msg.set_content(row["body_text"])
+            msg.add_alternative(row["body_html"], subtype="html")
+        except (ValueError, TypeError, email.errors.MessageError) as exc:
+            raise Unsendable(f"the message cannot be written: {header_safe(str(exc), 300)}") from None
+        try:
+            await self.smtp.send(msg)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            if all(500 <= r.code < 600 for r in exc.recipients):
+                raise Unsendable("every recipient was refused: " + "; ".join(
+                    f"{r.recipient}: {r.code} {header_safe(r.message, 200)}" for r in exc.recipients)) from None
+            raise
+        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError) as exc:
+            if 500 <= exc.code < 600:
+                raise Unsendable(f"the mail server refused it: {exc.code} {header_safe(exc.message, 300)}") from None
+            raise
 
 
 class EmailActivities:

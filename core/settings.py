@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
     temporal_tls_key: Path | None = Field(None, description="client private key (mTLS)")
     temporal_tls_ca: Path | None = Field(None, description="server root CA, if not a public one")
-    temporal_api_key: str | None = Field(None, description="Temporal Cloud API key")
+    temporal_api_key: SecretStr | None = Field(None, description="Temporal Cloud API key")
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "cs-playbooks"
     # Off only where the server cannot index our attributes: the Java
@@ -35,6 +37,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_name: str = "playbooks"
     db_pool_max: int = 10
+    # No caller waits for ever: a connection not free within this many seconds is an error (the HTTP
+    # service answers 503 with Retry-After), and PostgreSQL cancels a statement running longer.
+    db_acquire_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(30.0, gt=0)
     # Plays a worker keeps in memory between their turns (the SDK's default: 1000). It bounds the
     # worker's memory (about 0.4 MB per cached play, bench/RESULTS.md); a smaller cache costs a
     # replay from history when an evicted play wakes.
@@ -43,7 +49,7 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "Customer Success <success@tai.example>"
@@ -55,6 +61,9 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Host headers the HTTP service answers (DNS rebinding defence); the host of PUBLIC_BASE_URL is
+    # added. Comma-separated in the environment, `*` for any (not for a reachable service).
+    allowed_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "::1"]
     # The CRM signs each webhook with this secret (HubSpot signature v3: the
     # app's client secret). The default only suits the local demo.
     crm_webhook_secret: SecretStr = SecretStr("local-demo-secret")
@@ -101,8 +110,36 @@ class Settings(BaseSettings):
 
     # Web console login sessions; the cookie is Secure when the public URL is https.
     console_session_hours: int = 12
+    # Login throttling (starter/security/throttle.py), counted over a sliding window of
+    # `console_lockout_minutes`: failures of one e-mail from one client (or one trusted browser),
+    # of one client whatever the e-mail, and of one e-mail from untrusted clients.
     console_max_failed_logins: int = 5
     console_lockout_minutes: int = 15
+    login_max_failures_per_ip: int = 30
+    login_max_failures_per_account: int = 20
+    # Logins hash passwords on worker threads; more waiting than this is answered 503.
+    login_max_waiting: int = 16
+    # Optional single sign-on (OpenID Connect, authorization code flow with PKCE). A person must
+    # already be a console user (matched by verified e-mail); their role comes from there.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_button_label: str = "Log in with single sign-on"
+
+    # Request bodies (bytes) and JSON depth, every route (starter/security/limits.py); the CRM
+    # webhook keeps crm_webhook_max_bytes. A body not received within body_timeout_seconds is 408.
+    http_max_body_bytes: int = Field(65_536, gt=0)
+    survey_max_body_bytes: int = Field(16_384, gt=0)
+    console_max_body_bytes: int = Field(262_144, gt=0)
+    http_max_json_depth: int = Field(32, gt=0)
+    body_timeout_seconds: float = Field(15.0, gt=0)
+    # Requests served at once per kind (starter/security/overload.py); one that finds no free place
+    # within overload_wait_seconds is answered 503 with Retry-After. /healthz is never queued.
+    max_inflight_webhooks: int = Field(4, gt=0)
+    max_inflight_requests: int = Field(32, gt=0)
+    overload_wait_seconds: float = Field(2.0, ge=0)
+    overload_retry_after_seconds: int = Field(5, gt=0)
 
     @property
     def console_secure_cookie(self) -> bool:
@@ -112,6 +149,26 @@ class Settings(BaseSettings):
     # was never confirmed is kept (under DATA_DIR/imports) before it is deleted.
     import_upload_max_mb: int = Field(100, ge=1, le=2048)
     import_upload_ttl_minutes: int = Field(60, ge=1)
+
+    @property
+    def https_public(self) -> bool:
+        """True when the service is published over https (cookies Secure, HSTS sent)."""
+        return (self.public_base_url or "").startswith("https://")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_from_text(cls, value):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                import json
+
+                return json.loads(value)
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"

@@ -39,7 +39,7 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=_tls(settings),
-        api_key=settings.temporal_api_key,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         data_converter=pydantic_data_converter,
         interceptors=tracing_interceptors(),
     )

@@ -17,6 +17,10 @@ from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound,
 from jinja2.sandbox import SandboxedEnvironment
 
 from core.models import EmailTemplate
+from core.text import defang_urls, header_safe
+
+# Characters of a subject line; a longer one is cut with an ellipsis.
+MAX_SUBJECT = 250
 
 
 class RenderError(ValueError):
@@ -154,8 +158,10 @@ def render_email(template: EmailTemplate, context: dict) -> tuple[str, str, str]
         subject = _compiled(False, subject_name, ((subject_name, template.subject),)).render(context)
     except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
         raise RenderError(subject_name, str(exc)) from None
-    # A header must be one line; a name with a newline must not add headers.
-    subject = " ".join(subject.split())
+    # A header must be one line (RFC 5322 section 2.2): a name with a newline must not add headers,
+    # a bidi override must not turn the subject around, and a URL from outside (a ticket's subject)
+    # must not become a link in the reader's mail client.
+    subject = defang_urls(header_safe(subject, MAX_SUBJECT))
     return subject, html, html_to_text(html)
 
 

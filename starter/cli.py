@@ -31,6 +31,7 @@ from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import SCORING_FILE, PlaybookError, load_scoring, validate_all
 from starter.mail_sink import read_maildir
+from starter.security.cli_audit import audit_cli
 from activities.churn import risk_summary
 from activities.nps import nps_report, send_nps_report
 from activities.sla import send_sla_report, sla_attainment
@@ -71,10 +72,12 @@ def leave(code: int) -> None:
 def command(fn):
     """Run an async command; turn known refusals into one clear line and exit 1."""
 
+    run = audit_cli(fn)  # changes are recorded in the audit log (starter/security/cli_audit.py)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            asyncio.run(fn(*args, **kwargs))
+            asyncio.run(run(*args, **kwargs))
         except typer.Exit as exc:
             leave(exc.exit_code)
         except (SteeringError, PlaybookError, DatabaseUnavailable) as exc:
@@ -805,31 +808,6 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
 from starter import webhooks_cli  # noqa: E402  (its commands reach back for command/services lazily)
 app.add_typer(webhooks_cli.app, name="webhooks")
 
-user_app = typer.Typer(help="Web console users.", no_args_is_help=True)
-app.add_typer(user_app, name="user")
-
-
-@user_app.command("add")
-@command
-async def user_add(
-    email: str,
-    name: str = typer.Option(..., help="shown in the console and on what they do"),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from standard input"),
-):
-    """Create a console user, or set a new password for one (their sessions end)."""
-    from starter.console.auth import add_user
-
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    async with services(need_temporal=False) as (_, __, pool):
-        try:
-            created = await add_user(pool, email, name, password)
-        except ValueError as exc:
-            raise SteeringError(str(exc), 422) from None
-    out.print(f"console user {escape(email.lower())} {'created' if created else 'updated'}")
-
 
 @app.command()
 def validate(folder: Path = typer.Option(None, help="playbooks folder (default: the configured one)")):
@@ -845,6 +823,10 @@ def validate(folder: Path = typer.Option(None, help="playbooks folder (default: 
 from starter import import_cli  # noqa: E402  (its commands import this module's helpers when they run)
 
 app.add_typer(import_cli.app, name="import")
+
+from starter import cli_access  # noqa: E402  (its commands use command() and services() above)
+
+cli_access.register(app)
 
 if __name__ == "__main__":
     app()

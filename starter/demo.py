@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import secrets
 import tempfile
 from datetime import date, timedelta
@@ -60,18 +61,20 @@ DEMO_CONSOLE_USER = ("diana.hoang@tai.example", "Diana Hoang")
 
 
 async def seed_console_user(pool: asyncpg.Pool, login_file: Path) -> bool:
-    """On a product with no console user yet, create the CS manager's login with a random
-    password kept in `login_file` (owner-only), so the demo console can be entered at once.
-    Real users come from `csplay user add`. True if created."""
+    """On a product with no console user yet, create the CS manager's login (role admin) with a
+    random password written once to `login_file`, created owner-only (0600) before the password
+    goes in; it is never printed. Real users come from `csplay user add`. True if created."""
     from starter.console.auth import add_user
 
     if await pool.fetchval("SELECT 1 FROM console_users LIMIT 1"):
         return False
-    password = secrets.token_urlsafe(12)
-    login_file.parent.mkdir(parents=True, exist_ok=True)
-    login_file.touch(mode=0o600)
-    login_file.write_text(f"{DEMO_CONSOLE_USER[0]}\n{password}\n")
-    await add_user(pool, DEMO_CONSOLE_USER[0], DEMO_CONSOLE_USER[1], password)
+    password = secrets.token_urlsafe(18)
+    login_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(login_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{DEMO_CONSOLE_USER[0]}\n{password}\n")
+    await add_user(pool, DEMO_CONSOLE_USER[0], DEMO_CONSOLE_USER[1], password, role="admin")
     return True
 
 

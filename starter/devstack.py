@@ -34,6 +34,7 @@ from core.temporal import SEARCH_ATTRIBUTES, connect
 from starter.schedules import ensure_schedules
 from starter.demo import DEMO_ACCOUNT_ID, seed_console_user, seed_demo, seed_demo_book
 from starter.mail_sink import start_sink
+from starter.security import exposure
 
 
 def say(message: str) -> None:
@@ -80,7 +81,10 @@ class Children:
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        with open(self.log_dir / f"{name}.log", "ab") as log:
+        path = self.log_dir / f"{name}.log"
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        with open(path, "ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
                                     start_new_session=True)
         self.procs.append((name, proc))
@@ -121,7 +125,8 @@ def wait_for_http(settings: Settings, children: Children, seconds: float = 60) -
     import httpx
 
     deadline = time.monotonic() + seconds
-    url = f"http://{settings.http_host}:{settings.http_port}/readyz"
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    url = f"http://{host}:{settings.http_port}/readyz"
     last = "no answer"
     while True:
         if port_in_use(settings.http_port):
@@ -170,18 +175,54 @@ async def prepare_database(url: str, login_file: Path) -> bool:
 
 
 def console_login(login_file: Path) -> str:
+    """Where the first login is: the file's path, never the password (it would end up in
+    terminal scroll-back, CI logs and screen shares)."""
     try:
-        email, password = login_file.read_text().split()[:2]
-    except (OSError, ValueError):
+        email = login_file.read_text().split()[0]
+    except (OSError, ValueError, IndexError):
         return "(log in with a user from `csplay user add`)"
-    return f"log in as {email} / {password}"
+    return f"log in as {email}; the first password is in {login_file}"
+
+
+def private_folders(data: Path) -> None:
+    """The data and log folders (PostgreSQL, temporal.db, mail, logs) are the owner's alone:
+    created 0700, and files an older version left readable are made 0600."""
+    old_umask = os.umask(0o077)
+    try:
+        for folder in (data, data / "logs"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        for pattern in ("temporal.db*", "logs/*.log", "console-login.txt"):
+            for path in data.glob(pattern):
+                if path.is_file():
+                    path.chmod(0o600)
+    finally:
+        os.umask(old_umask)
+
+
+def uvicorn_args(settings: Settings) -> list[str]:
+    """The HTTP service's command line: no secrets in it (they are in the environment, not in
+    the process list). Forwarded headers count only from FORWARDED_ALLOW_IPS (a reverse proxy)."""
+    args = [sys.executable, "-m", "uvicorn", "starter.http:app", "--host", settings.http_host,
+            "--port", str(settings.http_port), "--log-level", "warning", "--timeout-keep-alive", "5",
+            "--limit-concurrency", "1000", "--no-server-header"]
+    proxies = os.environ.get("FORWARDED_ALLOW_IPS")
+    args += ["--proxy-headers", "--forwarded-allow-ips", proxies] if proxies else ["--no-proxy-headers"]
+    return args
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        exposure.check(settings)
+    except exposure.ExposureRefused as exc:
+        say(f"error: {exc}")
+        raise SystemExit(2) from None
     data = Path(settings.data_dir)
-    (data / "logs").mkdir(parents=True, exist_ok=True)
+    private_folders(data)
+    # Everything created from here on (temporal.db, logs, mail, PostgreSQL's files) is owner-only.
+    os.umask(0o077)
     started = time.monotonic()
     say("Starting customer lifecycle playbooks on embedded defaults")
     start_sink_here = "SMTP_HOST" not in os.environ
@@ -225,9 +266,7 @@ def main() -> None:
         asyncio.run(wait_for_temporal(settings, children))
         children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")],
                        {**env, "WORKER_METRICS_ADDRESS": worker_metrics})
-        children.start("http", [sys.executable, "-m", "uvicorn", "starter.http:app", "--host", settings.http_host,
-                                "--port", str(settings.http_port), "--log-level", "warning"],
-                       {**env, "HTTP_METRICS_ADDRESS": http_metrics})
+        children.start("http", uvicorn_args(settings), {**env, "HTTP_METRICS_ADDRESS": http_metrics})
         wait_for_http(settings, children)
         say(f"- worker on task queue {settings.task_queue}; HTTP service on http://{settings.http_host}:{settings.http_port}")
         say(f"- demo account '{DEMO_ACCOUNT_ID}' {'created' if created else 'already there'}")

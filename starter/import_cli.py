@@ -23,6 +23,7 @@ from rich.table import Table
 
 from core.logs import configure_logging
 from core.settings import get_settings
+from starter.security.audit import Actor
 from starter.book.importer import (
     Dialect, ImportFile, ImportProblem, ImportReport, crm_dir, load_mapping, load_rates, load_team, run_import,
 )
@@ -77,6 +78,7 @@ async def _import(dialect: Dialect, mapping_path: Path | None, accounts: Path | 
             try:
                 report = await run_import(pool, mapping, dialect=dialect, **files, team=team_content, rates=rates,
                                           apply=apply, run_by=by or _login(), source_label=source,
+                                          actor=Actor(f"cli:{_login()}", "cli"),
                                           progress=progress, encoding=encoding)
             except ImportProblem as exc:
                 for line in str(exc).splitlines():

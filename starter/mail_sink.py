@@ -46,11 +46,20 @@ class ReceivedMail:
 
 
 class MailSink:
-    """aiosmtpd handler: accepts everything, stores everything, delivers nothing."""
+    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. Addresses in
+    `refused` are answered `550 5.1.1` at RCPT TO, as a real server refuses an unknown mailbox
+    (RFC 5321 section 4.2.2), so tests can see what a permanent refusal does."""
 
     def __init__(self, maildir: Path | None = None):
         self.messages: list[ReceivedMail] = []
+        self.refused: set[str] = set()
         self._maildir = mailbox.Maildir(maildir, create=True) if maildir else None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address.lower() in self.refused:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content

@@ -21,6 +21,7 @@ from activities.accounts import AccountNotFound, fetch_account
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
+from core.text import header_safe
 from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
@@ -214,7 +215,19 @@ async def change_renewal_date(client: Client, account_id: str, change: ChangeRen
                              f"no renewal countdown for account {account_id!r}")
 
 
+# A new term ends at most this far ahead: a renewal "to 2099" is a typo or an attack, not a contract.
+MAX_NEW_TERM_DAYS = 5 * 366
+
+
+def check_new_term(new_renewal_date: date | None, today: date | None = None) -> None:
+    """SteeringError 422 when a new term's end is more than five years ahead."""
+    today = today or date.today()
+    if new_renewal_date is not None and new_renewal_date > today + timedelta(days=MAX_NEW_TERM_DAYS):
+        raise SteeringError(f"new_renewal_date: {new_renewal_date.isoformat()} is more than 5 years ahead", 422)
+
+
 async def mark_renewed(client: Client, account_id: str, renewed: Renewed) -> None:
+    check_new_term(renewed.new_renewal_date)
     handle, status = await _running_renewal(client, account_id)
     if status.outcome is not None:
         raise SteeringError(f"account {account_id!r} has already {status.outcome}", 409)
@@ -265,7 +278,9 @@ async def open_ticket(
         raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
     if priority not in PRIORITIES:
         raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}", 422)
-    if not subject.strip():
+    # A ticket's subject comes from a customer: one line, no control or bidi characters (core.text).
+    subject = header_safe(subject, 500)
+    if not subject:
         raise SteeringError("subject must not be empty", 422)
     account = await known_account(pool, account_id)
     snapshot = playbook_snapshot(settings, SLA)
@@ -379,6 +394,12 @@ async def record_nps_answer(client: Client, pool: asyncpg.Pool, settings: Settin
         raise SteeringError(f"score: {score} is not between 0 and 10", 422)
     if len(comment) > 5000:
         raise SteeringError("comment: longer than 5000 characters", 422)
+    from starter.nps_links import LinkClosed, check_open
+
+    try:
+        await check_open(client, pool, link)
+    except LinkClosed as exc:
+        raise SteeringError(exc.detail, exc.status) from None
     account = await known_account(pool, link.account_id)
     name = await pool.fetchval(
         "SELECT contact_name FROM nps_invitations WHERE cycle_id = $1 AND contact_email = $2",

@@ -33,8 +33,20 @@ PAGE = _env.from_string("""<!doctype html><html><head><meta charset="utf-8"><tit
 </body></html>""")
 
 
+# The page cannot be framed (clickjacking a score), sends no referrer (the link is a credential),
+# runs no script and posts only to itself.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
 def page(title: str, status: int = 200, message: str = "", form: bool = False, score: int | None = None):
-    return HTMLResponse(PAGE.render(title=title, message=message, form=form, score=score), status_code=status)
+    return HTMLResponse(PAGE.render(title=title, message=message, form=form, score=score), status_code=status,
+                        headers=HEADERS)
 
 
 def deps(request: Request):
@@ -46,12 +58,14 @@ async def survey_form(token: str, score: int | None = None, state=Depends(deps))
     from datetime import datetime, timezone
 
     from activities.survey_links import LinkRefused, verify_link
+    from starter.nps_links import LinkClosed, check_open
 
     try:
-        verify_link(state.settings.nps_link_secret.get_secret_value(), token, datetime.now(timezone.utc))
-    except LinkRefused as exc:
+        link = verify_link(state.settings.nps_link_secret.get_secret_value(), token, datetime.now(timezone.utc))
+        await check_open(state.client, state.pool, link)
+    except (LinkRefused, LinkClosed) as exc:
         return page("This survey link cannot be used", exc.status, exc.detail)
-    return page("One question", form=True, score=score)
+    return page("One question", form=True, score=score if score is not None and 0 <= score <= 10 else None)
 
 
 @router.post("/nps/{token}", response_class=HTMLResponse, status_code=201,
@@ -65,8 +79,8 @@ async def survey_answer(token: str, request: Request, state=Depends(deps)):
             data = json.loads(body or b"{}")
         else:
             data = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
-        score = int(str(data.get("score", "")).strip())
-    except (ValueError, UnicodeDecodeError, AttributeError):
+        score = int(str(data.get("score", "")).strip()[:3])
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return page("Please choose a score", 422, "score: choose a number from 0 to 10", form=True)
     try:
         await steering.record_nps_answer(state.client, state.pool, state.settings, token, score,

@@ -176,7 +176,9 @@ def smtp_server():
 def sink(smtp_server):
     _, sink = smtp_server
     sink.messages.clear()
-    return sink
+    sink.refused.clear()
+    yield sink
+    sink.refused.clear()
 
 
 @pytest.fixture
@@ -195,6 +197,7 @@ def settings(smtp_server, db_url, tmp_path):
         # A vendor delivery is acted on before the answer however busy the machine is; the queued
         # path has its own tests (tests/starter/webhooks/pipeline_test.py).
         webhook_act_seconds=DEADLINE_SECONDS,
+        allowed_hosts=["test", "127.0.0.1", "localhost"],  # httpx's ASGI transport sends Host: test
     )
 
 
@@ -213,13 +216,36 @@ async def worker(env, pool, settings):
         yield w
 
 
+API_TOKEN_NAME = "test-suite"
+
+
 @pytest_asyncio.fixture
-async def http(env, worker, pool, settings):
-    """The HTTP service in-process (httpx over ASGI) on this test's server, database and worker."""
+async def api_token(pool) -> str:
+    """A live API token with every scope (admin), named API_TOKEN_NAME: the actor of the test's calls."""
+    from starter.security.tokens import create_token
+
+    token, _ = await create_token(pool, API_TOKEN_NAME, ["admin"], "tests")
+    return token
+
+
+@pytest_asyncio.fixture
+async def http(env, worker, pool, settings, api_token):
+    """The HTTP service in-process (httpx over ASGI) on this test's server, database and worker,
+    calling with an admin token (`anonymous` for a client without one)."""
     from starter.http import app
 
     # The lifespan (which connects from the environment) does not run under ASGITransport: wire the test's parts.
     app.state.client, app.state.pool, app.state.settings = env.client, pool, settings
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": f"Bearer {api_token}"}) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def anonymous(http):
+    """The same service, with no credentials at all."""
+    from starter.http import app
+
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client
 

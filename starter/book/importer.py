@@ -32,6 +32,9 @@ from typing import Callable, Literal
 
 import asyncpg
 
+from core.metrics import count
+from starter.security.audit import Actor, audit
+
 from core.logs import get_logger
 from playbooks.crm_mapping import CurrenciesContent, FileLayout, Mapping, TeamContent
 from playbooks.loader import PlaybookError, _load_config
@@ -176,10 +179,11 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
                      contacts: ImportFile | None = None, team: TeamContent, rates: CurrenciesContent, apply: bool,
                      run_by: str, source_label: str | None = None, progress: Progress | None = None,
                      batch_size: int = BATCH_SIZE, keep: int = KEEP, limits: Limits = Limits(),
-                     encoding: str | None = None) -> ImportReport:
+                     encoding: str | None = None, actor: Actor | None = None) -> ImportReport:
     """Import (or with apply=False, plan) the accounts file, then the contacts file, then the
     sponsors. Raises ImportProblem when the mapping lacks a section for a file given or a file
-    is unusable, before anything is written. Refused rows are reported, not raised."""
+    is unusable, before anything is written. Refused rows are reported, not raised. With apply,
+    the run is recorded in the audit log as `actor` (default: `run_by`, a system actor)."""
     started = time.monotonic()
     report = ImportReport(dialect=dialect, source=source_label or mapping.connection, connection=mapping.connection,
                           apply=apply, files=[], refused=Firsts(keep), warnings=Firsts(keep), changes=Firsts(keep))
@@ -207,6 +211,14 @@ async def run_import(pool: asyncpg.Pool, mapping: Mapping, *, dialect: Dialect, 
             " unchanged = $4, refused = $5, warnings = $6, report = $7 WHERE id = $1",
             report.run_id, report.total("created"), report.total("updated"), report.total("unchanged"),
             report.total("refused"), report.warnings.total, report.to_json())
+        # Imports are in the audit log (issue 16): who ran which, and what it did.
+        await audit(pool, actor or run_by, "import", f"import_run:{report.run_id}", detail=(
+            f"{report.source}: created {report.total('created')}, updated {report.total('updated')}, "
+            f"unchanged {report.total('unchanged')}, refused {report.total('refused')}"))
+    for kind, c in report.counts.items():
+        for action in ("created", "updated", "unchanged", "refused"):
+            if getattr(c, action):
+                count("imports", getattr(c, action), source=report.source, action=action)
     log.info("import.done", dialect=dialect, connection=report.connection, apply=apply, rows=report.rows,
              seconds=report.seconds, run_id=report.run_id, created=report.total("created"),
              updated=report.total("updated"), unchanged=report.total("unchanged"), refused=report.total("refused"),

@@ -19,6 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from starter.security.audit import Actor
 from core.logs import get_logger
 from core.settings import Settings
 from playbooks.crm_mapping import Mapping
@@ -200,7 +201,8 @@ def start(state, token: str, manifest: dict, apply: bool) -> Job:
             report = await run_import(
                 state.pool, mapping, dialect=dialect, **import_files(folder, manifest),
                 team=load_team(crm / "team.yaml"), rates=load_rates(crm / "currencies.yaml"), apply=apply,
-                run_by=manifest["user"], source_label=source, progress=progress)
+                run_by=manifest["user"], source_label=source, progress=progress,
+                actor=Actor(manifest["user"], "user", manifest.get("ip"), role=manifest.get("role")))
             if apply:
                 current.run_id = report.run_id
                 shutil.rmtree(folder, ignore_errors=True)  # applied: the customer data goes

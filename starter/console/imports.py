@@ -27,10 +27,15 @@ from starter.book.importer import ImportProblem, ImportReport, check_import
 from starter.console import auth
 from starter.console import import_jobs as jobs
 from starter.console.auth import ConsoleUser
+from starter.console.access import require
 from starter.console.pages import Refused, current_user, done, posted_form, render, state
+from starter.security.clients import client_ip
+from starter.security.limits import register_body_limit
 
 log = get_logger("console.imports")
-router = APIRouter(prefix="/console/imports", include_in_schema=False)
+# CS managers and admins import (issue 16 roles); an upload may be as large as the settings allow.
+router = APIRouter(prefix="/console/imports", include_in_schema=False, dependencies=[Depends(require("cs_manager"))])
+register_body_limit("/console/imports", lambda s: s.import_upload_max_mb * 1024 * 1024 + 1_000_000)
 SHOW = 100  # refused rows, warnings and changes listed on the page (the rest are counted)
 
 
@@ -102,7 +107,8 @@ async def upload(request: Request, user=Depends(current_user), st=Depends(state)
 
 
 async def _save(form, folder, choice: str, user: ConsoleUser, limit: int) -> dict:
-    manifest = {"user": user.email, "created": time.time(), "mapping": choice, "files": {}, "state": "uploaded"}
+    manifest = {"user": user.email, "role": user.role, "ip": client_ip(request), "created": time.time(),
+                "mapping": choice, "files": {}, "state": "uploaded"}
     left = limit
     for kind, default in (("accounts", "accounts.csv"), ("contacts", "contacts.csv")):
         upload = form.get(kind)

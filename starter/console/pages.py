@@ -1,21 +1,25 @@
 """The web console's pages: server-rendered Jinja2, autoescaped, one small script.
 
-Every page needs a logged-in CS user; every POST carries the session's CSRF
-token; every action ends in a redirect (so a reload never repeats it) whose
-page shows the outcome once. Refusals are pages with their 4xx status and a
-sentence; internal errors are a 500 page that points at the service log.
+Every page needs a logged-in user, and every action the role it needs (viewer reads; a CSM
+steers and launches their own book; CS managers and admins everything: starter/console/
+access.py), checked here on the server whatever the page showed. Every POST carries the
+session's CSRF token; every action is in the audit log and ends in a redirect (so a reload
+never repeats it) whose page shows the outcome once. Refusals are pages with their 4xx status
+and a sentence; internal errors are a 500 page that points at the service log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import re
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -29,8 +33,15 @@ from core.logs import get_logger
 from playbooks.loader import PlaybookError
 from starter import steering
 from starter.console import auth, data
-from starter.console.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, ConsoleUser, LoginRefused
+from starter.console.access import (
+    LoginRequired, Refused, account_of_play, actor, current_user, ensure_can_steer, in_book, posted_form, require,
+)
+from starter.console.auth import ConsoleUser
+from starter.security.audit import audit, audit_rows
 from starter.steering import SteeringError
+
+__all__ = ["LoginRequired", "Refused", "current_user", "posted_form", "require", "router", "install", "page",
+           "render", "error_page"]
 
 log = get_logger("console")
 HERE = Path(__file__).parent
@@ -40,6 +51,8 @@ LAUNCHABLE = {"onboarding": "30-day onboarding", "renewal": "Renewal countdown"}
 _previews = asyncio.Semaphore(2)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+# Workflow ids of plays: onboarding-acme, sla-T-1001, nps-2027-01-lee.park@acme.example, ...
+PlayId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._+-]{0,254}$")]
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -67,19 +80,6 @@ def _money_in(value, currency: str | None) -> str:
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                         trim_blocks=True, lstrip_blocks=True)
 templates.filters.update(dt=_dt, money=_money, money_in=_money_in)
-
-
-class LoginRequired(Exception):
-    def __init__(self, next_path: str):
-        self.next_path = next_path
-
-
-class Refused(Exception):
-    """A console request that cannot be served: a page with `status` and the sentence."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 SECURITY_HEADERS = {
@@ -115,7 +115,12 @@ def error_page(status: int, message: str) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """Mount the console on the HTTP service: routes, static files, its error pages."""
+    from starter.console import admin, audit_page, login
+
+    app.include_router(login.router)
     app.include_router(router)
+    app.include_router(admin.router)
+    app.include_router(audit_page.router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     @app.exception_handler(LoginRequired)
@@ -135,31 +140,19 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
+_LOCAL = re.compile(r"^/console(?:[/?#][\x21-\x7e]*)?$")
+
+
 def local_path(candidate: str | None, default: str = "/console/") -> str:
-    """Only our own pages as redirect targets: no other host, no scheme-relative URL."""
-    if candidate and candidate.startswith("/console") and not candidate.startswith("//") and "\\" not in candidate:
+    """Only our own pages as redirect targets: no other host, no scheme-relative URL, nothing
+    but printable ASCII (a CR or LF would break the Location header)."""
+    if candidate and len(candidate) <= 2000 and _LOCAL.match(candidate) and "\\" not in candidate \
+            and "//" not in candidate.split("?", 1)[0]:
         return candidate
     return default
 
 
-# -- who is asking ----------------------------------------------------------------------
-async def current_user(request: Request) -> ConsoleUser:
-    user = await auth.session_user(request.app.state.pool, request.cookies.get(SESSION_COOKIE))
-    if user is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target if request.method == "GET" else "/console/")
-    return user
-
-
-async def posted_form(request: Request, user: ConsoleUser = Depends(current_user)) -> FormData:
-    form = await request.form()
-    if not auth.same_token(form.get("csrf_token"), user.csrf_token):
-        log.warning("console.csrf_refused", user=user.email, path=request.url.path)
-        raise Refused("This form has expired or did not come from the console. Go back, reload the page and "
-                      "try again.", 403)
-    return form
-
-
+# -- who is asking: starter/console/access.py ---------------------------------------------
 def state(request: Request):
     return request.app.state
 
@@ -168,46 +161,6 @@ async def done(request: Request, user: ConsoleUser, to: str, kind: str, text: st
                lines: list[str] | None = None) -> RedirectResponse:
     await auth.set_flash(request.app.state.pool, user, kind, text, lines)
     return RedirectResponse(local_path(to), status_code=303)
-
-
-# -- login ------------------------------------------------------------------------------
-@router.get("/login")
-async def login_form(request: Request, next: str = "/console/", problem: str = ""):
-    token = secrets.token_urlsafe(32)
-    response = page("login.html", status=401 if problem else 200, next=local_path(next), csrf=token,
-                    problem=problem, nav="login")
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login",
-                        secure=request.app.state.settings.console_secure_cookie)
-    return response
-
-
-@router.post("/login")
-async def login(request: Request, st=Depends(state)):
-    form = await request.form()
-    target = local_path(str(form.get("next") or ""))
-    if not auth.same_token(form.get("csrf_token"), request.cookies.get(LOGIN_CSRF_COOKIE) or ""):
-        raise Refused("This login form has expired; reload the page and try again.", 403)
-    try:
-        token, name = await auth.log_in(st.pool, st.settings, str(form.get("email") or ""),
-                                        str(form.get("password") or ""))
-    except LoginRefused as exc:
-        log.info("console.login_refused", email=str(form.get("email") or "")[:200], reason=str(exc))
-        return await login_form(request, next=target, problem=str(exc))
-    log.info("console.login", email=str(form.get("email")).lower())
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", path="/",
-                        max_age=st.settings.console_session_hours * 3600,
-                        secure=st.settings.console_secure_cookie)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
-    return response
-
-
-@router.post("/logout")
-async def logout(request: Request, form=Depends(posted_form), user=Depends(current_user)):
-    await auth.log_out(request.app.state.pool, user)
-    response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
 
 
 # -- portfolio and account --------------------------------------------------------------
@@ -224,12 +177,15 @@ async def portfolio(request: Request, csm: str = "", tier: str = "", band: str =
 
 
 @router.get("/accounts/{account_id}")
-async def account(request: Request, account_id: str, user=Depends(current_user), st=Depends(state)):
+async def account(request: Request, account_id: str = PathParam(max_length=63), user=Depends(current_user),
+                  st=Depends(state)):
     view = await data.account_page(st.pool, st.client, account_id)
     if view is None:
         raise Refused(f"There is no account {account_id!r}.", 404)
     links = {p.workflow_id: data.temporal_ui_link(st.settings, p) for p in view["plays"]}
-    return await render(request, user, "account.html", view=view, links=links)
+    history = await audit_rows(st.pool, account_id=account_id, limit=50)
+    return await render(request, user, "account.html", view=view, links=links, history=history,
+                        may_steer=in_book(user, view["account"]["csm_email"]))
 
 
 def _back(form: FormData) -> str:
@@ -238,16 +194,30 @@ def _back(form: FormData) -> str:
 
 
 async def _steer(request: Request, user: ConsoleUser, form: FormData, workflow_id: str, action: str, call):
+    """Check the user may steer this play's account, do it, audit it, and say how it went."""
+    account_id = await account_of_play(request, workflow_id)
+    try:
+        await ensure_can_steer(request, user, account_id)
+    except Refused as exc:
+        call.close()
+        await audit(request.app.state.pool, actor(request, user), action, workflow_id, "refused",
+                    account_id=account_id, detail=str(exc))
+        raise
     try:
         outcome = await call
     except SteeringError as exc:
+        await audit(request.app.state.pool, actor(request, user), action, workflow_id, "refused",
+                    account_id=account_id, detail=str(exc))
         return await done(request, user, _back(form), "error", f"{workflow_id}: {exc}")
+    await audit(request.app.state.pool, actor(request, user), action, workflow_id, "ok", account_id=account_id,
+                detail=str(form.get("reason") or form.get("step") or "")[:500])
     log.info("console.action", user=user.email, action=action, workflow_id=workflow_id)
     return await done(request, user, _back(form), "ok", outcome)
 
 
 @router.post("/plays/{workflow_id}/pause")
-async def pause(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(current_user)):
+async def pause(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                user=Depends(require("csm"))):
     reason = str(form.get("reason") or "")[:500]
 
     async def go():
@@ -257,7 +227,8 @@ async def pause(request: Request, workflow_id: str, form=Depends(posted_form), u
 
 
 @router.post("/plays/{workflow_id}/resume")
-async def resume(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(current_user)):
+async def resume(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                 user=Depends(require("csm"))):
     async def go():
         await steering.resume_play(request.app.state.client, workflow_id, user.email)
         return f"{workflow_id} resumed"
@@ -265,8 +236,9 @@ async def resume(request: Request, workflow_id: str, form=Depends(posted_form), 
 
 
 @router.post("/plays/{workflow_id}/skip")
-async def skip(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(current_user)):
-    step = str(form.get("step") or "")
+async def skip(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+               user=Depends(require("csm"))):
+    step = str(form.get("step") or "")[:200]
     if not step:
         return await done(request, user, _back(form), "error", "choose the step to skip")
 
@@ -279,7 +251,8 @@ async def skip(request: Request, workflow_id: str, form=Depends(posted_form), us
 
 
 @router.post("/plays/{workflow_id}/cancel")
-async def cancel(request: Request, workflow_id: str, form=Depends(posted_form), user=Depends(current_user)):
+async def cancel(request: Request, workflow_id: PlayId, form=Depends(posted_form),
+                 user=Depends(require("csm"))):
     async def go():
         await steering.cancel_play(request.app.state.client, workflow_id)
         return f"{workflow_id} cancelled: its open tasks are cancelled and it ends as cancelled"
@@ -289,54 +262,80 @@ async def cancel(request: Request, workflow_id: str, form=Depends(posted_form), 
 # -- tasks ------------------------------------------------------------------------------
 @router.get("/tasks")
 async def my_tasks(request: Request, owner: str = "", user=Depends(current_user), st=Depends(state)):
-    owner = owner.strip().lower() or user.email
+    owner = owner.strip().lower()[:320] or user.email
     view = await data.tasks_for(st.pool, owner)
+    shown = list({t["account_id"] for t in view["overdue"] + view["due"]})
+    books = {r["id"]: r["csm_email"] for r in await st.pool.fetch(
+        "SELECT id, csm_email FROM accounts WHERE id = ANY($1::text[])", shown)}
+    may_complete = {t["id"] for t in view["overdue"] + view["due"]
+                    if in_book(user, books.get(t["account_id"])) or (user.at_least("csm") and t["owner_email"] == user.email)}
     return await render(request, user, "tasks.html", view=view, owner=owner, people=await data.people(st.pool),
-                        now=datetime.now(timezone.utc))
+                        now=datetime.now(timezone.utc), may_complete=may_complete)
 
 
 @router.post("/tasks/{task_id}/complete")
-async def complete_task(request: Request, task_id: int, form=Depends(posted_form), user=Depends(current_user),
-                        st=Depends(state)):
+async def complete_task(request: Request, task_id: int = PathParam(ge=1, le=2**63 - 1), form=Depends(posted_form),
+                        user=Depends(require("csm")), st=Depends(state)):
     back = local_path(str(form.get("back") or ""), "/console/tasks")
+    task = await st.pool.fetchrow("SELECT t.account_id, t.owner_email, a.csm_email FROM tasks t"
+                                  " JOIN accounts a ON a.id = t.account_id WHERE t.id = $1", task_id)
+    who = actor(request, user)
+    # A CSM completes the tasks of their own book and the tasks given to them by name.
+    if task is not None and not (in_book(user, task["csm_email"]) or task["owner_email"] == user.email):
+        await audit(st.pool, who, "complete_task", f"task:{task_id}", "refused", account_id=task["account_id"],
+                    detail="not in the user's book")
+        raise Refused(f"Task {task_id} belongs to {task['account_id']}, which is not in your book of accounts.", 403)
+    account_id = task["account_id"] if task else None
     try:
         row = await steering.complete_task(st.client, st.pool, task_id, user.email)
     except SteeringError as exc:
+        await audit(st.pool, who, "complete_task", f"task:{task_id}", "refused", account_id=account_id,
+                    detail=str(exc))
         return await done(request, user, back, "error", str(exc))
+    await audit(st.pool, who, "complete_task", f"task:{task_id}", "ok", account_id=account_id,
+                detail=row["workflow_id"])
     log.info("console.action", user=user.email, action="complete_task", task_id=task_id,
              workflow_id=row["workflow_id"])
     return await done(request, user, back, "ok", f"task {task_id} completed; {row['workflow_id']} was told")
 
 
 # -- launch -----------------------------------------------------------------------------
-async def _launch_choice(st, playbook: str, account_ids: list[str]):
+async def _launch_choice(st, user: ConsoleUser, playbook: str, account_ids: list[str]):
     if playbook not in LAUNCHABLE:
         raise Refused(f"unknown playbook {playbook!r}: one of {', '.join(LAUNCHABLE)}", 422)
     if not account_ids:
         raise Refused("choose at least one account", 422)
+    if len(account_ids) > 500:
+        raise Refused("choose at most 500 accounts at a time", 422)
     accounts = []
-    for account_id in account_ids:
+    for account_id in dict.fromkeys(account_ids):
         try:
-            accounts.append(await fetch_account(st.pool, account_id))
+            accounts.append(await fetch_account(st.pool, account_id[:63]))
         except LookupError:
-            raise Refused(f"unknown account {account_id!r}", 404) from None
+            raise Refused(f"unknown account {account_id[:63]!r}", 404) from None
+    outside = [a.id for a in accounts if not in_book(user, str(a.csm.email))]
+    if outside:
+        raise Refused(f"not in your book of accounts: {', '.join(outside)}; only their CSM or a CS manager may "
+                      "launch for them", 403)
     return accounts
 
 
 @router.get("/launch")
-async def launch_form(request: Request, user=Depends(current_user), st=Depends(state)):
+async def launch_form(request: Request, user=Depends(require("csm")), st=Depends(state)):
+    # A CSM launches for their own book only; CS managers and admins for every account.
     accounts = await st.pool.fetch("SELECT id, name, status, csm_name, renewal_date FROM accounts"
-                                   " WHERE status <> 'churned' ORDER BY name, id")
+                                   " WHERE status <> 'churned' AND ($1::text IS NULL OR csm_email = $1)"
+                                   " ORDER BY name, id", None if user.at_least("cs_manager") else user.email)
     return await render(request, user, "launch.html", accounts=accounts, playbooks=LAUNCHABLE, preview=None,
                         chosen=[], playbook="onboarding")
 
 
 @router.get("/launch/preview")
-async def launch_preview(request: Request, playbook: str = "", user=Depends(current_user), st=Depends(state)):
+async def launch_preview(request: Request, playbook: str = "", user=Depends(require("csm")), st=Depends(state)):
     from starter.preview import preview
 
     account_ids = request.query_params.getlist("account")
-    accounts = await _launch_choice(st, playbook, account_ids)
+    accounts = await _launch_choice(st, user, playbook, account_ids)
     first = accounts[0]
     days_out = 180
     if playbook == "renewal":
@@ -356,9 +355,14 @@ async def launch_preview(request: Request, playbook: str = "", user=Depends(curr
 
 
 @router.post("/launch")
-async def launch(request: Request, form=Depends(posted_form), user=Depends(current_user), st=Depends(state)):
+async def launch(request: Request, form=Depends(posted_form), user=Depends(require("csm")), st=Depends(state)):
     playbook = str(form.get("playbook") or "")
-    accounts = await _launch_choice(st, playbook, [str(a) for a in form.getlist("account")])
+    who = actor(request, user)
+    try:
+        accounts = await _launch_choice(st, user, playbook, [str(a) for a in form.getlist("account")])
+    except Refused as exc:
+        await audit(st.pool, who, "launch", playbook[:40], "refused", detail=str(exc))
+        raise
     started, refused = [], []
     for account in accounts:
         try:
@@ -367,8 +371,11 @@ async def launch(request: Request, form=Depends(posted_form), user=Depends(curre
             else:
                 handle = await steering.launch_renewal(st.client, st.pool, st.settings, account.id, user.email)
             started.append(f"started {handle.id}")
+            await audit(st.pool, who, "launch", handle.id, "ok", account_id=account.id)
             log.info("console.action", user=user.email, action="launch", workflow_id=handle.id)
         except SteeringError as exc:
+            await audit(st.pool, who, "launch", f"{playbook}-{account.id}", "refused", account_id=account.id,
+                        detail=str(exc))
             refused.append(f"{account.name}: {exc}")
     kind = "ok" if not refused else "error" if not started else "warn"
     to = f"/console/accounts/{_quote(accounts[0].id)}" if len(accounts) == 1 else "/console/"
@@ -378,13 +385,15 @@ async def launch(request: Request, form=Depends(posted_form), user=Depends(curre
 
 # -- outbox -----------------------------------------------------------------------------
 @router.get("/outbox")
-async def outbox(request: Request, q: str = "", page_no: int = 1, user=Depends(current_user), st=Depends(state)):
-    view = await data.outbox(st.pool, q[:200], max(page_no, 1))
+async def outbox(request: Request, q: str = "", page_no: int = Query(1, ge=1, le=10_000),
+                 user=Depends(current_user), st=Depends(state)):
+    view = await data.outbox(st.pool, q[:200], page_no)
     return await render(request, user, "outbox.html", view=view)
 
 
 @router.get("/outbox/{message_id}")
-async def outbox_message(request: Request, message_id: int, user=Depends(current_user), st=Depends(state)):
+async def outbox_message(request: Request, message_id: int = PathParam(ge=1, le=2**63 - 1), user=Depends(current_user),
+                         st=Depends(state)):
     row = await data.message(st.pool, message_id)
     if row is None:
         raise Refused(f"There is no message {message_id}.", 404)
@@ -396,7 +405,7 @@ def _month(value: str) -> date:
     if not value:
         return date.today().replace(day=1)
     try:
-        return datetime.strptime(value, "%Y-%m").date()
+        return datetime.strptime(value[:7], "%Y-%m").date()
     except ValueError:
         raise Refused(f"month {value!r} must look like 2027-01", 422) from None
 

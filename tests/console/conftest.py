@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -95,12 +94,17 @@ class Stack:
     log: Path
     env: dict
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
+    issuer: str = ""
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """`csplay` against this stack, as a CS manager's terminal would run it."""
         done = subprocess.run([sys.executable, "-m", "starter", *args], env=self.env, cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, input=input)
         assert done.returncode == 0, done.stderr + done.stdout
         return done
+
+    def add_user(self, email: str, name: str, role: str, password: str) -> None:
+        self.cli("user", "add", email, "--name", name, "--role", role, "--password-stdin", input=password + "\n")
 
     def sql(self, query: str, *args):
         async def go():
@@ -113,7 +117,20 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def console_stack(pg_admin_url, tmp_path_factory):
+def identity_provider():
+    """A local OpenID Connect provider (oidc-provider-mock: authlib's server, discovery, JWKS,
+    authorization code with a form to pick the person) for the single sign-on tests."""
+    from oidc_provider_mock import run_server_in_thread
+
+    with run_server_in_thread(port=free_port()) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+SSO_CLIENT = ("csplay-console", "a-client-secret-only-these-tests-use-1234")
+
+
+@pytest.fixture(scope="session")
+def console_stack(pg_admin_url, tmp_path_factory, identity_provider):
     name = f"console_{uuid.uuid4().hex[:10]}"
 
     async def create():
@@ -129,6 +146,9 @@ def console_stack(pg_admin_url, tmp_path_factory):
         "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
         "DEVSTACK_START_TEMPORAL": "1", "TASK_QUEUE": f"console-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
+        "OIDC_ISSUER": identity_provider, "OIDC_CLIENT_ID": SSO_CLIENT[0], "OIDC_CLIENT_SECRET": SSO_CLIENT[1],
+        # Real-looking secrets, to check they appear in no process list and no log.
+        "CRM_WEBHOOK_SECRET": "whsec-" + uuid.uuid4().hex, "NPS_LINK_SECRET": "nps-" + uuid.uuid4().hex,
     }
     env.pop("SMTP_HOST", None)
     log = data / "devstack.out"
@@ -141,10 +161,13 @@ def console_stack(pg_admin_url, tmp_path_factory):
             proc.kill()
             pytest.fail(f"./run.sh's stack did not start:\n{log.read_text()}")
         time.sleep(0.2)
-    found = re.search(r"log in as (\S+) / (\S+)", log.read_text())
-    assert found, log.read_text()
+    # The first password is in a file of its own (0600), never in the output.
+    login_file = data / "console-login.txt"
+    email, password = login_file.read_text().split()[:2]
+    assert password not in log.read_text() and f"the first password is in {login_file}" in log.read_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield Stack(f"http://127.0.0.1:{http_port}", env["DATABASE_URL"], data, found[1], found[2], log, env)
+    yield Stack(f"http://127.0.0.1:{http_port}", env["DATABASE_URL"], data, email, password, log, env,
+                identity_provider)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)

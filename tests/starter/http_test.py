@@ -42,7 +42,11 @@ async def test_renewal_launch_status_and_steering_over_http(env, http, pool, sin
     ("post", "/plays/renewal/nobody/renewal-date", {"renewal_date": "2030-01-01"}, 404, "no renewal countdown"),
     ("post", "/plays/renewal/acme/renewal-date", {"renewal_date": "soon"}, 422, "renewal_date"),
     ("post", "/plays/renewal/acme/renewed", {}, 422, "signed_by"),
-    ("post", "/plays/renewal/acme/churned", {"recorded_by": "x"}, 404, "no renewal countdown"),
+    ("post", "/plays/renewal/acme/churned", {"reason": "x"}, 404, "no renewal countdown"),
+    # The token's name is who did it: a body naming someone else is refused, naming the field.
+    ("post", "/plays/renewal/acme/churned", {"recorded_by": "x"}, 422, "recorded_by: Extra inputs are not permitted"),
+    ("post", "/plays/onboarding", {"account_id": "acme", "launched_by": "x"}, 422, "launched_by"),
+    ("post", "/tasks/1/complete", {"completed_by": "x"}, 422, "completed_by"),
 ])
 async def test_bad_requests_get_a_clear_4xx_and_start_nothing(env, http, pool, method, path, body, status, text):
     response = await getattr(http, method)(path, **({"json": body} if body is not None else {}))

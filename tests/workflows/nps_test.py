@@ -24,6 +24,14 @@ def token_for(settings, email: str, cycle: str = "2026-10", account: str = "acme
     return link.rsplit("/", 1)[1]
 
 
+async def invite(pool, *emails: str, cycle: str = "2026-10", account: str = "acme") -> None:
+    """The invitation rows a cycle writes when it sends its links: a link that was never sent is refused."""
+    for email in emails:
+        await pool.execute(
+            "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at)"
+            " VALUES ($1, $2, $3, $3, now() + interval '7 days')", cycle, account, email)
+
+
 async def more_accounts(pool, n: int) -> None:
     base = demo_account(datetime.now().date())
     for i in range(n):
@@ -61,6 +69,7 @@ async def test_cycle_invites_in_batches_reminds_the_silent_and_closes_the_rest(e
 
 async def test_promoter_path(env, worker, pool, settings, sink, http):
     await skip_to_next_monday(env)
+    await invite(pool, CONTACTS[0])
     response = await http.post(f"/nps/{token_for(settings, CONTACTS[0])}", data={"score": "10", "comment": "Great"})
     assert response.status_code == 201 and "Thank you" in response.text
     await env.sleep(timedelta(days=8))
@@ -74,6 +83,7 @@ async def test_promoter_path(env, worker, pool, settings, sink, http):
 
 async def test_passive_path_asks_for_the_gap_and_resurveys_after_30_days(env, worker, pool, settings, sink, http):
     await skip_to_next_monday(env)
+    await invite(pool, CONTACTS[1])
     await http.post(f"/nps/{token_for(settings, CONTACTS[1])}", data={"score": "7"})
     await env.sleep(timedelta(days=31))
     steps = [m.step for m in sink.messages]
@@ -90,6 +100,7 @@ async def test_passive_path_asks_for_the_gap_and_resurveys_after_30_days(env, wo
 async def test_detractor_path_alerts_the_csm_and_escalates_until_a_path_is_chosen(env, worker, pool, settings,
                                                                                   sink, http):
     await skip_to_next_monday(env)
+    await invite(pool, CONTACTS[0])
     await http.post(f"/nps/{token_for(settings, CONTACTS[0])}", data={"score": "3", "comment": "Too slow"})
     await env.sleep(timedelta(hours=1))
     alert = next(m for m in sink.messages if m.step == "detractor/urgent_contact/email")
@@ -136,6 +147,7 @@ async def test_scores_out_of_range_are_422_and_record_nothing(env, http, pool, s
 
 
 async def test_a_second_answer_is_409_and_changes_nothing(env, worker, http, pool, settings):
+    await invite(pool, CONTACTS[0])
     token = token_for(settings, CONTACTS[0])
     assert (await http.post(f"/nps/{token}", data={"score": "8"})).status_code == 201
     second = await http.post(f"/nps/{token}", json={"score": 2})
@@ -210,7 +222,8 @@ async def test_report_email_goes_to_cs_leadership_once(pool, settings, sink):
     assert already and len(sink.messages) == 1
 
 
-async def test_the_link_opens_a_page_with_the_question(env, http, settings):
+async def test_the_link_opens_a_page_with_the_question(env, http, pool, settings):
+    await invite(pool, CONTACTS[0])
     page = await http.get(f"/nps/{token_for(settings, CONTACTS[0])}?score=8")
     assert page.status_code == 200 and "How likely are you to recommend" in page.text
     assert 'value="8" checked' in page.text and "<form method=\"post\">" in page.text
