@@ -84,7 +84,7 @@ async def upload(request: Request, user=Depends(current_user), st=Depends(state)
         folder = jobs.upload_dir(st.settings, token)
         folder.mkdir(parents=True, mode=0o700)
         try:
-            manifest = await _save(form, folder, choice, user, limit)
+            manifest = await _save(form, folder, choice, user, limit, client_ip(request))
             mapping, _, _ = jobs.load_choice(st.settings, choice, folder, manifest.get("mapping_name"))
             files = jobs.import_files(folder, manifest)
             check_import(mapping, accounts=files["accounts"], contacts=files["contacts"])
@@ -106,8 +106,8 @@ async def upload(request: Request, user=Depends(current_user), st=Depends(state)
     return RedirectResponse(f"/console/imports/{token}", status_code=303)
 
 
-async def _save(form, folder, choice: str, user: ConsoleUser, limit: int) -> dict:
-    manifest = {"user": user.email, "role": user.role, "ip": client_ip(request), "created": time.time(),
+async def _save(form, folder, choice: str, user: ConsoleUser, limit: int, ip: str | None) -> dict:
+    manifest = {"user": user.email, "role": user.role, "ip": ip, "created": time.time(),
                 "mapping": choice, "files": {}, "state": "uploaded"}
     left = limit
     for kind, default in (("accounts", "accounts.csv"), ("contacts", "contacts.csv")):
