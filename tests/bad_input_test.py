@@ -198,11 +198,8 @@ def past(days: int = 30) -> str:
 def vendor(path: str, body: bytes, headers_of: Callable[[bytes], dict] = lambda b: {}, chunked: bool = False) -> Send:
     """A delivery to a vendor endpoint: `body` with the headers `headers_of(body)` gives (its
     signature, usually); chunked: streamed with no Content-Length."""
-    async def send(http, _settings):
-        async def chunks():
-            for i in range(0, len(body), 65_536):
-                yield body[i:i + 65_536]
-        return await http.post(path, content=chunks() if chunked else body, headers=headers_of(body))
+    async def send(ctx):
+        return await ctx.anonymous.post(path, content=stream(body) if chunked else body, headers=headers_of(body))
     return send
 
 

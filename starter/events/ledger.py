@@ -20,6 +20,8 @@ from typing import Literal
 
 import asyncpg
 
+from core.metrics import count
+
 from starter.adapters.common import Incoming
 
 ClaimState = Literal["fresh", "retry", "duplicate", "busy"]
@@ -90,6 +92,7 @@ async def finish(pool: asyncpg.Pool, key: str, status: str, outcome: str, *, acc
         key, status, outcome[:2000], account_id, workflow_id, trigger,
         *(wait or (None, None, None, None)), retry_later,
     )
+    count("webhook_events", vendor=key.split(":", 1)[0], outcome=status)
 
 
 def backoff(attempts: int) -> float:

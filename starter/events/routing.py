@@ -26,6 +26,7 @@ from core.settings import Settings
 from playbooks.loader import TRIGGERS_FILE, load_triggers
 from playbooks.triggers import Trigger, TriggersContent
 from starter import steering
+from starter.security.audit import Actor, audit
 from starter.adapters.common import WebhookRefused
 from starter.steering import SteeringError
 from workflows import messages
@@ -197,7 +198,16 @@ async def _play_state(client: Client, workflow_id: str) -> WorkflowExecutionStat
 async def act(p: Plan, client: Client, pool, settings: Settings) -> str:
     """Do what the plan says; the outcome in words (`started`, `already running`, `updated`,
     `unchanged`, `signalled`, `ignored: ...`). Raises WaitFor for a play that has not started,
-    SteeringError for a refusal (its words), anything else for a transient failure."""
+    SteeringError for a refusal (its words), anything else for a transient failure. What changed a
+    play is in the audit log, with the CRM event as the actor (issue 16)."""
+    outcome = await _act(p, client, pool, settings)
+    if outcome in ("started", "updated", "signalled"):
+        await audit(pool, Actor(f"crm:{p.trigger.name}", "system"), f"webhook.{outcome}", p.workflow_id or "",
+                    account_id=p.event.accountId, detail=f"{p.event.subscriptionType} event {p.event.eventId}")
+    return outcome
+
+
+async def _act(p: Plan, client: Client, pool, settings: Settings) -> str:
     t, e = p.trigger, p.event
     if t is None:
         return "ignored: no trigger matches"
