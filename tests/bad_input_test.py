@@ -292,8 +292,7 @@ HTTP_CASES: dict[str, Case] = {
     "hubspot signature header not ASCII": Case(
         vendor("/webhooks/hubspot", json.dumps(HS_WON).encode(),
                lambda b: {"X-HubSpot-Signature-v3": "signé".encode("latin-1"), "X-HubSpot-Request-Timestamp": "1"}),
-        401,
-        "not printable ASCII"),
+        400, "x-hubspot-signature-v3: must be printable ASCII"),
     "hubspot portal not configured": Case(hubspot([{**HS_WON[0], "portalId": 99}]), 403,
                                           "event 0: portalId: 99 is not a HubSpot portal"),
     "hubspot malformed JSON": Case(hubspot(b"[{nope"), 422, "malformed JSON"),
@@ -793,7 +792,7 @@ async def test_a_bad_upload_gets_a_clear_4xx_and_keeps_nothing(env, http, pool, 
 
     settings.import_upload_max_mb = 1
     await add_user(pool, "ops@tai.example", "Ops", "a long enough password")
-    token, _ = await log_in(pool, settings, "ops@tai.example", "a long enough password")
+    token = (await log_in(pool, settings, "ops@tai.example", "a long enough password")).token
     http.cookies.set(SESSION_COOKIE, token)
     csrf = (await session_user(pool, token)).csrf_token
     before_rows, before_plays = await table_digests(pool), await plays(env)

@@ -24,7 +24,8 @@ log = get_logger("api_auth")
 
 # Path prefixes served without a token, and why. Everything else needs require_scope(...).
 PUBLIC_ROUTES: dict[str, str] = {
-    "/healthz": "liveness for load balancers; says only ok or down",
+    "/healthz": "liveness for load balancers; says only that the process answers",
+    "/readyz": "readiness for load balancers; says only which dependency is ok or down",
     "/webhooks/": "CRM webhooks carry their own signatures (HubSpot v3 and the vendors' schemes)",
     "/nps/": "survey answers come from customers through HMAC-signed links",
     "/console": "the web console: its own login sessions, roles and CSRF tokens",

@@ -108,8 +108,11 @@ async def test_a_full_pool_is_503_with_retry_after_and_healthz_still_answers(env
     held = [await small.acquire(), await small.acquire()]  # every connection busy elsewhere
     app.state.pool, app.state.health_pool = small, health
     try:
+        # Liveness and readiness both answer: readiness has a connection of its own.
         busy = await anonymous.get("/healthz")
-        assert busy.status_code == 200 and busy.json() == {"postgres": "ok", "temporal": "ok"}
+        assert busy.status_code == 200 and busy.json() == {"status": "alive"}
+        ready = await anonymous.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"postgres": "ok", "temporal": "ok", "smtp": "ok"}
         answer = await http.post("/plays/onboarding", json={"account_id": "acme"})
         assert answer.status_code == 503 and answer.headers["retry-after"] == str(settings.overload_retry_after_seconds)
         assert answer.json()["detail"] == "the service is busy; retry later"

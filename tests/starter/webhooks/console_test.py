@@ -21,7 +21,7 @@ async def test_the_page_lists_waiting_events_with_what_they_wait_for_and_why(env
     anonymous = await http.get("/console/webhooks")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/console/login")
     await add_user(pool, "diana.hoang@tai.example", "Diana Hoang", PASSWORD)
-    token, _ = await log_in(pool, settings, "diana.hoang@tai.example", PASSWORD)
+    token = (await log_in(pool, settings, "diana.hoang@tai.example", PASSWORD)).token
     http.cookies.set(SESSION_COOKIE, token)
     try:
         page = await http.get("/console/webhooks")
