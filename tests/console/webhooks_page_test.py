@@ -14,13 +14,12 @@ from starter.adapters.hubspot_signature import SIGNATURE, TIMESTAMP, sign
 from tests.console.conftest import shot
 from tests.starter.webhooks.vendors import real
 
-DEMO_SECRET = "local-demo-secret"  # ./run.sh's CRM_WEBHOOK_SECRET when none is set
 
 
 def deliver(stack, body: bytes) -> dict:
     url = stack.base_url + "/webhooks/hubspot"
     timestamp = str(int(time.time() * 1000))
-    headers = {SIGNATURE: sign(DEMO_SECRET, "POST", url, body, timestamp), TIMESTAMP: timestamp,
+    headers = {SIGNATURE: sign(stack.env["CRM_WEBHOOK_SECRET"], "POST", url, body, timestamp), TIMESTAMP: timestamp,
                "content-type": "application/json"}
     response = httpx.post(url, content=body, headers=headers, timeout=60)
     assert response.status_code == 200, response.text
