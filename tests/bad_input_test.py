@@ -791,7 +791,7 @@ async def test_a_bad_upload_gets_a_clear_4xx_and_keeps_nothing(env, http, pool, 
     from starter.console.auth import SESSION_COOKIE, add_user, log_in, session_user
 
     settings.import_upload_max_mb = 1
-    await add_user(pool, "ops@tai.example", "Ops", "a long enough password")
+    await add_user(pool, "ops@tai.example", "Ops", "a long enough password", role="cs_manager")  # imports: CS managers
     token = (await log_in(pool, settings, "ops@tai.example", "a long enough password")).token
     http.cookies.set(SESSION_COOKIE, token)
     csrf = (await session_user(pool, token)).csrf_token
