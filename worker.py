@@ -21,6 +21,7 @@ from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
 from activities.nps import NpsActivities
+from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
 from activities.interceptors import ReadableFailures
 from activities.sla import SlaActivities
@@ -47,6 +48,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     sla = SlaActivities(pool)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
+    events = PlayEventActivities(pool)
     return [
         accounts.load_account,
         accounts.record_renewal_outcome,
@@ -65,6 +67,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,
+        events.record_play_event,
     ]
 
 

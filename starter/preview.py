@@ -42,8 +42,8 @@ from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.models import (
     Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest,
-    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RespondentEmailRequest,
-    RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
+    EscalationResult, Person, PlayEventRequest, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest,
+    RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
     SurveyBatchRequest, SurveyBatchResult, TaskRef, TicketRecord,
 )
 from core.settings import Settings
@@ -295,6 +295,10 @@ class RecordingActivities:
     @activity.defn(name="feed_account_nps")
     async def feed_account_nps(self, play: PlayRef) -> int | None:
         return None
+
+    @activity.defn(name="record_play_event")
+    async def record_play_event(self, req: PlayEventRequest) -> None:
+        return None  # news for chat, CRM and webhooks: a preview tells nobody
 
 
 # -- drivers: a CS team that does everything on time ---------------------------------
