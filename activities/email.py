@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 
@@ -188,7 +187,7 @@ class Mailer:
                         ON CONFLICT (event_key) DO NOTHING RETURNING 1)
             SELECT pg_notify('play_events', '') FROM ev
             """,
-            row["id"], f"E-mail sent: {row['subject']}"[:500], json.dumps(data))
+            row["id"], f"E-mail sent: {row['subject']}"[:500], data)
 
     async def _smtp_send(self, row: asyncpg.Record) -> None:
         msg = EmailMessage()

@@ -3,7 +3,7 @@
 Every activity that does something a CS team wants to hear about records a `PlayEvent` next to
 its own row, keyed by that row's idempotency key: a retried activity finds the event already
 there (ON CONFLICT DO NOTHING), so each happens once. Recording never calls out: the relay
-(activities/notice_relay.py) routes events into deliveries afterwards, so a Slack or CRM outage
+(starter/relay.py) routes events into deliveries afterwards, so a Slack or CRM outage
 never holds a play up. The events, by name:
 
 | event                  | recorded by                                   | data                                   |
@@ -81,6 +81,11 @@ def playbook_of(workflow_id: str | None) -> str | None:
     return workflow_id.split("-", 1)[0] if workflow_id else None
 
 
+def jsonable(value):
+    """Plain JSON values (datetimes and decimals as text), as the pool's jsonb codec takes them."""
+    return json.loads(json.dumps(value, default=str))
+
+
 NOTIFY_CHANNEL = "play_events"
 _INSERT = """
     INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook, occurred_at,
@@ -98,7 +103,7 @@ async def record_events(conn: asyncpg.Pool | asyncpg.Connection, events: list[Pl
         return
     columns = list(zip(*[
         (e.key[:1000], e.event, e.account_id, e.workflow_id, e.play_id, e.step, e.playbook, e.occurred_at,
-         e.title[:500], e.severity, json.dumps(e.data, default=str)) for e in events]))
+         e.title[:500], e.severity, jsonable(e.data)) for e in events]))
     await conn.execute(_INSERT, *[list(c) for c in columns])
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 

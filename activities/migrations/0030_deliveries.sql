@@ -4,7 +4,7 @@
 -- `play_events` is what plays did (a task created, an escalation, a band change, an e-mail sent,
 -- a play started or finished), written by the activity that did it, in its own transaction or
 -- just after, keyed by the idempotency key of the row it is about: a retried activity finds it.
--- The relay (activities/notice_relay.py) turns each event into `deliveries` by the routing of
+-- The relay (starter/relay.py) turns each event into `deliveries` by the routing of
 -- playbooks/notifications.yaml, the CRM mappings' write_back sections and the webhook
 -- subscriptions, and starts one durable delivery workflow per delivery.
 
