@@ -87,7 +87,7 @@ class HubSpotWriter:
             return code, body if isinstance(body, dict) else {}
         if code in (401, 403):
             raise Retry(f"HubSpot {what}: {code} {message} (check HUBSPOT_ACCESS_TOKEN and its scopes)", code,
-                        SETUP_RETRY_SECONDS)
+                        SETUP_RETRY_SECONDS, ours=True)
         if code == 409:
             return code, body if isinstance(body, dict) else {}
         raise Refused(f"HubSpot {what}: {code} {message}", code)
@@ -170,10 +170,10 @@ class SalesforceWriter:
         if error_code == "UNABLE_TO_LOCK_ROW":
             raise Retry(said, code)
         if code == 403 and error_code == "REQUEST_LIMIT_EXCEEDED":
-            raise Retry(said + " (the org's API request limit)", code, LIMIT_RETRY_SECONDS)
+            raise Retry(said + " (the org's API request limit)", code, LIMIT_RETRY_SECONDS, ours=True)
         if code in (401, 403):
             raise Retry(said + " (check SALESFORCE_ACCESS_TOKEN and the user's permissions)", code,
-                        SETUP_RETRY_SECONDS)
+                        SETUP_RETRY_SECONDS, ours=True)
         raise Refused(said, code)
 
     async def _upsert_task(self, key: str, fields: dict) -> Sent:

@@ -53,7 +53,7 @@ class GiveUpRequest(Model):
 def _secret(mapping: dict, name: str | None, what: str) -> str:
     value = mapping.get(name or "")
     if value is None or not value.get_secret_value():
-        raise Retry(f"{what} {name!r} is not configured any more", None, SETUP_RETRY_SECONDS)
+        raise Retry(f"{what} {name!r} is not configured any more", None, SETUP_RETRY_SECONDS, ours=True)
     return value.get_secret_value()
 
 
@@ -96,14 +96,16 @@ class DeliveryActivities:
         try:
             sent = await self._send(row, since)
         except Retry as r:
+            if r.ours and r.retry_after is not None:
+                r.retry_after = min(r.retry_after, self.settings.delivery_retry_max_seconds)
             await self._retrying(row, attempt_id, r)
             raise ApplicationError(r.detail, type="DeliveryRetry",
                                    next_retry_delay=timedelta(seconds=r.retry_after) if r.retry_after else None)
         except Refused as r:
             await self._refused(row, attempt_id, r)
             raise ApplicationError(r.detail, type="DeliveryRefused", non_retryable=True) from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await self._safe_note(attempt_id, f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # noqa: BLE001 - noted, then Temporal retries it like any failure
+            await self._safe_note(row["id"], attempt_id, f"{type(exc).__name__}: {exc}"[:500])
             raise
         await self._delivered(row, attempt_id, sent)
         return DeliveryOutcome(delivery_id=delivery_id, status="delivered", detail=sent.detail, remote_id=sent.remote_id)
@@ -149,10 +151,13 @@ class DeliveryActivities:
         log.warning("delivery.refused", delivery_id=row["id"], kind=row["kind"], channel=row["channel"],
                     destination=row["destination"], reason=r.detail[:300])
 
-    async def _safe_note(self, attempt_id: int, detail: str) -> None:
+    async def _safe_note(self, delivery_id: int, attempt_id: int, detail: str) -> None:
+        """An unexpected failure (the database, a bug): noted where possible; the attempt counts as unknown."""
         try:
             await self.pool.execute("UPDATE delivery_attempts SET outcome = 'unknown', detail = $2, finished_at = now()"
                                     " WHERE id = $1", attempt_id, detail)
+            await self.pool.execute("UPDATE deliveries SET status = 'pending', last_error = $2, updated_at = now()"
+                                    " WHERE id = $1", delivery_id, detail)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is the problem: the next attempt marks this one lost
 
@@ -196,7 +201,7 @@ class DeliveryActivities:
                                         p["body"])
             if channel == "slack_api":
                 if s.slack_bot_token is None or not s.slack_bot_token.get_secret_value():
-                    raise Retry("SLACK_BOT_TOKEN is not configured any more", None, SETUP_RETRY_SECONDS)
+                    raise Retry("SLACK_BOT_TOKEN is not configured any more", None, SETUP_RETRY_SECONDS, ours=True)
                 api = SlackApi(http, s.slack_api_url, s.slack_bot_token.get_secret_value())
                 return await api.post(p["body"], row["idem_key"], since)
             if channel == "webhook":
@@ -211,17 +216,17 @@ class DeliveryActivities:
         connection = current_connections(s).by_name.get(row["destination"])
         if connection is None or connection.mapping.write_back is None:
             raise Retry(f"CRM connection {row['destination']!r} has no write_back section any more", None,
-                        SETUP_RETRY_SECONDS)
+                        SETUP_RETRY_SECONDS, ours=True)
         prop = connection.mapping.write_back.idempotency_property
         if row["channel"] == "hubspot":
             token = s.hubspot_access_token.get_secret_value() if s.hubspot_access_token else ""
             if not token:
-                raise Retry("HUBSPOT_ACCESS_TOKEN is not configured", None, SETUP_RETRY_SECONDS)
+                raise Retry("HUBSPOT_ACCESS_TOKEN is not configured", None, SETUP_RETRY_SECONDS, ours=True)
             return HubSpotWriter(http, s.hubspot_api_url, token, prop)
         token = s.salesforce_access_token.get_secret_value() if s.salesforce_access_token else ""
         if not token or not s.salesforce_instance_url:
             raise Retry("SALESFORCE_ACCESS_TOKEN / SALESFORCE_INSTANCE_URL are not configured", None,
-                        SETUP_RETRY_SECONDS)
+                        SETUP_RETRY_SECONDS, ours=True)
         return SalesforceWriter(http, s.salesforce_instance_url, s.salesforce_api_version, token, prop)
 
     async def _crm(self, http: httpx.AsyncClient, row, p: dict, look_first: bool) -> Sent:
@@ -240,7 +245,7 @@ class DeliveryActivities:
                     "SELECT status, last_error FROM deliveries WHERE idem_key = $1", p["create_key"])
                 if create is None or create["status"] == "failed":
                     raise Refused("the CRM task was never created" + (f" ({create['last_error']})" if create else ""))
-                raise Retry("waiting for the CRM task to be created first", None, DEPENDENCY_RETRY_SECONDS)
+                raise Retry("waiting for the CRM task to be created first", None, DEPENDENCY_RETRY_SECONDS, ours=True)
             return await writer.set_task_status(crm_id, p["status"])
         if op == "update_account":
             return await self._update_account(writer, row, p)

@@ -40,12 +40,14 @@ class DeliveryError(Exception):
 
 
 class Retry(DeliveryError):
-    """Try again: after `retry_after` seconds if the vendor said so (else the back-off)."""
+    """Try again: after `retry_after` seconds if the vendor said so (else the back-off). `ours`: the
+    delay is our own estimate (a configuration problem, an API limit), capped by
+    DELIVERY_RETRY_MAX_SECONDS; a vendor's Retry-After is honoured as given."""
 
     def __init__(self, detail: str, status_code: int | None = None, retry_after: float | None = None,
-                 maybe_sent: bool = False):
+                 maybe_sent: bool = False, ours: bool = False):
         super().__init__(detail, status_code)
-        self.retry_after, self.maybe_sent = retry_after, maybe_sent
+        self.retry_after, self.maybe_sent, self.ours = retry_after, maybe_sent, ours
 
 
 class Refused(DeliveryError):

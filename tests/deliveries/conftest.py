@@ -111,3 +111,23 @@ async def settled(pool, what: str = "every delivery delivered or failed", at_lea
         done = all(r["status"] in ("delivered", "failed") for r in rows)
         return rows if len(rows) >= at_least and not unrouted and done else None
     return await eventually(check, what)
+
+
+class Service:
+    """The HTTP service in-process (httpx over ASGI) with these settings, sharing the test's Temporal
+    server and database (no worker of its own)."""
+
+    def __init__(self, env, pool, settings):
+        self.env, self.pool, self.settings = env, pool, settings
+
+    async def __aenter__(self):
+        import httpx
+
+        from starter.http import app
+
+        app.state.client, app.state.pool, app.state.settings = self.env.client, self.pool, self.settings
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        return self.http
+
+    async def __aexit__(self, *exc):
+        await self.http.aclose()

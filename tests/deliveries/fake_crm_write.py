@@ -18,7 +18,7 @@ FIELD_INTEGRITY_EXCEPTION; 401 INVALID_SESSION_ID; 403 REQUEST_LIMIT_EXCEEDED (i
 
 `outage`: while set, every request is answered by cycling through these faults (429 with
 Retry-After, 500, ...) and counted in `refused`; `faults`: one-off answers first; `hold` /
-`slow_after_commit`: the record is written, then the answer waits (an answer lost to a timeout).
+`slow`: the record is written, then the answer waits (an answer lost to a timeout).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Outage(Base):
         self.outage: list[Fault] | None = None
         self.refused = 0
         self._cycle = None
-        self.slow_after_commit = 0.0
+        self.slow: list[float] = []  # the next creates' answers come this many seconds after the record is written
 
     def _seen(self, request: Request) -> None:
         """Every request, in order (its body is read by its handler)."""
@@ -75,8 +75,8 @@ class Outage(Base):
         return self._fault(path)
 
     async def _answer(self, response: Response) -> Response:
-        if self.slow_after_commit:
-            await asyncio.sleep(self.slow_after_commit)
+        if self.slow:
+            await asyncio.sleep(self.slow.pop(0))
         return response
 
 
