@@ -804,6 +804,8 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
 
 from starter import webhooks_cli  # noqa: E402  (its commands reach back for command/services lazily)
 app.add_typer(webhooks_cli.app, name="webhooks")
+from starter import deliveries_cli  # noqa: E402
+app.add_typer(deliveries_cli.app, name="deliveries")
 
 user_app = typer.Typer(help="Web console users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")

@@ -28,7 +28,7 @@ from core.temporal import connect
 from playbooks.loader import PlaybookError
 from starter import console, survey_page, webhooks
 from starter.readiness import readiness
-from starter.console import webhooks as console_webhooks
+from starter.console import deliveries as console_deliveries, webhooks as console_webhooks
 from starter.console.pages import error_page
 from starter.events.context import Context
 from starter.events.pipeline import run_sweeper
@@ -70,6 +70,7 @@ app.include_router(webhooks.router)
 app.include_router(survey_page.router)
 console.install(app)
 app.include_router(console_webhooks.router)
+app.include_router(console_deliveries.router)
 
 
 def for_console(request: Request) -> bool:
