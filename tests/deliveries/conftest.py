@@ -30,8 +30,7 @@ async def servers():
     running = [await serve(f) for f in fakes.values()]
     yield fakes
     for f in fakes.values():
-        if f.hold is not None:
-            f.hold.set()
+        f.release(client_gone=False)
     for server, task in running:
         await stop(server, task)
 

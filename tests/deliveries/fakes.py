@@ -16,8 +16,8 @@ documentation says, including the error answers.
 - Webhook receiver (`POST /receive`): records every request; answers what it is told to.
 
 `faults` (per fake) are answers served before the real ones. `hold`: requests wait on this
-event after being recorded; `hold_drops` makes a held request that the client abandoned vanish
-(the server saw the connection close before it committed). Every request is in `requests`.
+event after being recorded; `release(client_gone=True)` lets them go on knowing their client died,
+and `hold_drops` then makes them vanish (the server saw the connection close before it committed). Every request is in `requests`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class Base:
         self.hold: asyncio.Event | None = None
         self.hold_drops = False
         self.held = 0
+        self.abandoned = False
         self.url = ""
 
     async def _record(self, request: Request) -> bytes:
@@ -71,13 +72,22 @@ class Base:
         self.requests.append(Received(time.monotonic(), request.method, request.url.path, dict(request.headers), body))
         return body
 
-    async def _gate(self, request: Request) -> bool:
-        """Wait while held; False when the request should vanish (the client left meanwhile)."""
+    async def _gate(self, request: Request, drops: bool | None = None) -> bool:
+        """Wait while held; False when the request should vanish (the client left meanwhile and
+        this endpoint drops what it did not commit: `drops`, else `hold_drops`)."""
         if self.hold is None:
             return True
         self.held += 1
         await self.hold.wait()
-        return not (self.hold_drops and await request.is_disconnected())
+        return not ((self.hold_drops if drops is None else drops) and self.abandoned)
+
+    def release(self, client_gone: bool) -> None:
+        """Let the held requests go on; `client_gone`: their client died meanwhile (the test killed it),
+        so an endpoint that drops what it did not commit drops them."""
+        self.abandoned = client_gone
+        if self.hold is not None:
+            self.hold.set()
+        self.hold = None
 
     def _fault(self, path: str = "") -> Response | None:
         f = next((f for f in self.faults if f.path is None or path.startswith(f.path)), None)
@@ -183,7 +193,7 @@ class FakeSlack(Base):
                 return {"ok": False, "error": "no_text"}
             if "blocks" in message and check_blocks(message["blocks"]):
                 return {"ok": False, "error": "invalid_blocks"}
-            if not await self._gate(request):
+            if not await self._gate(request, drops=False):  # the Web API commits what it received
                 return Response(status_code=499)
             ts = f"{int(time.time())}.{next(self._ts):06d}"
             stored = {**message, "ts": ts, "type": "message"}
