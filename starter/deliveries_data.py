@@ -96,3 +96,38 @@ def configuration(settings: Settings) -> tuple[list[Switch], list[str]]:
             why = write_back_on(settings, connections, name)
             switches.append(Switch("crm", name, why is None, why or "", conn.source))
     return switches, problems
+
+
+async def erase_person(conn: asyncpg.Connection, names: set[str], emails: set[str], scrub) -> dict[str, int]:
+    """A privacy erasure (starter/book/privacy.py) reaches play events and deliveries too: their
+    texts are scrubbed (`scrub` replaces the person's names and addresses), and a delivery not made
+    yet that is about them is not made (failed, saying why). Returns rows changed per table."""
+    import json
+
+    words = sorted({n for n in names if n and len(n) >= 2} | emails)
+    if not words:
+        return {"play_events": 0, "deliveries": 0}
+    like = [f"%{w.lower()}%" for w in words]
+
+    def clean(value):
+        text = scrub(json.dumps(value, ensure_ascii=False))
+        try:
+            return json.loads(text)
+        except ValueError:
+            return {"erased": True}
+
+    events = await conn.fetch("SELECT id, title, data FROM play_events WHERE lower(title) LIKE ANY($1::text[])"
+                              " OR lower(data::text) LIKE ANY($1::text[])", like)
+    for e in events:
+        await conn.execute("UPDATE play_events SET title = $2, data = $3 WHERE id = $1", e["id"], scrub(e["title"]),
+                           clean(e["data"]))
+    rows = await conn.fetch("SELECT id, status, summary, payload FROM deliveries WHERE lower(summary) LIKE ANY($1::text[])"
+                            " OR lower(payload::text) LIKE ANY($1::text[])", like)
+    for r in rows:
+        undone = r["status"] in ("pending", "sending")
+        await conn.execute(
+            "UPDATE deliveries SET summary = $2, payload = $3, updated_at = now(),"
+            " status = CASE WHEN $4 THEN 'failed' ELSE status END,"
+            " last_error = CASE WHEN $4 THEN 'erased: the person asked for their data to be erased' ELSE last_error END"
+            " WHERE id = $1", r["id"], scrub(r["summary"]), clean(r["payload"]), undone)
+    return {"play_events": len(events), "deliveries": len(rows)}

@@ -139,7 +139,9 @@ def parse_message(body: bytes, connections: Connections) -> tuple[str, list[Inco
         try:
             record_id = salesforce_id(fields.get("Id") or "")
         except BadValue:
-            raise WebhookRefused(422, f"Notification {i}: sObject.Id: missing or not a Salesforce id") from None
+            record_id = None
+        if not record_id:
+            raise WebhookRefused(422, f"Notification {i}: sObject.Id: missing or not a Salesforce id")
         fields["Id"] = record_id
         occurred = _when(fields.get("LastModifiedDate")) or _when(fields.get("SystemModstamp")) or received
         base = dict(key=event_key("salesforce", org[:15], notification_id), source="salesforce",
