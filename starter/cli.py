@@ -664,7 +664,8 @@ async def list_plays(
     limit: int = typer.Option(100),
 ):
     """Plays by their search attributes (Temporal visibility), newest first."""
-    clauses = [] if closed else ["ExecutionStatus = 'Running'"]
+    # Deliveries run as workflows of their own (`csplay deliveries list` shows them).
+    clauses = ["WorkflowType != 'DeliverItem'"] + ([] if closed else ["ExecutionStatus = 'Running'"])
     for name, value in (("Playbook", playbook), ("AccountId", account_id), ("Phase", phase), ("CsmEmail", csm),
                         ("RiskBand", risk_band)):
         if value:
