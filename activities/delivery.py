@@ -130,7 +130,7 @@ class DeliveryActivities:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE deliveries SET status = 'pending', last_status = $2, last_error = $3, updated_at = now(),"
-                " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+                " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1 AND status = 'sending'",
                 row["id"], r.status_code, r.detail, float(delay))
             await conn.execute(
                 "UPDATE delivery_attempts SET outcome = $2, status_code = $3, detail = $4, retry_after_seconds = $5,"
@@ -157,7 +157,7 @@ class DeliveryActivities:
             await self.pool.execute("UPDATE delivery_attempts SET outcome = 'unknown', detail = $2, finished_at = now()"
                                     " WHERE id = $1", attempt_id, detail)
             await self.pool.execute("UPDATE deliveries SET status = 'pending', last_error = $2, updated_at = now()"
-                                    " WHERE id = $1", delivery_id, detail)
+                                    " WHERE id = $1 AND status = 'sending'", delivery_id, detail)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is the problem: the next attempt marks this one lost
 

@@ -3,6 +3,8 @@ both ways, e-mails logged on the contact, account properties, outages and lost a
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from activities.crm_write import TASK_TO_COMPANY, record_key
 from starter.steering import complete_task, launch_onboarding
 from tests.conftest import asleep_on_timer, eventually
@@ -180,3 +182,29 @@ async def test_off_until_configured(env, pool, settings, servers):
     assert await pool.fetchval("SELECT count(*) FROM play_events") > 0
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
     assert not servers["hubspot"].requests and not FakeSalesforce().requests
+
+
+async def test_a_privacy_deletion_scrubs_deliveries_and_stops_those_not_made(env, pool, settings, servers):
+    from starter.book.privacy import erase_contact
+
+    hub = servers["hubspot"]
+    hub.start_outage([Fault(503, {}, {"status": "error", "message": "maintenance"})])  # nothing goes out yet
+    s = notify_settings(settings, servers)
+    await link_acme(pool, hubspot=True)
+    async with Running(env, pool, s):
+        _, tasks = await onboarding(env, pool, s)
+
+        async def waiting():
+            row = await pool.fetchrow("SELECT * FROM deliveries WHERE operation = 'log_email'")
+            return row if row and row["attempts"] >= 1 else None
+        log = await eventually(waiting, "the welcome e-mail's CRM log to wait out HubSpot's maintenance")
+        assert "lee.park@acme.example" in str(log["payload"])
+        done = await erase_contact(pool, "hubspot", "501", "privacy-1", datetime.now(timezone.utc))
+        hub.recover()
+        rows = await settled(pool, "every HubSpot write", len(tasks) + 1, destination="hubspot")
+    assert done["deliveries"] >= 1 and done["play_events"] >= 1
+    erased = next(r for r in rows if r["operation"] == "log_email")
+    assert erased["status"] == "failed" and erased["last_error"].startswith("erased:")
+    assert "lee.park" not in str(erased["payload"]).lower() and not hub.objects["emails"]
+    dump = str([tuple(r) for r in await pool.fetch("SELECT * FROM play_events")])
+    assert "lee.park" not in dump.lower() and "Lee Park" not in dump
