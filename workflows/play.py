@@ -27,8 +27,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from playbooks.schema import PlaybookSnapshot
     from workflows.common import (
-        ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure, play_log,
-        run_activity,
+        ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
+        SearchAttributeTracker, business_failure, play_log, run_activity,
     )
     from workflows.messages import (
         ControlEntry, PausePlay, PlayControl, ResumePlay, SkipResult, SkipStep, TaskCompleted,
@@ -61,6 +61,7 @@ class Play:
         self._keep_timers = keep_timers
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
+        self._events: list[asyncio.Future] = []  # play events on their way (see play_event)
 
     def wake(self) -> None:
         """A signal or update changed the plan: the main loop looks again now."""
@@ -68,6 +69,7 @@ class Play:
 
     async def sleep_until(self, wake_at: datetime | None) -> None:
         """Sleep until the next planned action (or for good) unless woken first."""
+        await self.flush_events()
         self._woken = False
         if self._keep_timers:
             await self._sleep_keeping_timers(wake_at)
@@ -92,6 +94,7 @@ class Play:
         meanwhile is then handled by the playbook's own catch-up rules."""
         if self.control.paused_at is None:
             return
+        await self.flush_events()
         self.search.set(PHASE, "paused")
         self.search.set(NEXT_ACTION_AT, None)
         await workflow.wait_condition(lambda: self.control.paused_at is None)
@@ -106,6 +109,7 @@ class Play:
                 tasks[ref.step] = ref
             self.log("cancelled", open_tasks_cancelled=sum(1 for t in tasks.values() if t.status == "cancelled"))
             await self.play_event(FINISHED_PATCH, "play.finished", outcome="cancelled")
+            await self.flush_events()
             raise
 
     async def continue_as_new_if_long(self, input, state) -> None:
@@ -115,6 +119,7 @@ class Play:
         if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.flush_events()
         state.runs += 1
         self.log("continue_as_new", events=info.get_current_history_length(), run=state.runs)
         workflow.continue_as_new(input.model_copy(update={"state": state}))
@@ -125,6 +130,7 @@ class Play:
         self.search.set(PHASE, phase)
         self.search.set(NEXT_ACTION_AT, None)
         await self.play_event(FINISHED_PATCH, "play.finished", outcome=phase)
+        await self.flush_events()
 
     async def load_account(self) -> Account:
         self.account = await run_activity(AccountActivities.load_account, self.ref.account_id)
@@ -136,16 +142,27 @@ class Play:
         return self.account
 
     async def play_event(self, patch: str, event: str, step: str | None = None, outcome: str | None = None) -> None:
-        """Tell chat, CRM write-back and webhook subscribers (activities/play_events.py). Recording
-        it never fails the play: a business failure is logged and the play goes on."""
+        """Tell chat, CRM write-back and webhook subscribers (activities/play_events.py). The
+        activity runs beside the play's next steps (it never delays them); `flush_events` waits
+        for what is on its way before the play sleeps, continues as new or ends. Recording never
+        fails the play: a business failure is logged and the play goes on."""
         if not workflow.patched(patch):
             return
-        try:
-            await run_activity(PlayEventActivities.record_play_event, PlayEventRequest(
+        self._events = [e for e in self._events if not e.done()]
+        self._events.append(workflow.start_activity_method(
+            PlayEventActivities.record_play_event, PlayEventRequest(
                 play=self.ref, event=event, playbook=self.playbook, at=workflow.now(), step=step,
-                phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None))
-        except ActivityError as err:
-            self.log("play_event_failed", event=event, step=step, error=business_failure(err), severity="warning")
+                phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY))
+
+    async def flush_events(self) -> None:
+        """Wait for the play events on their way (none: no command, no history event)."""
+        pending, self._events = self._events, []
+        for handle in pending:
+            try:
+                await handle
+            except ActivityError as err:
+                self.log("play_event_failed", error=business_failure(err), severity="warning")
 
     def log(self, event: str, severity: str = "info", **fields) -> None:
         play_log(f"{self.playbook}.{event}", self.ref.account_id, severity, **fields)
