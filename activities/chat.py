@@ -83,7 +83,8 @@ class SlackApi:
         if error == "ratelimited":
             raise Retry(f"Slack {method}: ratelimited", 200, retry_after_seconds(response.headers.get("Retry-After")))
         if error in SLACK_SETUP:
-            raise Retry(f"Slack {method}: {error} (check SLACK_BOT_TOKEN and its scopes)", 200, SETUP_RETRY_SECONDS, ours=True)
+            raise Retry(f"Slack {method}: {error} (check SLACK_BOT_TOKEN and its scopes)", 200,
+                        SETUP_RETRY_SECONDS, ours=True)
         if error in SLACK_REFUSED:
             raise Refused(f"Slack {method}: {error}", 200)
         raise Retry(f"Slack {method}: {error}", 200)

@@ -201,7 +201,9 @@ class SalesforceWriter:
         return Sent(remote_id=crm_id, status_code=code, detail=f"Task {SF_STATUS[status]}")
 
     async def log_email(self, p: dict, look_first: bool = False) -> Sent:
-        lines = [f"From: {p['from']}", f"To: {', '.join(p['to'])}"] + ([f"Cc: {', '.join(p['cc'])}"] if p.get("cc") else [])
+        lines = [f"From: {p['from']}", f"To: {', '.join(p['to'])}"]
+        if p.get("cc"):
+            lines.append(f"Cc: {', '.join(p['cc'])}")
         fields = {"Subject": f"Email: {p['subject']}"[:255], "TaskSubtype": "Email", "Status": "Completed",
                   "ActivityDate": _date(p["sent_at"]), "WhatId": p["company_id"],
                   "Description": ("\n".join(lines) + "\n\n" + (p.get("text") or ""))[:32000]}

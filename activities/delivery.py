@@ -108,7 +108,8 @@ class DeliveryActivities:
             await self._safe_note(row["id"], attempt_id, f"{type(exc).__name__}: {exc}"[:500])
             raise
         await self._delivered(row, attempt_id, sent)
-        return DeliveryOutcome(delivery_id=delivery_id, status="delivered", detail=sent.detail, remote_id=sent.remote_id)
+        return DeliveryOutcome(delivery_id=delivery_id, status="delivered", detail=sent.detail,
+                               remote_id=sent.remote_id)
 
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, req: GiveUpRequest) -> None:
@@ -169,7 +170,8 @@ class DeliveryActivities:
                 row["id"], sent.remote_id, sent.status_code)
             await conn.execute(
                 "UPDATE delivery_attempts SET outcome = $2, status_code = $3, detail = $4, finished_at = now()"
-                " WHERE id = $1", attempt_id, "found" if sent.found else "delivered", sent.status_code, sent.detail[:1000])
+                " WHERE id = $1", attempt_id, "found" if sent.found else "delivered", sent.status_code,
+                sent.detail[:1000])
             p = row["payload"]
             if row["operation"] == "create_task" and sent.remote_id:
                 await conn.execute(

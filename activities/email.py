@@ -172,7 +172,8 @@ class Mailer:
         """Mark the row sent and, for an e-mail about an account, record `email.sent` in the same
         statement (activities/play_events.py): both happen, or neither."""
         if not about_account:
-            await self.pool.execute("UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1", row["id"])
+            await self.pool.execute("UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1",
+                                    row["id"])
             return
         data = {"communication_id": row["id"], "template": row["template"], "subject": row["subject"],
                 "to": list(row["to_addrs"]), "cc": list(row["cc_addrs"]), "message_id": row["message_id"]}

@@ -87,7 +87,8 @@ def chat_destination_on(settings: Settings, content: NotificationsContent, name:
     if url is None or not url.get_secret_value():
         return f"CHAT_WEBHOOK_URLS has no {dest.secret_name!r}"
     parts = urlsplit(url.get_secret_value())
-    if not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or ""))) or not parts.hostname:
+    secure = parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or ""))
+    if not secure or not parts.hostname:
         return f"CHAT_WEBHOOK_URLS[{dest.secret_name!r}] is not an https URL"
     return None
 
@@ -111,7 +112,8 @@ def write_back_on(settings: Settings, connections: Connections, name: str) -> st
         return f"no connection {name!r} in connections.yaml"
     if conn.mapping.write_back is None:
         return f"its mapping has no write_back section"
-    if conn.source == "hubspot" and not (settings.hubspot_access_token and settings.hubspot_access_token.get_secret_value()):
+    hubspot_token = settings.hubspot_access_token.get_secret_value() if settings.hubspot_access_token else ""
+    if conn.source == "hubspot" and not hubspot_token:
         return "HUBSPOT_ACCESS_TOKEN is not set"
     if conn.source == "salesforce" and not (settings.salesforce_access_token
                                             and settings.salesforce_access_token.get_secret_value()
@@ -165,7 +167,8 @@ async def account_values(pool: asyncpg.Pool, account_id: str, properties: dict[s
     if "risk_score" in properties and risk["score"] is not None:
         values[properties["risk_score"]] = risk["score"]
     if "health_score" in properties:
-        values[properties["health_score"]] = risk["health_score"] if risk["health_score"] is not None else risk["health"]
+        health = risk["health_score"] if risk["health_score"] is not None else risk["health"]
+        values[properties["health_score"]] = health
     if "play_phase" in properties and phase_playbooks:
         rows = await pool.fetch(
             "SELECT playbook, phase, running FROM play_phases WHERE account_id = $1 AND playbook = ANY($2::text[])"

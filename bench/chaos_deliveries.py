@@ -3,16 +3,19 @@
 worker.py is SIGKILLed, and while HubSpot answers 429 and 500 for a minute.
 
   chat  P0 tickets (an incident, escalations L1 and L2: Slack incoming webhooks and Web API) and
-        churn flags to RED (Teams cards, Slack) for 40 accounts, launched over about half a minute
+        churn readings that move the band (Teams cards, Slack) for 40 accounts, launched over about half a minute
         while worker.py is SIGKILLed at random moments (at least --kills times).
   crm   onboarding for 30 accounts linked to HubSpot companies: every task and welcome e-mail
         written to HubSpot while it answers 429 (Retry-After 1) and 500 in turn for --outage
         seconds, worker.py SIGKILLed a few times meanwhile; then HubSpot recovers.
 
-Counted per delivery: Slack Web API messages (by their delivery key in message metadata), Slack
-and Teams incoming-webhook messages (by title and context), HubSpot records (by idempotency value). Lost = in
-the reference run, not after the chaos; duplicates = more than one; and deliveries still open or
-failed once everything is quiet.
+Counted per delivery (named without run ids or times: kind, destination, operation, event, play,
+step): the copies the vendor holds, Slack Web API messages by their delivery key in message
+metadata, Slack and Teams incoming-webhook messages by their exact body, HubSpot records by their
+idempotency value. Lost = delivered in the reference run, no copy after the chaos; duplicates =
+more than one copy (for incoming webhooks, which keep no key, shown as the documented window);
+and deliveries still open or failed once everything is quiet. Account-property writes coalesce
+(one pending per account), so they are not compared.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections import Counter
 from tests.deliveries.fake_crm_write import TOKEN, FakeHubSpot, hs_rate_limited
 from tests.deliveries.fakes import BOT_TOKEN, Fault, FakeSlack, FakeTeams
 from tests.starter.webhooks.fake_crm import serve, stop
-from workflows.churn_messages import IndicatorFlag
+from workflows.churn_messages import MetricsReading
 from starter import steering
 
 COMPANY_BASE = 9_000_000_000
@@ -63,9 +66,9 @@ async def scenario_chat(run, chaos: bool, args, dev_accounts) -> list[str]:
     for i, account in enumerate(accounts):
         if i % 2 == 0:
             h = await steering.open_ticket(c, p, s, f"T-C{i}", account, "P0", "Production down", launched_by="chaos")
-        else:
-            for indicator in ("contract_disputed", "renewal_past_due", "key_stakeholder_departed"):
-                h = await steering.flag_risk(c, p, s, account, IndicatorFlag(indicator=indicator, source="chaos"))
+        else:  # one reading, one rescoring: the same band change in every run
+            h = await steering.read_metrics(c, p, s, account, MetricsReading(
+                values={"nps": 10, "csat": 2, "dau_pct": 8}, source="chaos"))
         plays.append(h.id)
         await asyncio.sleep(0.6)
     if killer:
@@ -118,22 +121,27 @@ async def quiet_deliveries(run, timeout: float = 900) -> None:
     run.notes.append(f"deliveries still open after {timeout:.0f} s")
 
 
+def _key(row) -> tuple:
+    """A delivery named the same way in every run (no run ids, no times): what, where, for which step."""
+    return (row["kind"], row["destination"], row["operation"], row["event"], row["workflow_id"], row["step"])
+
+
 async def observe(run, seen) -> None:
-    """What the stand-ins received, per delivery, and what the outbox says."""
+    """For each delivery (account-property writes aside: they coalesce), how many copies the vendor
+    holds: Slack Web API messages by their delivery key, incoming-webhook messages (Slack, Teams) by
+    their exact body, HubSpot records by their idempotency value. Also the outbox's statuses."""
     slack, teams, hub = run.fakes["slack"], run.fakes["teams"], run.fakes["hubspot"]
-    for hook, messages in slack.hooks.items():
-        for m in messages:
-            seen.hook_messages[(hook, m["blocks"][0]["text"]["text"], m["blocks"][-1]["elements"][0]["text"])] += 1
-    for channel, messages in slack.channels.items():
-        for m in messages:
-            seen.messages[(channel, m["metadata"]["event_payload"]["key"])] += 1
-    for hook, messages in teams.hooks.items():
-        for m in messages:
-            body = m["attachments"][0]["content"]["body"]
-            seen.hook_messages[(hook, body[0]["text"], body[-1]["text"])] += 1
-    for object_type in ("tasks", "emails"):
-        for record in hub.objects[object_type].values():
-            seen.crm[(object_type, record.get("cs_playbook_key"))] += 1
+    api = Counter(m["metadata"]["event_payload"]["key"] for msgs in slack.channels.values() for m in msgs)
+    hooks = Counter(json.dumps(m, sort_keys=True) for msgs in (*slack.hooks.values(), *teams.hooks.values())
+                    for m in msgs)
+    records = Counter(r.get("cs_playbook_key") for t in ("tasks", "emails") for r in hub.objects[t].values())
+    for row in await run.pool.fetch("SELECT * FROM deliveries WHERE operation <> 'update_account'"):
+        if row["channel"] == "slack_api":
+            seen.messages[_key(row)] += api[row["idem_key"]]
+        elif row["channel"] in ("slack_webhook", "teams_webhook"):
+            seen.hook_messages[_key(row)] += hooks[json.dumps(row["payload"]["body"], sort_keys=True)]
+        elif row["channel"] == "hubspot":
+            seen.crm[_key(row)] += records[row["payload"]["key"]]
     for r in await run.pool.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status"):
         seen.deliveries[r["status"]] = r["n"]
 
@@ -146,16 +154,16 @@ def compare(ref, chaos, say) -> bool:
         r, k = getattr(ref, what), getattr(chaos, what)
         if not r and not k:
             continue
-        lost = sorted(set(r) - set(k))
+        lost = sorted(key for key, n in r.items() if n and not k.get(key))
         dups = sum(n - 1 for n in k.values() if n > 1)
-        say(f"  {what:<12} reference {sum(r.values()):>5}  chaos {sum(k.values()):>5}  lost {len(lost)}"
-            f"  duplicates {dups}")
+        say(f"  {what:<14} reference {sum(r.values()):>5} in {len(r):>4} deliveries  chaos {sum(k.values()):>5}"
+            f" in {len(k):>4}  lost {len(lost)}  duplicates {dups}")
         for key in lost[:5]:
             say(f"    lost: {key}")
         for key, n in [(key, n) for key, n in k.items() if n > 1][:5]:
             say(f"    {n}x: {key}")
         if what == "hook_messages" and dups:
-            say("    (incoming webhooks keep no key: a kill after Slack or Teams accepted a message re-posts it)")
+            say("    (incoming webhooks keep no key: a kill while Slack or Teams takes a message re-posts it)")
         ok = ok and not lost and (not dups or what == "hook_messages")
     say(f"  deliveries after the chaos: {dict(chaos.deliveries)} (reference {dict(ref.deliveries)})")
     return ok and not chaos.deliveries.get("pending") and not chaos.deliveries.get("failed")
