@@ -132,14 +132,15 @@ async def observe(run, seen) -> None:
     their exact body, HubSpot records by their idempotency value. Also the outbox's statuses."""
     slack, teams, hub = run.fakes["slack"], run.fakes["teams"], run.fakes["hubspot"]
     api = Counter(m["metadata"]["event_payload"]["key"] for msgs in slack.channels.values() for m in msgs)
-    hooks = Counter(json.dumps(m, sort_keys=True) for msgs in (*slack.hooks.values(), *teams.hooks.values())
-                    for m in msgs)
+    hooks = Counter((hook, json.dumps(m, sort_keys=True)) for fake in (slack, teams)
+                    for hook, msgs in fake.hooks.items() for m in msgs)
     records = Counter(r.get("cs_playbook_key") for t in ("tasks", "emails") for r in hub.objects[t].values())
     for row in await run.pool.fetch("SELECT * FROM deliveries WHERE operation <> 'update_account'"):
         if row["channel"] == "slack_api":
             seen.messages[_key(row)] += api[row["idem_key"]]
         elif row["channel"] in ("slack_webhook", "teams_webhook"):
-            seen.hook_messages[_key(row)] += hooks[json.dumps(row["payload"]["body"], sort_keys=True)]
+            seen.hook_messages[_key(row)] += hooks[(row["payload"]["webhook"],
+                                                    json.dumps(row["payload"]["body"], sort_keys=True))]
         elif row["channel"] == "hubspot":
             seen.crm[_key(row)] += records[row["payload"]["key"]]
     for r in await run.pool.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status"):
