@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import suppress
 from datetime import timedelta
 
 import asyncpg
@@ -19,8 +20,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.accounts import AccountActivities
 from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
+from activities.delivery import DeliveryActivities
 from activities.email import EmailActivities
 from activities.nps import NpsActivities
+from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
 from activities.interceptors import ReadableFailures
 from activities.sla import SlaActivities
@@ -29,14 +32,17 @@ from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.telemetry import install_runtime, setup_tracing
 from core.temporal import connect
+from starter.relay import NoticeRelay
 from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch, MonthlyRiskSummary
+from workflows.delivery import DeliverItem
 from workflows.nps import NpsCycle, NpsFollowUp
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
 
-WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp,
+             DeliverItem]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
@@ -47,6 +53,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     sla = SlaActivities(pool)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
+    events, deliveries = PlayEventActivities(pool), DeliveryActivities(pool, settings)
     return [
         accounts.load_account,
         accounts.record_renewal_outcome,
@@ -65,6 +72,9 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,
+        events.record_play_event,
+        deliveries.deliver,
+        deliveries.give_up_delivery,
     ]
 
 
@@ -113,9 +123,15 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address,
              metrics=settings.worker_metrics_address)
+    # Play events into chat messages, CRM writes and webhooks (README "Slack, Teams, CRM write-back
+    # and outbound webhooks"): every worker relays; they share the work.
+    relay = asyncio.create_task(NoticeRelay(pool, settings, client).run())
     async with worker:
         await stop.wait()
         log.info("worker.stopping")
+        relay.cancel()
+        with suppress(asyncio.CancelledError):
+            await relay
     await pool.close()
 
 

@@ -16,6 +16,7 @@ from temporalio.common import (
 
 from activities.common import play_logger
 from activities.email import send_report
+from activities.play_events import PlayEvent, record_events
 from core.models import RiskRecord, RiskSummaryRequest
 from core.settings import Settings
 from playbooks.loader import SCORING_FILE, load_named, load_scoring
@@ -36,12 +37,14 @@ class ChurnActivities:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
-                INSERT INTO account_risk (account_id, score, band, indicators, updated_at) VALUES ($1, $2, $3, $4, $5)
+                INSERT INTO account_risk (account_id, score, band, indicators, updated_at, health_score)
+                VALUES ($1, $2, $3, $4, $5, $6)
                 ON CONFLICT (account_id) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band,
-                    indicators = EXCLUDED.indicators, updated_at = EXCLUDED.updated_at
+                    indicators = EXCLUDED.indicators, updated_at = EXCLUDED.updated_at,
+                    health_score = coalesce(EXCLUDED.health_score, account_risk.health_score)
                 WHERE account_risk.updated_at <= EXCLUDED.updated_at
                 """,
-                rec.play.account_id, rec.score, rec.band, rec.indicators, rec.at,
+                rec.play.account_id, rec.score, rec.band, rec.indicators, rec.at, rec.health_score,
             )
             await conn.executemany(
                 """
@@ -51,6 +54,17 @@ class ChurnActivities:
                 [(rec.play.key(f"band-change/{rec.first_change + i}"), rec.play.account_id, rec.play.workflow_id,
                   c.from_band, c.to_band, c.score, c.at) for i, c in enumerate(rec.changes)],
             )
+            await record_events(conn, [
+                *(PlayEvent.of_play(rec.play, "account.band_changed", f"band-change/{rec.first_change + i}",
+                                    step=f"band-change/{rec.first_change + i}", occurred_at=c.at,
+                                    title=f"Risk band {c.from_band} -> {c.to_band} (score {c.score})",
+                                    data={"from_band": c.from_band, "to_band": c.to_band, "score": c.score,
+                                          "indicators": rec.indicators})
+                  for i, c in enumerate(rec.changes)),
+                PlayEvent.of_play(rec.play, "account.risk_updated", f"risk/{rec.at.isoformat()}", step=None,
+                                  occurred_at=rec.at, title=f"Risk score {rec.score} ({rec.band})",
+                                  data={"score": rec.score, "band": rec.band, "health_score": rec.health_score}),
+            ])
         for c in rec.changes:
             play_logger("churn", rec.play).warning("churn.band_changed", from_band=c.from_band, to_band=c.to_band,
                                                    score=c.score)

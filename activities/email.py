@@ -189,12 +189,32 @@ class Mailer:
                                     row["id"], exc.reason)
             log.warning("email.unsendable", message_id=row["message_id"], reason=exc.reason)
             raise not_retryable(f"this e-mail cannot be sent: {exc.reason}", "UnsendableEmail") from None
-        await self.pool.execute(
-            "UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1", row["id"]
-        )
+        await self._mark_sent(row, account is not None)
         count("emails_sent", template=row["template"])
         log.info("email.sent", message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"])
         return result
+
+    async def _mark_sent(self, row: asyncpg.Record, about_account: bool) -> None:
+        """Mark the row sent and, for an e-mail about an account, record `email.sent` in the same
+        statement (activities/play_events.py): both happen, or neither."""
+        if not about_account:
+            await self.pool.execute("UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1",
+                                    row["id"])
+            return
+        data = {"communication_id": row["id"], "template": row["template"], "subject": row["subject"],
+                "to": list(row["to_addrs"]), "cc": list(row["cc_addrs"]), "message_id": row["message_id"]}
+        await self.pool.execute(
+            """
+            WITH sent AS (UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1
+                          RETURNING idem_key, workflow_id, play_id, step, account_id, sent_at),
+                 ev AS (INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
+                                                 occurred_at, title, data)
+                        SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
+                               split_part(workflow_id, '-', 1), sent_at, $2, $3::jsonb FROM sent
+                        ON CONFLICT (event_key) DO NOTHING RETURNING 1)
+            SELECT pg_notify('play_events', '') FROM ev
+            """,
+            row["id"], f"E-mail sent: {row['subject']}"[:500], data)
 
     async def _smtp_send(self, row: asyncpg.Record) -> None:
         """Raises Unsendable when the message cannot be written or the server refuses it for good

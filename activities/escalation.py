@@ -9,6 +9,7 @@ from activities.accounts import account_for_activity, fetch_staff
 from activities.churn import ChurnFeed
 from activities.common import needs_setup, play_logger
 from activities.email import Mailer, resolve_roles
+from activities.play_events import PlayEvent, record_events
 from core.metrics import count
 from core.models import EscalateRequest, EscalationResult, RiskPointsRequest
 from core.settings import Settings
@@ -43,7 +44,14 @@ class EscalationActivities:
         )
         if inserted.endswith(" 1"):
             count("escalations", level=req.level)
-        row = await self.pool.fetchrow("SELECT id FROM escalations WHERE idem_key = $1", key)
+        row = await self.pool.fetchrow("SELECT id, created_at FROM escalations WHERE idem_key = $1", key)
+        await record_events(self.pool, [PlayEvent.of_play(
+            req.play, "play.escalated", f"{req.step}/escalated", step=req.step, occurred_at=row["created_at"],
+            title=f"Escalation L{req.level} to {req.to_role}: {req.report.title}", severity=req.report.severity,
+            data={"escalation_id": row["id"], "level": req.level, "to_role": req.to_role, "to_email": str(target.email),
+                  "to_name": target.name, "from_role": req.from_role, "reason": req.reason,
+                  "report_title": req.report.title, "business_impact": req.report.business_impact,
+                  "needs": req.report.needs, "next_steps": req.report.next_steps})])
         data = {
             "escalation": {
                 "level": req.level,
@@ -72,9 +80,15 @@ class EscalationActivities:
             req.play.key(req.step), req.play.workflow_id, req.play.account_id, req.indicator,
             req.points, req.reason,
         )
+        flagged = await self.pool.fetchrow("SELECT id, created_at FROM risk_events WHERE idem_key = $1",
+                                           req.play.key(req.step))
+        await record_events(self.pool, [PlayEvent.of_play(
+            req.play, "account.risk_flagged", f"{req.step}/risk_flagged", step=req.step,
+            occurred_at=flagged["created_at"], title=f"Churn risk +{req.points}: {req.reason}",
+            data={"indicator": req.indicator, "points": req.points, "reason": req.reason})])
         play_logger("risk", req.play, req.step).warning(
             "churn_risk.recorded", indicator=req.indicator, points=req.points
         )
         if self.feed is not None:
             await self.feed.flag(req.play.account_id, req.indicator, True, req.play.workflow_id, req.reason)
-        return await self.pool.fetchval("SELECT id FROM risk_events WHERE idem_key = $1", req.play.key(req.step))
+        return flagged["id"]

@@ -3,7 +3,7 @@ monthly attainment report (seed 001 section 8.1)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import asyncpg
@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.accounts import account_for_activity
 from activities.common import play_logger
 from activities.email import send_report
+from activities.play_events import PlayEvent, record_events
 from core.models import EmailTemplate, ServiceCreditRequest, TicketRecord
 from core.settings import Settings
 
@@ -46,6 +47,14 @@ class SlaActivities:
             t.opened_at, t.acknowledged_at, t.resolved_at, t.response_due_at, t.resolution_due_at,
             t.response_met, t.resolution_met, t.escalation_level,
         )
+        if t.priority == "P0":
+            # Once per play: a ticket raised to P0, or opened at it, is an incident (seed 001 section 3.2).
+            await record_events(self.pool, [PlayEvent.of_play(
+                t.play, "ticket.incident", f"incident/{t.ticket_id}", step=None, occurred_at=datetime.now(timezone.utc),
+                title=f"P0 incident: ticket {t.ticket_id}: {t.subject}", severity="P0",
+                data={"ticket_id": t.ticket_id, "subject": t.subject, "status": t.status, "tier": t.tier,
+                      "opened_at": t.opened_at, "response_due_at": t.response_due_at,
+                      "resolution_due_at": t.resolution_due_at})])
 
     @activity.defn(name="record_service_credit")
     async def record_service_credit(self, req: ServiceCreditRequest) -> Decimal:

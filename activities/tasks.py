@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.accounts import account_for_activity, fetch_staff
 from activities.common import not_retryable, play_logger
 from activities.email import resolve_roles
+from activities.play_events import record_events, task_event
 from core.metrics import count
 from core.models import CompleteTaskRequest, CreateTaskRequest, PlayRef, RescheduleTasksRequest, TaskRef
 
@@ -30,22 +31,31 @@ def task_ref(row: asyncpg.Record) -> TaskRef:
     )
 
 
-async def _mark_completed(pool: asyncpg.Pool, where: str, value, completed_by: str) -> asyncpg.Record | None:
-    """Complete a task once: a second completion keeps the first time and person."""
+async def _mark_completed(pool: asyncpg.Pool, where: str, value, completed_by: str,
+                          via: str | None = None) -> asyncpg.Record | None:
+    """Complete a task once: a second completion keeps the first time and person. Records
+    `task.completed` once (`via`: the CRM connection it came from, which is not written back to)."""
     assert where in ("id", "idem_key")
-    return await pool.fetchrow(
-        f"""
-        UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
-               completed_by = COALESCE(completed_by, $2)
-        WHERE {where} = $1 RETURNING *
-        """,
-        value, completed_by,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""
+            UPDATE tasks SET status = 'completed', completed_at = COALESCE(completed_at, now()),
+                   completed_by = COALESCE(completed_by, $2)
+            WHERE {where} = $1 RETURNING *
+            """,
+            value, completed_by,
+        )
+        if row is not None and row["status"] == "completed":
+            await record_events(conn, [task_event("task.completed", row, completed_by=row["completed_by"],
+                                                  via=via)])
+    return row
 
 
-async def complete_task_by_id(pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
-    """Mark a task completed (idempotent); returns the row, with its workflow id to signal."""
-    row = await _mark_completed(pool, "id", task_id, completed_by)
+async def complete_task_by_id(pool: asyncpg.Pool, task_id: int, completed_by: str,
+                              via: str | None = None) -> asyncpg.Record:
+    """Mark a task completed (idempotent); returns the row, with its workflow id to signal. `via`:
+    the CRM connection the completion came from (its record is already completed there)."""
+    row = await _mark_completed(pool, "id", task_id, completed_by, via)
     if row is None:
         raise TaskNotFound(f"no task with id {task_id}")
     return row
@@ -78,6 +88,8 @@ class TaskActivities:
             count("tasks_created", playbook=req.play.workflow_id.split("-", 1)[0])
         if row is None:
             row = await self.pool.fetchrow("SELECT * FROM tasks WHERE idem_key = $1", key)
+        # After the row, on every attempt: a retry after a crash between the two records it then.
+        await record_events(self.pool, [task_event("task.created", row)])
         play_logger("tasks", req.play, req.step).info(
             "task.created" if created else "task.already_exists", task_id=row["id"], title=row["title"]
         )
@@ -115,5 +127,11 @@ class TaskActivities:
             """,
             play.workflow_id, play.play_id,
         )
+        # A retry after a crash finds the tasks already cancelled (and their events recorded, or not:
+        # then the cancelled rows without their event are recorded now).
+        cancelled = await self.pool.fetch(
+            "SELECT * FROM tasks WHERE workflow_id = $1 AND play_id = $2 AND status = 'cancelled'",
+            play.workflow_id, play.play_id)
+        await record_events(self.pool, [task_event("task.cancelled", r) for r in cancelled])
         play_logger("tasks", play).info("tasks.cancelled", count=len(rows))
         return [task_ref(r) for r in rows]

@@ -1,7 +1,7 @@
 """Chaos: worker.py killed with SIGKILL, PostgreSQL and the SMTP relay stopped, while every playbook runs;
 then count, per (workflow, step), what was lost and what was doubled.
 
-Both legs run on the local dev server, in real time (both by default; `--leg NAME` runs one):
+The legs run on the local dev server, in real time (all by default; `--leg NAME` runs one):
 
   kills     The immediate work of every playbook for 100 accounts (onboarding launches; renewals
             launched inside their final window, whose overdue steps fire at once; P0 tickets,
@@ -12,6 +12,10 @@ Both legs run on the local dev server, in real time (both by default; `--leg NAM
             SMTP relay, likewise. Activities retry with backoff; the report shows the retrying
             activities as the Temporal UI shows them (activity, attempt, last failure) and counts the
             worker's log lines about the outage.
+  chat      Slack and Teams notifications (P0 tickets, churn flags to RED) under SIGKILLs, to local
+            stand-ins that answer as Slack and Teams do (bench/chaos_deliveries.py).
+  crm       HubSpot write-back (onboarding tasks and e-mails of 30 linked accounts) while HubSpot
+            answers 429 and 500 for --outage seconds and worker.py is SIGKILLed; then it recovers.
 
 Whole plays (30 days, 210 days) under kills are the tests' job: a dev server cannot skip months, and
 the time-skipping test server stalls once a SIGKILLed worker leaves started tasks behind (its clock
@@ -23,7 +27,7 @@ then with the chaos. Counted per (workflow id, step): e-mails at the SMTP relay,
 in PostgreSQL. Lost = present after the reference, missing after the chaos. Duplicates = more than one.
 Also: outbox rows still pending, and outbox rows marked sent that never reached the relay. Goal: all 0.
 
-    .venv/bin/python -m bench.chaos [--leg kills|outages] [--kills 20] [--outage 60] [--seed 7]
+    .venv/bin/python -m bench.chaos [--leg kills|outages|chat|crm] [--kills 20] [--outage 60] [--seed 7]
 
 Figures are printed, never asserted; the exit code is 1 when anything was lost or doubled.
 """
@@ -51,6 +55,7 @@ from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
+from bench import chaos_deliveries  # noqa: E402
 from bench.stack import Stack, bulk_load, free_port, log_tail, prepare_database, say, start_postgres  # noqa: E402
 from bench.stack import start_postgres_server, start_temporal, start_worker, stop_postgres_server  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -60,7 +65,8 @@ from workflows.churn_messages import IndicatorFlag  # noqa: E402
 
 TASK_QUEUE = "chaos"
 DEV_ACCOUNTS = 100
-LEGS = ("kills", "outages")
+LEGS = ("kills", "outages", "chat", "crm")
+DELIVERY_LEGS = ("chat", "crm")  # bench/chaos_deliveries.py
 
 
 # -- one run: servers, a restartable worker, the relay -----------------------------------------
@@ -109,6 +115,10 @@ class Observed:
     pending_outbox: int = 0
     sent_not_received: int = 0
     redelivered: int = 0  # the same message (same Message-ID) at the relay twice
+    messages: Counter = field(default_factory=Counter)       # chat and CRM legs (bench/chaos_deliveries.py)
+    hook_messages: Counter = field(default_factory=Counter)
+    crm: Counter = field(default_factory=Counter)
+    deliveries: Counter = field(default_factory=Counter)
     kills: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -117,8 +127,9 @@ class Observed:
 class Run:
     """A fresh database, Temporal server and relay on the leg's PostgreSQL server."""
 
-    def __init__(self, stack: Stack, name: str):
+    def __init__(self, stack: Stack, name: str, extra_env: dict | None = None, fakes: dict | None = None):
         self.stack, self.name = stack, name
+        self.extra_env, self.fakes, self.notes = extra_env or {}, fakes, []
         self.sink = MailSink(None)
         self.smtp_port = free_port()
         self.relay: Controller | None = None
@@ -139,7 +150,7 @@ class Run:
         self.client = await start_temporal(self.stack, db_name=f"temporal-{self.name}.db")
         self.settings = Settings(_env_file=None, database_url=self.url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
                                  smtp_port=self.smtp_port, data_dir=self.stack.root / "data")
-        self.worker = Worker(self.stack, self.client, self.url, self.smtp_port, {"LOG_LEVEL": "INFO"},
+        self.worker = Worker(self.stack, self.client, self.url, self.smtp_port, {"LOG_LEVEL": "INFO", **self.extra_env},
                              f"worker-{self.name}.log")
         await self.worker.start()
         return self
@@ -284,7 +295,9 @@ async def outage(run: Run, what: str, seconds: float, plays: list[str], stop, st
         say(f"    {ln[:200]}")
 
 
-SCENARIOS = {"kills": scenario_kills, "outages": scenario_outages}
+SCENARIOS = {"kills": scenario_kills, "outages": scenario_outages,
+             "chat": lambda run, chaos, args: chaos_deliveries.scenario_chat(run, chaos, args, dev_accounts),
+             "crm": lambda run, chaos, args: chaos_deliveries.scenario_crm(run, chaos, args, dev_accounts)}
 
 
 # -- comparing -------------------------------------------------------------------------------------
@@ -308,6 +321,8 @@ def compare(leg: str, ref: Observed, chaos: Observed) -> bool:
     say(f"  outbox rows still pending {chaos.pending_outbox}; marked sent but never at the relay "
         f"{chaos.sent_not_received}; the same message (same Message-ID) delivered again {chaos.redelivered}")
     ok = ok and not chaos.pending_outbox and not chaos.sent_not_received
+    if leg in DELIVERY_LEGS:
+        ok = chaos_deliveries.compare(ref, chaos, say) and ok
     for note in chaos.notes:
         say(f"  {note}")
     return ok
@@ -319,10 +334,15 @@ async def run_leg(leg: str, args, stack: Stack) -> tuple[Observed, Observed]:
     for n, chaos in enumerate((False, True)):
         say(f"- {leg}: {'chaos' if chaos else 'reference'} run")
         started = time.monotonic()
-        async with Run(stack, f"{leg}_{n}") as run:
+        fakes = await chaos_deliveries.serve_fakes() if leg in DELIVERY_LEGS else None
+        async with Run(stack, f"{leg}_{n}", chaos_deliveries.worker_env(fakes) if fakes else None, fakes) as run:
             plays = await scenario(run, chaos, args)
             observed = await run.observe()
             observed.seconds = time.monotonic() - started
+            observed.notes += run.notes
+            if fakes:
+                await chaos_deliveries.observe(run, observed)
+                await chaos_deliveries.stop_fakes(fakes)
             for wid in plays:
                 try:
                     desc = await run.client.get_workflow_handle(wid).describe()

@@ -26,6 +26,8 @@ COUNTERS: dict[str, str] = {
     "imports": "import rows (labels: source, action)",
     "login_failures": "failed console logins (label: reason)",
     "plays_started": "plays started (label: playbook)",
+    "deliveries": "chat messages, CRM writes and outbound webhooks delivered (labels: kind, channel)",
+    "deliveries_failed": "deliveries refused for good or given up (labels: kind, channel)",
 }
 
 _made: dict[tuple[int, str], MetricCounter] = {}

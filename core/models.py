@@ -136,6 +136,22 @@ class PlayRef(Model):
         return f"{self.workflow_id}/{self.play_id}/{step}"
 
 
+class PlayEventRequest(Model):
+    """A play's own news for chat, CRM write-back and outbound webhooks (activities/play_events.py):
+    it started (`play.started`, first run only), did a step (`play.step_done`, `outcome` done or
+    failed: why) or ended (`play.finished`, `outcome` the final phase: completed, renewed,
+    churned, closed, done, cancelled). `phase` is the play's current phase (its Phase search
+    attribute); `at` is workflow time (UTC)."""
+
+    play: PlayRef
+    event: Literal["play.started", "play.step_done", "play.finished"]
+    playbook: str
+    at: datetime
+    step: str | None = None
+    phase: str | None = None
+    outcome: str | None = None
+
+
 class CreateTaskRequest(Model):
     play: PlayRef
     step: str
@@ -271,6 +287,7 @@ class RiskRecord(Model):
     at: datetime
     changes: list[BandChangeRecord] = []
     first_change: int = 0  # index of changes[0] in the play's list: the idempotency key
+    health_score: int | None = Field(None, ge=0, le=100)  # the weighted health score (seeds 002/003), when known
 
 
 class RiskSummaryRequest(Model):

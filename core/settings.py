@@ -97,6 +97,34 @@ class Settings(BaseSettings):
     crm_lookup_attempts: int = Field(4, ge=1, le=10)
     # A 429's Retry-After longer than this gives up for now (the event waits and is tried again).
     crm_lookup_max_wait_seconds: float = Field(30.0, ge=0)
+    # Chat, CRM write-back and outbound webhooks (README "Slack, Teams, CRM write-back and outbound
+    # webhooks"): all off until configured. Where messages go is content (playbooks/notifications.yaml);
+    # the secrets are here. CHAT_WEBHOOK_URLS: a JSON object, destination name -> the Slack or Teams
+    # incoming-webhook URL (its path is the secret). SLACK_BOT_TOKEN: a bot token (xoxb-...) for
+    # chat.postMessage with the chat:write scope (channels:history too, so a retry after a crash
+    # can find a message already posted). OUTBOUND_WEBHOOK_SECRETS: subscription name -> its signing
+    # secret (whsec_ + base64, Standard Webhooks). CRM_WRITE_BACK: the CRM connections written to
+    # (comma-separated, e.g. "hubspot,salesforce"), with the tokens of the lookups above.
+    chat_webhook_urls: dict[str, SecretStr] = {}
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api"
+    outbound_webhook_secrets: dict[str, SecretStr] = {}
+    crm_write_back: str = Field("", pattern=r"^([a-z][a-z0-9_:-]{0,40}(,[a-z][a-z0-9_:-]{0,40})*)?$")
+    # Every delivery (chat message, CRM write, webhook) is retried with exponential back-off from
+    # delivery_retry_initial_seconds up to delivery_retry_max_seconds between tries (a 429's
+    # Retry-After wins), until it has tried for the kind's give-up time; then it is marked failed
+    # and can be replayed from the console or `csplay deliveries replay`.
+    delivery_timeout_seconds: float = Field(10.0, gt=0)
+    delivery_retry_initial_seconds: float = Field(5.0, gt=0)
+    delivery_retry_max_seconds: float = Field(1800.0, gt=0)
+    chat_give_up_hours: float = Field(24.0, gt=0)
+    webhook_give_up_hours: float = Field(24.0, gt=0)
+    crm_give_up_hours: float = Field(168.0, gt=0)
+    # HubSpot's search index lags a create by a few seconds: after an attempt whose answer was lost,
+    # the search that prevents a second record waits until this long after that attempt.
+    crm_search_settle_seconds: float = Field(15.0, ge=0)
+    # The relay that turns play events into deliveries polls this often (and wakes on NOTIFY).
+    notice_poll_seconds: float = Field(2.0, gt=0)
     # Survey links are signed with this secret (HMAC-SHA256); the default only suits the local demo.
     nps_link_secret: SecretStr = SecretStr("local-demo-nps-secret")
     # The URL the CRM calls, as it signs it (behind a proxy the service sees
@@ -107,6 +135,11 @@ class Settings(BaseSettings):
     def survey_base_url(self) -> str:
         """Where survey links point: the public URL, else the local HTTP service."""
         return (self.public_base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def write_back_connections(self) -> set[str]:
+        """The CRM connections CRM_WRITE_BACK names (empty: no write-back)."""
+        return {c for c in self.crm_write_back.split(",") if c}
 
     # Web console login sessions; the cookie is Secure when the public URL is https.
     console_session_hours: int = 12

@@ -172,6 +172,39 @@ class WebhooksMapping(Content):
         return {k.lower(): v for k, v in values.items()}.get(raw.strip().lower())
 
 
+WriteBackProperty = Literal["risk_band", "risk_score", "health_score", "play_phase"]
+
+
+class WriteBackMapping(Content):
+    """What the product writes to this CRM when CRM_WRITE_BACK names the connection
+    (activities/crm_write.py): plays' tasks as CRM tasks on the account's company or Account
+    (`tasks`; completing either completes the other), e-mails sent logged on the contacts
+    (`emails`; `email_templates_excluded`: globs of templates never logged, e.g. survey e-mails,
+    whose links are personal; `email_body`: log the text, not only the subject), and our values in
+    the account properties `properties` names (risk_band, risk_score, health_score, play_phase:
+    "<playbook>: <phase>" of the `phase_playbooks` plays). `idempotency_property` makes a retry
+    find the record it already created: in HubSpot a custom single-line text property on tasks and
+    e-mails, in Salesforce a custom External ID text field on Task (upserted by it)."""
+
+    tasks: bool = True
+    emails: bool = True
+    email_templates_excluded: list[str] = []
+    email_body: bool = True
+    properties: dict[WriteBackProperty, str] = {}
+    phase_playbooks: list[Literal["onboarding", "renewal", "sla", "churn", "nps"]] = ["onboarding", "renewal"]
+    idempotency_property: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+
+    @field_validator("properties")
+    @classmethod
+    def _names(cls, props: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for ours, theirs in props.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,99}", theirs):
+                raise ValueError(f"{ours}: {theirs!r} is not a CRM property name")
+        return props
+
+
 class Mapping(Content):
     """One CRM connection: its dialect, its name (the key of its ids), and how to read it."""
 
@@ -185,7 +218,23 @@ class Mapping(Content):
     contacts: ContactsMapping | None = None
     sponsor: SponsorRule = SponsorRule()
     webhooks: WebhooksMapping | None = None
+    write_back: WriteBackMapping | None = None
     default_status: Literal["prospect", "onboarding", "active", "at-risk", "churned"] = "active"
+
+    @model_validator(mode="after")
+    def _write_back(self) -> "Mapping":
+        if self.write_back is None:
+            return self
+        if self.source not in ("hubspot", "salesforce"):
+            raise ValueError(f"write_back: only a HubSpot or Salesforce connection is written to, not {self.source}")
+        read = {p.lower() for p in (self.webhooks.properties if self.webhooks else {})}
+        if self.accounts:
+            read |= {r.property.lower() for r in self.accounts.fields.values() if r.property}
+        for ours, theirs in self.write_back.properties.items():
+            if theirs.lower() in read:
+                raise ValueError(f"write_back.properties.{ours}: {theirs} is also read from this CRM (webhooks or "
+                                 "accounts fields): each write would come back as a change; name another property")
+        return self
 
     @field_validator("date_formats")
     @classmethod

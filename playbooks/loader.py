@@ -18,6 +18,7 @@ from playbooks.rendering import RenderError, email_context, referenced_templates
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_DATA, SAMPLE_STAFF
 from playbooks.schema import PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, PlaybookSnapshot
 from playbooks.scoring import ScoringContent
+from playbooks.notifications import NOTIFICATIONS_FILE, NotificationsContent
 from playbooks.triggers import TriggersContent
 
 PLAYBOOKS_DIR = Path(__file__).parent
@@ -256,7 +257,8 @@ def check_template(template: EmailTemplate, playbook: str) -> str | None:
 
 
 # Files of the playbooks folder that are configuration, not playbooks.
-CONFIG_FILES: dict[str, type[Content]] = {TRIGGERS_FILE: TriggersContent, SCORING_FILE: ScoringContent}
+CONFIG_FILES: dict[str, type[Content]] = {TRIGGERS_FILE: TriggersContent, SCORING_FILE: ScoringContent,
+                                          NOTIFICATIONS_FILE: NotificationsContent}
 
 
 def load_named(playbook: str, playbooks_dir: Path | None = None) -> PlaybookSnapshot:

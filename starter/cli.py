@@ -667,7 +667,8 @@ async def list_plays(
     limit: int = typer.Option(100),
 ):
     """Plays by their search attributes (Temporal visibility), newest first."""
-    clauses = [] if closed else ["ExecutionStatus = 'Running'"]
+    # Deliveries run as workflows of their own (`csplay deliveries list` shows them).
+    clauses = ["WorkflowType != 'DeliverItem'"] + ([] if closed else ["ExecutionStatus = 'Running'"])
     for name, value in (("Playbook", playbook), ("AccountId", account_id), ("Phase", phase), ("CsmEmail", csm),
                         ("RiskBand", risk_band)):
         if value:
@@ -807,6 +808,8 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
 
 from starter import webhooks_cli  # noqa: E402  (its commands reach back for command/services lazily)
 app.add_typer(webhooks_cli.app, name="webhooks")
+from starter import deliveries_cli  # noqa: E402
+app.add_typer(deliveries_cli.app, name="deliveries")
 
 
 @app.command()

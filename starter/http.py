@@ -35,7 +35,7 @@ from core.models import ACCOUNT_ID
 from core.text import unsafe_characters
 from playbooks.loader import PlaybookError
 from starter import api_docs, console, health, survey_page, webhooks
-from starter.console import webhooks as console_webhooks
+from starter.console import deliveries as console_deliveries, webhooks as console_webhooks
 from starter.console.pages import error_page
 from starter.events.context import Context
 from starter.events.pipeline import run_sweeper
@@ -101,6 +101,7 @@ app.include_router(webhooks.router)
 app.include_router(survey_page.router)
 console.install(app)
 app.include_router(console_webhooks.router)
+app.include_router(console_deliveries.router)
 api_docs.install(app)
 
 

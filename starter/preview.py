@@ -40,10 +40,11 @@ from temporalio.worker import Worker
 from activities.common import not_retryable
 from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
+from activities.delivery import DeliveryOutcome, GiveUpRequest
 from core.models import (
     Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest,
-    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RespondentEmailRequest,
-    RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
+    EscalationResult, Person, PlayEventRequest, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest,
+    RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
     SurveyBatchRequest, SurveyBatchResult, TaskRef, TicketRecord,
 )
 from core.settings import Settings
@@ -294,6 +295,18 @@ class RecordingActivities:
 
     @activity.defn(name="feed_account_nps")
     async def feed_account_nps(self, play: PlayRef) -> int | None:
+        return None
+
+    @activity.defn(name="record_play_event")
+    async def record_play_event(self, req: PlayEventRequest) -> None:
+        return None  # news for chat, CRM and webhooks: a preview tells nobody
+
+    @activity.defn(name="deliver")
+    async def deliver(self, delivery_id: int) -> DeliveryOutcome:
+        return DeliveryOutcome(delivery_id=delivery_id, status="delivered", detail="preview: nothing sent")
+
+    @activity.defn(name="give_up_delivery")
+    async def give_up_delivery(self, req: GiveUpRequest) -> None:
         return None
 
 

@@ -168,10 +168,12 @@ async def update_play(client: Client, workflow_id: str, update, arg, missing: st
         raise
 
 
-async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, completed_by: str) -> asyncpg.Record:
-    """Mark the task done, then tell the play that created it (it may be waiting on it)."""
+async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, completed_by: str,
+                        via: str | None = None) -> asyncpg.Record:
+    """Mark the task done, then tell the play that created it (it may be waiting on it). `via`: the
+    CRM connection the completion came from (not written back to it)."""
     try:
-        row = await complete_task_by_id(pool, task_id, completed_by)
+        row = await complete_task_by_id(pool, task_id, completed_by, via)
     except LookupError as exc:
         raise SteeringError(str(exc), 404) from None
     handle = client.get_workflow_handle(row["workflow_id"])

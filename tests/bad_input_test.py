@@ -340,6 +340,15 @@ HTTP_CASES: dict[str, Case] = {
                                            "detail.id: String should match pattern"),
     "zendesk body streamed past 1 MB": Case(vendor("/webhooks/zendesk", HUGE, vendors.zendesk_headers, chunked=True),
                                             413, "body larger than 1000000 bytes"),
+    # -- CRM task completions (write-back's other way) ---------------------------------------
+    "hubspot task change without propertyName": Case(
+        hubspot([vendors.hs("object.propertyChange", 70000000001, objectTypeId="0-27")]), 422,
+        "objectId and propertyName"),
+    "hubspot objectTypeId not an object type id": Case(
+        hubspot([vendors.hs("object.propertyChange", 70000000001, objectTypeId="0-27; drop", propertyName="x",
+                            propertyValue="COMPLETED")]), 422, "event 0: objectTypeId"),
+    "salesforce Task notification without an Id": Case(salesforce(vendors.outbound(
+        ("04l5g000003TBH1AAO", "Task", {"Status": "Completed"}))), 422, "Notification 0: sObject.Id"),
     # -- the HTTP API ---------------------------------------------------------------------
     "api unknown account": Case(api("POST", "/plays/onboarding", json={"account_id": "nobody"}), 404,
                                 "unknown account 'nobody'"),
@@ -625,6 +634,24 @@ PLAYBOOK_CASES: dict[str, Broken] = {
                                                    "default_csm: must be one of the csms listed"),
     "crm currency rate negative": Broken("crm/currencies.yaml", "  EUR: 1.08", "  EUR: -1.08",
                                          "usd_per_unit: EUR: a rate must be positive", at="usd_per_unit:"),
+    "notifications route to an unknown destination": Broken(
+        "notifications.yaml", "    to: [escalations, role]\n", "    to: [escalation, role]\n",
+        "routes[0].to: no destination 'escalation'"),
+    "notifications unknown event": Broken(
+        "notifications.yaml", "    events: [ticket.incident]\n", "    events: [ticket.incidents]\n",
+        "routes[3].events[0]: Input should be"),
+    "notifications Slack channel by name": Broken(
+        "notifications.yaml", "critical-alerts: {slack_channel: C0CRITALRT}", 'critical-alerts: {slack_channel: "#crit"}',
+        "destinations.critical-alerts.slack_channel: String should match pattern"),
+    "notifications webhook over plain http": Broken(
+        "notifications.yaml", "webhooks: []\n",
+        "webhooks:\n  - name: tools\n    url: http://hooks.example.com/cs\n    events: [play.started]\n",
+        "webhooks[0].url: must be https", at="    url: http://hooks.example.com/cs"),
+    "notifications role that does not exist": Broken(
+        "notifications.yaml", "  csm: [cs-alerts]\n", "  cms: [cs-alerts]\n", "roles.cms: not a role"),
+    "mapping writes back a property it also reads": Broken(
+        "crm/salesforce.yaml", "health_score: CS_Health_Score__c", "health_score: Health_Score__c",
+        "write_back.properties.health_score: Health_Score__c is also read from this CRM"),
     "template unknown variable": Broken("templates/onboarding/health_check.html.j2", "{{ account.name }}",
                                         "{{ account.nickname }}", "has no attribute 'nickname'"),
     "template escaping the sandbox via __class__": Broken(

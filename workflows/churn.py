@@ -133,6 +133,8 @@ class ChurnWatch(SteerablePlay):
             first_change=st.recorded_changes,
             changes=[BandChangeRecord(from_band=c.from_band, to_band=c.to_band, score=c.score, at=c.at)
                      for c in changes],
+            # An argument, not a command: histories recorded before it replay unchanged.
+            health_score=self._timeline.health(),
         ))
         st.recorded_changes += len(changes)
         self._changed = False

@@ -43,10 +43,16 @@ class SearchAttributeTracker:
         self._enabled = enabled
 
     def set(self, key: SearchAttributeKey, value: str | datetime | None) -> None:
-        if not self._enabled or self._last.get(key.name, ...) == value:
+        # The value is remembered even where the server cannot index it (play events carry the phase).
+        if self._last.get(key.name, ...) == value:
             return
         self._last[key.name] = value
-        workflow.upsert_search_attributes([key.value_set(value) if value is not None else key.value_unset()])
+        if self._enabled:
+            workflow.upsert_search_attributes([key.value_set(value) if value is not None else key.value_unset()])
+
+    def get(self, key: SearchAttributeKey):
+        """The value last set (None if never)."""
+        return self._last.get(key.name)
 
 
 async def run_activity(method, arg, timeout: timedelta = ACTIVITY_TIMEOUT, heartbeat: timedelta | None = None):

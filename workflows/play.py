@@ -19,19 +19,28 @@ with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
     from activities.email import EmailActivities
     from activities.escalation import EscalationActivities
+    from activities.play_events import PlayEventActivities
     from activities.tasks import TaskActivities
     from core.models import (
-        Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayRef,
-        RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
+        Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayEventRequest,
+        PlayRef, RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
     )
     from playbooks.schema import PlaybookSnapshot
     from workflows.common import (
-        ACCOUNT_ID, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK, SearchAttributeTracker, business_failure, play_log,
-        run_activity,
+        ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
+        SearchAttributeTracker, business_failure, play_log, run_activity,
     )
     from workflows.messages import (
         ControlEntry, PausePlay, PlayControl, ResumePlay, SkipResult, SkipStep, TaskCompleted,
     )
+
+# Play events (started, step done, finished) for chat, CRM write-back and outbound webhooks came
+# after plays were in flight: each is a new activity, so each is behind a patch. A play that
+# replays history recorded before the patch takes the old path for the rest of that run; the
+# three are separate so that an older play still reports its end. tests/histories/ holds both.
+STARTED_PATCH = "play-events-started"
+STEPS_PATCH = "play-events-steps"
+FINISHED_PATCH = "play-events-finished"
 
 
 class Play:
@@ -52,6 +61,7 @@ class Play:
         self._keep_timers = keep_timers
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
+        self._events: list[asyncio.Future] = []  # play events on their way (see play_event)
 
     def wake(self) -> None:
         """A signal or update changed the plan: the main loop looks again now."""
@@ -59,6 +69,7 @@ class Play:
 
     async def sleep_until(self, wake_at: datetime | None) -> None:
         """Sleep until the next planned action (or for good) unless woken first."""
+        await self.flush_events()
         self._woken = False
         if self._keep_timers:
             await self._sleep_keeping_timers(wake_at)
@@ -83,6 +94,7 @@ class Play:
         meanwhile is then handled by the playbook's own catch-up rules."""
         if self.control.paused_at is None:
             return
+        await self.flush_events()
         self.search.set(PHASE, "paused")
         self.search.set(NEXT_ACTION_AT, None)
         await workflow.wait_condition(lambda: self.control.paused_at is None)
@@ -96,6 +108,8 @@ class Play:
             for ref in await run_activity(TaskActivities.cancel_open_tasks, self.ref):
                 tasks[ref.step] = ref
             self.log("cancelled", open_tasks_cancelled=sum(1 for t in tasks.values() if t.status == "cancelled"))
+            await self.play_event(FINISHED_PATCH, "play.finished", outcome="cancelled")
+            await self.flush_events()
             raise
 
     async def continue_as_new_if_long(self, input, state) -> None:
@@ -105,6 +119,7 @@ class Play:
         if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.flush_events()
         state.runs += 1
         self.log("continue_as_new", events=info.get_current_history_length(), run=state.runs)
         workflow.continue_as_new(input.model_copy(update={"state": state}))
@@ -114,13 +129,40 @@ class Play:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.search.set(PHASE, phase)
         self.search.set(NEXT_ACTION_AT, None)
+        await self.play_event(FINISHED_PATCH, "play.finished", outcome=phase)
+        await self.flush_events()
 
     async def load_account(self) -> Account:
         self.account = await run_activity(AccountActivities.load_account, self.ref.account_id)
         self.search.set(ACCOUNT_ID, self.ref.account_id)
         self.search.set(PLAYBOOK, self.playbook)
         self.search.set(CSM_EMAIL, str(self.account.csm.email))
+        if workflow.info().continued_run_id is None:  # a continued run is the same play going on
+            await self.play_event(STARTED_PATCH, "play.started")
         return self.account
+
+    async def play_event(self, patch: str, event: str, step: str | None = None, outcome: str | None = None) -> None:
+        """Tell chat, CRM write-back and webhook subscribers (activities/play_events.py). The
+        activity runs beside the play's next steps (it never delays them); `flush_events` waits
+        for what is on its way before the play sleeps, continues as new or ends. Recording never
+        fails the play: a business failure is logged and the play goes on."""
+        if not workflow.patched(patch):
+            return
+        self._events = [e for e in self._events if not e.done()]
+        self._events.append(workflow.start_activity_method(
+            PlayEventActivities.record_play_event, PlayEventRequest(
+                play=self.ref, event=event, playbook=self.playbook, at=workflow.now(), step=step,
+                phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY))
+
+    async def flush_events(self) -> None:
+        """Wait for the play events on their way (none: no command, no history event)."""
+        pending, self._events = self._events, []
+        for handle in pending:
+            try:
+                await handle
+            except ActivityError as err:
+                self.log("play_event_failed", error=business_failure(err), severity="warning")
 
     def log(self, event: str, severity: str = "info", **fields) -> None:
         play_log(f"{self.playbook}.{event}", self.ref.account_id, severity, **fields)
@@ -128,12 +170,15 @@ class Play:
     async def attempt(self, step: str, failed_steps: dict[str, str], work: Awaitable[None]) -> None:
         """Run a step; a business failure (bad template, nobody to send to) must not end
         a play that lives for weeks: record it, show it in `status`, carry on."""
+        outcome = "done"
         try:
             await work
         except ActivityError as err:
             cause = business_failure(err)
             failed_steps[step] = cause
             self.log("step_failed", step=step, error=cause, severity="error")
+            outcome = f"failed: {cause}"
+        await self.play_event(STEPS_PATCH, "play.step_done", step=step, outcome=outcome)
 
     # -- the shared activities ----------------------------------------------------
     async def email(self, step: str, template_key: str, to: list, cc: list, data: dict) -> None:

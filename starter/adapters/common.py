@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Source = Literal["generic", "hubspot", "salesforce", "zendesk"]
 # What the pipeline does with an event (starter/events/pipeline.py dispatches on it).
-Action = Literal["route", "upsert", "associate", "merge", "delete", "restore", "privacy_delete", "ignore"]
+Action = Literal["route", "upsert", "associate", "merge", "delete", "restore", "privacy_delete", "task_status",
+                 "ignore"]
 OBJECT_TYPES = ("company", "contact", "deal", "ticket", "account")
 
 

@@ -18,7 +18,12 @@ Each event becomes one `Incoming` (starter/adapters/common.py):
 | company/contact/deal/ticket.merge        | merge           | primaryObjectId <- mergedObjectIds |
 | contact.privacyDeletion                  | privacy_delete  | objectId                   |
 | X.associationChange, company.associationChange (X_TO_COMPANY or back) | associate | X with its company |
-| anything else (conversation.*, line_item.*, product.*, other associations) | ignore | |
+| object.propertyChange of a task (objectTypeId 0-27) | task_status | objectId, {propertyName: propertyValue} |
+| anything else (conversation.*, line_item.*, product.*, other object.*, other associations) | ignore | |
+
+Tasks arrive through HubSpot's generic webhook subscriptions (`object.propertyChange` with
+`objectTypeId` 0-27, subscribe to `hs_task_status`): a task the product created (CRM write-back)
+that is completed in HubSpot completes ours and tells its play.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from starter.adapters.common import Incoming, WebhookRefused, event_key, parse_j
 from starter.adapters.hubspot_signature import check_signature
 
 MAX_EVENTS = 100
+TASK_TYPE_ID = "0-27"  # HubSpot's object type id of tasks (generic webhook subscriptions)
 OBJECTS = ("company", "contact", "deal", "ticket")
 ACTIONS = {"creation": "upsert", "propertyChange": "upsert", "deletion": "delete", "restore": "restore",
            "merge": "merge", "associationChange": "associate", "privacyDeletion": "privacy_delete"}
@@ -64,6 +70,7 @@ class HubSpotEvent(BaseModel):
     primaryObjectId: HubSpotId | None = Field(None, gt=0)
     mergedObjectIds: list[HubSpotId] | None = Field(None, max_length=100)
     newObjectId: HubSpotId | None = Field(None, gt=0)
+    objectTypeId: str | None = Field(None, pattern=r"^\d{1,4}-\d{1,12}$")
 
     @field_validator("propertyName")
     @classmethod
@@ -82,6 +89,12 @@ def _incoming(e: HubSpotEvent, connection: str, i: int) -> Incoming:
         action = None
     if action == "associate":
         return _association(e, base, key_parts, i)
+    if kind == "object" and e.objectTypeId == TASK_TYPE_ID and verb == "propertyChange":
+        if e.objectId is None or e.propertyName is None:
+            raise WebhookRefused(422, f"event {i}: objectId and propertyName: a task's property change names both")
+        return Incoming(key=event_key("hubspot", *key_parts, e.objectTypeId, e.objectId, e.propertyName,
+                                      e.occurredAt), action="task_status", object_type="task",
+                        object_id=str(e.objectId), properties={e.propertyName: e.propertyValue}, **base)
     if action == "merge":
         if e.primaryObjectId is None or not e.mergedObjectIds:
             raise WebhookRefused(422, f"event {i}: primaryObjectId and mergedObjectIds: a merge names both")

@@ -14,6 +14,7 @@ reference is refused before anything is expanded.
 | Contact     | upsert contact (AccountId is its company)                       |
 | Opportunity | upsert deal (AccountId is its company; IsWon -> closed-won)     |
 | Case        | upsert ticket (AccountId; Priority, Status, Subject)            |
+| Task        | task_status (Status, IsClosed): a Task the product created, completed in Salesforce, completes ours |
 | others      | ignore                                                          |
 
 The answer Salesforce expects (else it retries) is `ACK`, byte for byte the shape of its WSDL.
@@ -138,11 +139,17 @@ def parse_message(body: bytes, connections: Connections) -> tuple[str, list[Inco
         try:
             record_id = salesforce_id(fields.get("Id") or "")
         except BadValue:
-            raise WebhookRefused(422, f"Notification {i}: sObject.Id: missing or not a Salesforce id") from None
+            record_id = None
+        if not record_id:
+            raise WebhookRefused(422, f"Notification {i}: sObject.Id: missing or not a Salesforce id")
         fields["Id"] = record_id
         occurred = _when(fields.get("LastModifiedDate")) or _when(fields.get("SystemModstamp")) or received
         base = dict(key=event_key("salesforce", org[:15], notification_id), source="salesforce",
                     connection=connection.name, name=f"Outbound Message: {kind}", occurred_at=occurred)
+        if kind == "Task":
+            out.append(Incoming(action="task_status", object_type="task", object_id=record_id, properties=fields,
+                                whole=True, **base))
+            continue
         if kind not in OBJECTS:
             out.append(Incoming(action="ignore", object_type="other", object_id=record_id,
                                 note=f"{kind} notifications are not acted on", **base))

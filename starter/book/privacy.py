@@ -105,6 +105,9 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
             " wait_crm_id = NULL, wait_reason = NULL"
             " WHERE connection = $1 AND object_type = 'contact' AND object_id = $2 AND event_id <> $3",
             connection, crm_id, event_id))
+        from starter.deliveries_data import erase_person  # chat messages, CRM writes, webhooks about them
+
+        done.update(await erase_person(conn, names, emails, scrub))
         await conn.execute(
             "INSERT INTO privacy_erasures (connection, crm_id, event_id, requested_at, erased)"
             " VALUES ($1, $2, $3, $4, $5)"

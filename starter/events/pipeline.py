@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from core.logs import get_logger
 from playbooks.crm_connections import Connection
 from starter.adapters.common import Incoming
-from starter.events import companies, deals, generic, ledger, lifecycle, tickets
+from starter.events import companies, crm_tasks, deals, generic, ledger, lifecycle, tickets
 from starter.events.context import Context, Result
 from starter.events.routing import WaitFor, _play_state
 
@@ -63,6 +63,8 @@ async def _dispatch(ctx: Context, inc: Incoming) -> Result:
     if inc.action == "route":
         return await generic.route(ctx, inc)
     conn: Connection = ctx.connection(inc.connection)
+    if inc.action == "task_status":
+        return await crm_tasks.task_status(ctx, inc, conn)
     if inc.action == "upsert":
         handler = {"company": companies.company, "contact": companies.contact, "deal": deals.deal,
                    "ticket": tickets.ticket}.get(inc.object_type)

@@ -85,7 +85,8 @@ def test_launch_with_preview_complete_a_task_pause_resume_and_the_outbox(console
     # My tasks: the CSM's kickoff task, completed with one click, moves the play on.
     page.goto(stack.base_url + "/console/tasks?owner=casey.morgan@tai.example")
     kickoff = page.locator("tr", has_text="Kickoff held and project charter signed")
-    expect(kickoff).to_have_count(1)
+    # The play creates its first tasks a moment after the launch answers, on the worker's process.
+    reload_until(page, lambda: kickoff.count() == 1, "the CSM's kickoff task")
     shot(page, "tasks")
     kickoff.locator("button[name=complete]").click()
     expect(page.locator("#flash")).to_contain_text("completed; onboarding-acme was told")

@@ -158,3 +158,18 @@ async def test_record_nps_detractor_history(env, worker, pool, settings):
     await choose_detractor_path(env.client, handle.id, "fix_and_resurvey", "recorder")
     await handle.result()
     await save_history(handle, "nps-detractor-fix-and-resurvey")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_play_events_history(env, worker, pool, settings):
+    """After the play-events patches (workflows/play.py): a P1 ticket that starts, climbs the ladder,
+    is resolved and closes, recording play.started, play.step_done and play.finished."""
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-EVENTS", DEMO_ACCOUNT_ID, "P1", "Reports slow", start,
+                               "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=5))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await env.sleep(timedelta(hours=2))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, "sla-p1-play-events")

@@ -83,10 +83,11 @@ async def test_a_privacy_deletion_erases_the_person_everywhere_and_plays_keep_wo
                        " WHERE id = (SELECT min(id) FROM tasks)")
     said = outcomes(await hubspot(http, [hs("contact.privacyDeletion", person)]))
     assert said == ["erased contact 901: contacts 1, account_sponsors 1, outbox_sent_erased 1, nps_invitations 1, "
-                    "nps_responses 1, tasks 1, crm_properties 2, crm_events 1"]
+                    "nps_responses 1, tasks 1, crm_properties 2, crm_events 1, play_events 1"]
     dump = ""
     for table in ("contacts", "accounts", "communications", "nps_invitations", "nps_responses", "tasks",
-                  "escalations", "crm_object_properties", "crm_events", "privacy_erasures"):
+                  "escalations", "crm_object_properties", "crm_events", "privacy_erasures", "play_events",
+                  "deliveries"):
         dump += "\n".join(str(tuple(r)) for r in await pool.fetch(f"SELECT * FROM {table}"))
     for personal in ("dana", "Dana", "Reyes", "555 0100", "hates"):
         assert personal not in dump, personal
