@@ -111,7 +111,7 @@ def write_back_on(settings: Settings, connections: Connections, name: str) -> st
     if conn is None:
         return f"no connection {name!r} in connections.yaml"
     if conn.mapping.write_back is None:
-        return f"its mapping has no write_back section"
+        return "its mapping has no write_back section"
     hubspot_token = settings.hubspot_access_token.get_secret_value() if settings.hubspot_access_token else ""
     if conn.source == "hubspot" and not hubspot_token:
         return "HUBSPOT_ACCESS_TOKEN is not set"

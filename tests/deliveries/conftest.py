@@ -37,7 +37,7 @@ async def servers():
 
 def notify_settings(settings, fakes, folder=None, **extra):
     """`settings` with every destination, subscription and CRM configured against the fakes."""
-    s, t, r = fakes["slack"].url, fakes["teams"].url, fakes["receiver"].url
+    s, t = fakes["slack"].url, fakes["teams"].url
     update = dict(
         chat_webhook_urls={"escalations": SecretStr(f"{s}/hooks/escalations"),
                            "cs-alerts": SecretStr(f"{s}/hooks/cs-alerts"),
