@@ -27,9 +27,9 @@ async def test_deliveries_pages_show_attempts_and_replay_a_failed_one(env, pool,
         async with Service(env, pool, s) as http:
             anonymous = await http.get("/console/deliveries")
             assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/console/login")
-            await add_user(pool, "diana.hoang@tai.example", "Diana Hoang", PASSWORD)
-            token, _ = await log_in(pool, s, "diana.hoang@tai.example", PASSWORD)
-            http.cookies.set(SESSION_COOKIE, token)
+            await add_user(pool, "diana.hoang@tai.example", "Diana Hoang", PASSWORD, role="cs_manager")
+            login = await log_in(pool, s, "diana.hoang@tai.example", PASSWORD)
+            http.cookies.set(SESSION_COOKIE, login.token)
             page = await http.get("/console/deliveries")
             html = page.text
             assert page.status_code == 200 and 'href="/console/deliveries" class="current"' in html

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from starter.book.values import salesforce_id
 from tests.deliveries.fakes import Base, Fault
 
 TOKEN = "test-crm-token"
@@ -243,7 +244,7 @@ class FakeSalesforce(Outage):
             if existing:
                 existing[1].update(fields)
                 return JSONResponse({"id": existing[0], "success": True, "errors": [], "created": False})
-            tid = f"00T5g{next(self._ids):010d}AAA"
+            tid = salesforce_id(f"00T5g{next(self._ids):010d}")  # 18 characters, as the API answers
             self.tasks[tid] = {**fields, self.external_id: value}
             if not await self._gate(request):
                 return Response(status_code=499)
