@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from core.working_time import SendWindow, WorkCalendar
+
 Priority = Literal["P0", "P1", "P2", "P3"]
 TaskStatus = Literal["not-started", "in-progress", "blocked", "completed", "cancelled"]
 AccountStatus = Literal["prospect", "onboarding", "active", "at-risk", "churned"]
@@ -159,13 +161,47 @@ class RescheduleTasksRequest(Model):
     due_dates: dict[str, datetime]  # step -> new due date
 
 
+# The class of an e-mail decides the rules it follows (issue 17; README "Customer e-mail"):
+# transactional (SLA ticket updates) always goes; lifecycle and survey mail honours unsubscribes,
+# the weekly cap and the recipient's send window; internal mail goes to our own staff only.
+EmailCategory = Literal["transactional", "lifecycle", "survey", "internal"]
+CUSTOMER_CATEGORIES: tuple[str, ...] = ("transactional", "lifecycle", "survey")
+
+
+class MeetingSpec(Model):
+    """A meeting an e-mail proposes (kickoff, QBR, check-in): it carries an iCalendar invitation
+    at a working-hours slot in the account's time zone, `lead_working_days` after the e-mail."""
+
+    title: str | None = Field(None, min_length=1, max_length=200, description="the event's title; default: the subject")
+    duration_minutes: int = Field(30, ge=15, le=480)
+    lead_working_days: int = Field(3, ge=1, le=30)
+    earliest: str = Field("10:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time, HH:MM")
+    location: str = Field("", max_length=500)
+
+
 class EmailTemplate(Model):
-    """A template snapshot: the sources travel with the play, not the file."""
+    """A template snapshot: the sources travel with the play, not the file, with the rules the
+    content gives the e-mail. `category` None: a play launched before e-mail classes existed."""
 
     name: str
     subject: str
     body: str
     partials: dict[str, str] = {}  # layouts it extends or includes, by name
+    category: EmailCategory | None = None
+    window: SendWindow | None = None  # lifecycle and survey mail: the recipient's local send window
+    meeting: MeetingSpec | None = None
+    stop_on_reply: bool = False  # a reply to this e-mail stops its follow-ups
+    reach_another_way: bool = False  # a customer it cannot reach gets the CSM a task to reach them
+
+
+class Meeting(Model):
+    """A meeting slot the workflow chose (UTC instants) and what the invitation says."""
+
+    title: str
+    start: datetime
+    end: datetime
+    tz: str
+    location: str = ""
 
 
 class SendEmailRequest(Model):
@@ -175,6 +211,27 @@ class SendEmailRequest(Model):
     to: list[Role]
     cc: list[Role] = []
     data: dict = {}
+    # Explicit people instead of (or besides) roles: an NPS respondent.
+    people: list[Person] = []
+    # The send window closes then: later, the e-mail waits for the next window (the worker was down).
+    send_by: datetime | None = None
+    planned_at: datetime | None = None  # when the step wanted it sent (a later send was held)
+    # A customer reply to the e-mails of these steps (this play) stops this one: a follow-up.
+    stop_if_replied: list[str] = []
+    meeting: Meeting | None = None
+
+
+SendOutcome = Literal["sent", "suppressed", "failed", "deferred", "stopped"]
+RecipientStatus = Literal["pending", "deferred", "sent", "suppressed", "refused", "bounced", "stopped"]
+
+
+class RecipientOutcome(Model):
+    name: str
+    address: str
+    kind: Literal["to", "cc"]
+    customer: bool
+    status: RecipientStatus
+    reason: str = ""
 
 
 class EmailResult(Model):
@@ -182,6 +239,37 @@ class EmailResult(Model):
     message_id: str
     to: list[str]
     already_sent: bool
+    outcome: SendOutcome = "sent"
+    reason: str = ""
+    deferred_until: datetime | None = None  # outcome deferred: ask again then (None: at the next window)
+    recipients: list[RecipientOutcome] = []
+
+    def unreached_customers(self) -> list[RecipientOutcome]:
+        """Customers in To whom this e-mail did not (and will not) reach."""
+        return [r for r in self.recipients
+                if r.customer and r.kind == "to" and r.status in ("suppressed", "refused", "bounced", "stopped")]
+
+
+class CalendarPlace(Model):
+    """Where a calendar comes from: a time zone and the country / region of its public holidays."""
+
+    tz: str
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    region: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$")
+
+
+class CalendarsRequest(Model):
+    account: CalendarPlace
+    staff: CalendarPlace
+    start: date
+    years: int = Field(3, ge=1, le=10)
+
+
+class PlayCalendars(Model):
+    """The account's and our staff's working days over a play's horizon (computed outside workflows)."""
+
+    account: WorkCalendar
+    staff: WorkCalendar
 
 
 class EscalationReport(Model):

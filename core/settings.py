@@ -48,6 +48,23 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "Customer Success <success@tai.example>"
 
+    # Mail that comes back (issue 17): one SMTP listener takes bounces (VERP return paths
+    # bounce+<token>@INBOUND_MAIL_DOMAIN), feedback reports and customer replies
+    # (Reply-To reply+<token>@...). In production the domain's MX points at the listener.
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int = 2526
+    inbound_mail_domain: str = "reply.tai.example"
+    inbound_max_bytes: int = Field(10_000_000, ge=10_000)
+    # Unsubscribe links are signed with this secret (HMAC-SHA256); the default only suits the local demo.
+    email_link_secret: SecretStr = SecretStr("local-demo-email-secret")
+    # At most this many customer e-mails per contact per rolling 7 days, across all plays (0: no cap).
+    # Transactional mail always goes (and counts); lifecycle mail comes before survey mail; what is
+    # over is deferred, never dropped. The busiest week of the shipped playbooks (onboarding's
+    # go-live week) sends a sponsor 6.
+    email_weekly_cap: int = Field(8, ge=0)
+    # A soft bounce (4xx) is tried again after 15 min, 1 h, 4 h, 12 h, then given up after this many.
+    email_soft_bounce_attempts: int = Field(5, ge=1, le=20)
+
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # The CRM signs each webhook with this secret (HubSpot signature v3: the

@@ -26,9 +26,16 @@ class ReceivedMail:
     text: str
     html: str
     date: str
+    envelope_from: str = ""
+    raw: bytes = b""
+
+    @property
+    def message(self) -> EmailMessage:
+        """The whole message, parsed again (headers as objects: `message["To"].addresses`)."""
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
 
     @classmethod
-    def parse(cls, raw: bytes, rcpt_to: tuple[str, ...] = ()) -> "ReceivedMail":
+    def parse(cls, raw: bytes, rcpt_to: tuple[str, ...] = (), envelope_from: str = "") -> "ReceivedMail":
         msg: EmailMessage = message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
         text = msg.get_body(("plain",))
         html = msg.get_body(("html",))
@@ -42,29 +49,42 @@ class ReceivedMail:
             text=text.get_content() if text else "",
             html=html.get_content() if html else "",
             date=str(msg.get("Date", "")),
+            envelope_from=envelope_from,
+            raw=raw,
         )
 
 
 class MailSink:
-    """aiosmtpd handler: accepts everything, stores everything, delivers nothing."""
+    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. `refuse` maps an
+    address (lower-cased) to the reply its RCPT gets instead, as a relay refusing it would."""
 
     def __init__(self, maildir: Path | None = None):
         self.messages: list[ReceivedMail] = []
+        self.refuse: dict[str, str] = {}
         self._maildir = mailbox.Maildir(maildir, create=True) if maildir else None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
-        self.messages.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos)))
+        self.messages.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos), envelope.mail_from or ""))
         if self._maildir is not None:
             self._maildir.add(raw)
         return "250 Message accepted for delivery"
 
 
-def start_sink(host: str, port: int, maildir: Path | None = None) -> tuple[Controller, MailSink]:
+def start_sink(host: str, port: int, maildir: Path | None = None, smtputf8: bool = True) -> tuple[Controller, MailSink]:
+    """The sink on host:port; like most relays today it offers SMTPUTF8 (RFC 6531) unless told not to."""
     sink = MailSink(maildir)
-    controller = Controller(sink, hostname=host, port=port)
+    controller = Controller(sink, hostname=host, port=port, enable_SMTPUTF8=smtputf8,
+                            decode_data=False)
     controller.start()
     return controller, sink
 
