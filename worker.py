@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
+from activities.calendars import CalendarActivities
 from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
@@ -47,6 +48,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     nps = NpsActivities(pool, settings, feed)
     return [
         accounts.load_account,
+        CalendarActivities().load_calendars,
         accounts.record_renewal_outcome,
         email.send_templated_email,
         tasks.create_task,
@@ -60,6 +62,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         churn.record_risk,
         summary.send_risk_summary,
         nps.send_survey_batch,
+        nps.send_deferred_invitations,
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,

@@ -26,13 +26,13 @@ from temporalio import activity
 
 from activities.accounts import account_for_activity, fetch_staff
 from activities.addresses import AddressProblem, parse_address
-from activities.common import needs_setup, not_retryable, play_logger
+from activities.common import activity_now, needs_setup, not_retryable, play_logger
 from activities.mail_events import suppress, task_for_csm
 from activities.mail_message import Listed, build_copy
 from activities.mail_policy import cap_holds, soft_bounce_delay, suppressions_for
 from activities.outbox import (
-    FINAL, SETTLED, Recipient, add_recipients, create_outbox_row, message_id_for, message_outcome, our_people,
-    recipients_of, recipients_rows, result_of, settle,
+    FINAL, SETTLED, add_recipients, create_outbox_row, message_id_for, message_outcome, our_people, recipients_of,
+    recipients_rows, result_of, settle,
 )
 from activities.smtp import SmtpConnections, refusal_of
 from core.models import (
@@ -95,32 +95,29 @@ class Mailer:
         send_by: datetime | None = None,
         stop_if_replied: list[str] | None = None,
         meeting: Meeting | None = None,
+        checks: bool = True,
     ) -> EmailResult:
         """Send once per (play, step) and recipient. `account` is None for a report about many accounts.
         Returns the outcome (sent, suppressed, deferred until, stopped); raises a non-retryable error
-        when nobody could be reached."""
+        when nobody could be reached. `checks=False`: the caller checked suppressions and the cap in bulk."""
         log = play_logger("email", play, step)
-        key = play.key(step)
         recipients = recipients_of(to, cc, our_people(account, staff))
-        row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
-        counted = row is None
-        if row is None:
-            row = await create_outbox_row(self.pool, self.settings.mail_from, play, step, template, recipients, data,
-                                          account, staff, meeting, self.settings.inbound_mail_domain)
-        recips = await recipients_rows(self.pool, row["id"])
-        if not recips and row["status"] not in FINAL:  # written before recipients had rows
-            await add_recipients(self.pool, row["id"], recipients)
-            recips = await recipients_rows(self.pool, row["id"])
-        if row["status"] in FINAL:
-            log.info("email.already_sent", message_id=row["message_id"], status=row["status"])
-            return result_of(row, recips, already=True)
-        if not counted:
+        row, recips = await create_outbox_row(self.pool, self.settings.mail_from, play, step, template, recipients,
+                                              data, account, staff, meeting, self.settings.inbound_mail_domain)
+        if row is None:  # written before: a retry, or a twin
+            row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", play.key(step))
+            recips = [dict(r) for r in await recipients_rows(self.pool, row["id"])]
+            if not recips and row["status"] not in FINAL:  # written before recipients had rows
+                recips = await add_recipients(self.pool, row["id"], recipients)
+            if row["status"] in FINAL:
+                log.info("email.already_sent", message_id=row["message_id"], status=row["status"])
+                return result_of(row, recips, already=True)
             await self.pool.execute("UPDATE communications SET attempts = attempts + 1 WHERE id = $1", row["id"])
-        now = datetime.now(timezone.utc)
+        now = activity_now()
         if stop_if_replied and await self._replied(play, stop_if_replied):
             for r in recips:
                 if r["status"] not in SETTLED:
-                    await settle(self.pool, r["id"], "stopped", "the customer replied to an earlier e-mail")
+                    await settle(self.pool, r, "stopped", "the customer replied to an earlier e-mail")
         elif (send_by is not None and now > send_by and row["category"] in ("lifecycle", "survey")
               and any(r["status"] not in SETTLED for r in recips)):
             log.info("email.window_closed", send_by=send_by.isoformat())
@@ -128,8 +125,8 @@ class Mailer:
             return result.model_copy(update={"outcome": "deferred", "deferred_until": None,
                                              "reason": "the send window closed before it could go"})
         else:
-            await self._send_due(row, recips, now, log)
-        return await self._finish(row, log)
+            await self._send_due(row, recips, now, log, checks)
+        return await self._finish(row, recips, log, now)
 
     async def _replied(self, play: PlayRef, steps: list[str]) -> bool:
         return bool(await self.pool.fetchval(
@@ -139,40 +136,40 @@ class Mailer:
             play.workflow_id, play.play_id, steps,
         ))
 
-    async def _send_due(self, row: asyncpg.Record, recips: list[asyncpg.Record], now: datetime, log) -> None:
+    async def _send_due(self, row: asyncpg.Record, recips: list[dict], now: datetime, log, checks: bool) -> None:
         category = row["category"]
         due = [r for r in recips if r["status"] == "pending" or (r["status"] == "deferred" and
                                                                  (r["retry_at"] is None or r["retry_at"] <= now))]
         customers = [r for r in due if r["customer"]]
-        if customers and category in CUSTOMER_CATEGORIES:
+        if checks and customers and category in CUSTOMER_CATEGORIES:
             blocked = await suppressions_for(self.pool, [r["address"] for r in customers], category)
             for r in customers:
                 if r["address"] in blocked:
-                    await settle(self.pool, r["id"], "suppressed", blocked[r["address"]])
-            due = [r for r in due if r["address"] not in blocked or not r["customer"]]
+                    await settle(self.pool, r, "suppressed", blocked[r["address"]])
+            due = [r for r in due if r["status"] != "suppressed"]
             due = await self._apply_cap(row, due, now)
-            recips = await recipients_rows(self.pool, row["id"])  # the headers list only who still gets it
         listed = self._listed(recips)
-        smtputf8 = any(e.address.needs_smtputf8 for e in listed) and await self.smtp.offers_smtputf8()
-        if not smtputf8 and any(e.address.needs_smtputf8 for e in listed):
+        needs_utf8 = [e for e in listed if e.address.needs_smtputf8]
+        smtputf8 = bool(needs_utf8) and await self.smtp.offers_smtputf8()
+        if needs_utf8 and not smtputf8:
             # Nobody can be sent a header naming them; they are refused before any copy goes.
             for r in due:
-                entry = next((e for e in listed if e.address.key == r["address_key"]), None)
-                if entry is not None and entry.address.needs_smtputf8:
+                entry = next((e for e in needs_utf8 if e.address.key == r["address_key"]), None)
+                if entry is not None:
                     try:
                         entry.address.envelope(False)
                     except AddressProblem as exc:
-                        await settle(self.pool, r["id"], "refused", str(exc))
+                        await settle(self.pool, r, "refused", str(exc))
             listed = [e for e in listed if not e.address.needs_smtputf8]
-            due = [r for r in due if any(e.address.key == r["address_key"] for e in listed)]
+            due = [r for r in due if r["status"] != "refused"]
         for r in due:
-            await self._send_one(row, r, listed, smtputf8, log)
+            await self._send_one(row, r, listed, smtputf8, log, now)
 
-    async def _apply_cap(self, row: asyncpg.Record, due: list[asyncpg.Record], now: datetime) -> list[asyncpg.Record]:
+    async def _apply_cap(self, row: asyncpg.Record, due: list[dict], now: datetime) -> list[dict]:
         """Claim each customer's place under the weekly cap, or defer them until there is one. Claims for
         one address are serialised (an advisory lock per address), so two plays cannot both take the last place."""
         keys = sorted({r["address_key"] for r in due if r["customer"]})
-        if not keys or row["category"] not in CUSTOMER_CATEGORIES:
+        if not keys:
             return due
         cap = self.settings.email_weekly_cap
         async with self.pool.acquire() as conn, conn.transaction():
@@ -182,16 +179,17 @@ class Mailer:
             going = []
             for r in due:
                 if r["customer"] and r["address_key"] in holds:
-                    await settle(conn, r["id"], "deferred", f"weekly cap of {cap} e-mails reached",
+                    await settle(conn, r, "deferred", f"weekly cap of {cap} e-mails reached",
                                  retry_at=holds[r["address_key"]])
                     continue
                 if r["customer"]:
-                    await conn.execute("UPDATE communication_recipients SET sent_at = coalesce(sent_at, now())"
-                                       " WHERE id = $1", r["id"])  # the place under the cap is taken
+                    await conn.execute("UPDATE communication_recipients SET sent_at = coalesce(sent_at, $2)"
+                                       " WHERE id = $1", r["id"], now)  # the place under the cap is taken
                 going.append(r)
         return going
 
-    def _listed(self, recips: list[asyncpg.Record]) -> list[Listed]:
+    def _listed(self, recips: list[dict]) -> list[Listed]:
+        """Who the To and Cc headers name: everyone the message is (still) going to."""
         out = []
         for r in recips:
             if r["status"] in ("pending", "deferred", "sent", "bounced"):
@@ -201,11 +199,11 @@ class Mailer:
                     pass
         return out
 
-    async def _send_one(self, row, r, listed: list[Listed], smtputf8: bool, log) -> None:
+    async def _send_one(self, row, r: dict, listed: list[Listed], smtputf8: bool, log, now: datetime) -> None:
         try:
             copy = build_copy(row, r, listed, self.settings, smtputf8)
         except (AddressProblem, StopIteration) as exc:
-            await settle(self.pool, r["id"], "refused", str(exc) or "the address cannot be written")
+            await settle(self.pool, r, "refused", str(exc) or "the address cannot be written")
             return
         try:
             await self.smtp.sendmail(copy.sender, copy.recipient, copy.data, copy.smtputf8)
@@ -213,20 +211,20 @@ class Mailer:
             refusal = refusal_of(exc)
             if refusal is None:
                 raise  # no answer about this recipient: the activity is retried
-            await self._refused(row, r, refusal, log)
+            await self._refused(row, r, refusal, log, now)
             return
-        await settle(self.pool, r["id"], "sent", sent=True, attempted=True)
+        await settle(self.pool, r, "sent", sent_at=now, attempted=True)
 
-    async def _refused(self, row, r, refusal, log) -> None:
+    async def _refused(self, row, r: dict, refusal, log, now: datetime) -> None:
         attempts = r["attempts"] + 1
         if not refusal.permanent and attempts < self.settings.email_soft_bounce_attempts:
-            retry = datetime.now(timezone.utc) + soft_bounce_delay(attempts)
-            await settle(self.pool, r["id"], "deferred", f"soft bounce {refusal}; trying again", retry_at=retry,
+            retry = now + soft_bounce_delay(attempts)
+            await settle(self.pool, r, "deferred", f"soft bounce {refusal}; trying again", retry_at=retry,
                          attempted=True)
             log.warning("email.soft_bounce", recipient=r["address"], reply=str(refusal), retry_at=retry.isoformat())
             return
         why = str(refusal) if refusal.permanent else f"gave up after {attempts} soft bounces: {refusal}"
-        await settle(self.pool, r["id"], "refused", why, attempted=True)
+        await settle(self.pool, r, "refused", why, attempted=True)
         log.warning("email.refused", recipient=r["address"], reply=str(refusal))
         if refusal.mailbox_gone and r["customer"]:
             await suppress(self.pool, r["address_key"], "undeliverable", "hard_bounce", "smtp", "relay",
@@ -236,14 +234,13 @@ class Mailer:
                                f"The mail relay refused {r['address']} ({why}) for '{row['subject']}'. "
                                "Nothing more is sent to it: fix the contact's address in the CRM.")
 
-    async def _finish(self, row: asyncpg.Record, log) -> EmailResult:
-        recips = await recipients_rows(self.pool, row["id"])
+    async def _finish(self, row: asyncpg.Record, recips: list[dict], log, now: datetime) -> EmailResult:
         status, reason, until = message_outcome(recips)
-        sent_now = status == "sent"
         row = await self.pool.fetchrow(
             "UPDATE communications SET status = $2, reason = $3, deferred_until = $4, updated_at = now(),"
-            " sent_at = CASE WHEN $5 THEN coalesce(sent_at, now()) ELSE sent_at END WHERE id = $1 RETURNING *",
-            row["id"], status, reason[:2000], until, sent_now,
+            " sent_at = CASE WHEN $2 = 'sent' THEN coalesce(sent_at, $5) ELSE sent_at END WHERE id = $1"
+            " RETURNING *",
+            row["id"], status, reason[:2000], until, now,
         )
         result = result_of(row, recips, already=False)
         event = {"sent": "email.sent", "deferred": "email.deferred"}.get(status, f"email.{status}")

@@ -71,8 +71,9 @@ def legacy_category(play: PlayRef) -> str:
 async def create_outbox_row(pool: asyncpg.Pool, mail_from: str, play: PlayRef, step: str, template: EmailTemplate,
                             recipients: list[Recipient], data: dict, account: Account | None,
                             staff: dict[str, StaffMember], meeting: Meeting | None,
-                            inbound_domain: str) -> asyncpg.Record:
-    """Render and store the e-mail and its recipients (a concurrent twin finds them written)."""
+                            inbound_domain: str) -> tuple[asyncpg.Record | None, list[dict]]:
+    """Render and store the e-mail and its recipients: (row, recipients) when written now, (None, [])
+    when a row for the step was there already (a retry, or a concurrent twin)."""
     key = play.key(step)
     to = [r.person for r in recipients if r.kind == "to"]
     if not to:
@@ -96,45 +97,53 @@ async def create_outbox_row(pool: asyncpg.Pool, mail_from: str, play: PlayRef, s
             [(r.person.name, _ascii_or_raw(str(r.person.email))) for r in customers],
             text[:2000], datetime.now(timezone.utc),
         )
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            """
-            INSERT INTO communications (idem_key, workflow_id, play_id, step, account_id, template, message_id,
-                mail_from, to_addrs, cc_addrs, subject, body_html, body_text, attempts, category, reply_token,
-                calendar)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16)
-            ON CONFLICT (idem_key) DO NOTHING RETURNING *
-            """,
-            key, play.workflow_id, play.play_id, step, play.account_id or None, template.name,
-            message_id_for(key, mail_from), mail_from,
-            [format_for_display(r.person.name, str(r.person.email)) for r in recipients if r.kind == "to"],
-            [format_for_display(r.person.name, str(r.person.email)) for r in recipients if r.kind == "cc"],
-            subject, html, text, category, new_token() if category != "internal" else None, calendar,
-        )
-        if row is None:
-            return await conn.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
-        await add_recipients(conn, row["id"], recipients)
-        return row
+    # Two statements, not a transaction: a crash between them leaves a row without recipients,
+    # which the retry fills in (add_recipients is idempotent).
+    row = await pool.fetchrow(
+        """
+        INSERT INTO communications (idem_key, workflow_id, play_id, step, account_id, template, message_id,
+            mail_from, to_addrs, cc_addrs, subject, body_html, body_text, attempts, category, reply_token,
+            calendar)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16)
+        ON CONFLICT (idem_key) DO NOTHING RETURNING *
+        """,
+        key, play.workflow_id, play.play_id, step, play.account_id or None, template.name,
+        message_id_for(key, mail_from), mail_from,
+        [format_for_display(r.person.name, str(r.person.email)) for r in recipients if r.kind == "to"],
+        [format_for_display(r.person.name, str(r.person.email)) for r in recipients if r.kind == "cc"],
+        subject, html, text, category, new_token() if category != "internal" else None, calendar,
+    )
+    if row is None:
+        return None, []
+    return row, await add_recipients(pool, row["id"], recipients)
 
 
 async def add_recipients(conn: asyncpg.Connection | asyncpg.Pool, communication_id: int,
-                         recipients: list[Recipient]) -> None:
-    """The recipients' rows of a message; an address that cannot be used is refused at once, with why.
-    Also fills them in for a message written before recipients had rows of their own."""
-    rows = []
+                         recipients: list[Recipient]) -> list[dict]:
+    """The recipients' rows of a message (one statement); an address that cannot be used is refused at
+    once, with why. Also fills them in for a message written before recipients had rows of their own.
+    Returns every recipient row of the message, in order."""
+    cols: list[list] = [[] for _ in range(9)]
     for position, r in enumerate(recipients):
         status, reason = "pending", ""
         try:
             parse_address(str(r.person.email), r.person.name)
         except AddressProblem as exc:
             status, reason = "refused", str(exc)
-        rows.append((communication_id, position, r.kind, r.person.name, str(r.person.email),
-                     address_key(str(r.person.email)), r.customer, status, reason, new_token()))
-    await conn.executemany(
+        for col, value in zip(cols, (position, r.kind, r.person.name, str(r.person.email),
+                                     address_key(str(r.person.email)), r.customer, status, reason, new_token())):
+            col.append(value)
+    rows = await conn.fetch(
         "INSERT INTO communication_recipients (communication_id, position, kind, name, address, address_key,"
-        " customer, status, reason, token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (communication_id, address_key) DO NOTHING", rows,
+        " customer, status, reason, token)"
+        " SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[],"
+        " $8::text[], $9::text[], $10::text[])"
+        " ON CONFLICT (communication_id, address_key) DO NOTHING RETURNING *",
+        communication_id, *cols,
     )
+    if len(rows) < len(recipients):  # a twin wrote some: read them all
+        return [dict(r) for r in await recipients_rows(conn, communication_id)]
+    return sorted((dict(r) for r in rows), key=lambda r: r["position"])
 
 
 def _ascii_or_raw(address: str) -> str:
@@ -150,17 +159,22 @@ async def recipients_rows(conn: asyncpg.Pool | asyncpg.Connection, communication
                             communication_id)
 
 
-async def settle(conn: asyncpg.Pool | asyncpg.Connection, recipient_id: int, status: str, reason: str = "", *,
-                 retry_at: datetime | None = None, sent: bool = False, attempted: bool = False) -> None:
-    await conn.execute(
+async def settle(conn: asyncpg.Pool | asyncpg.Connection, recipient: dict, status: str, reason: str = "", *,
+                 retry_at: datetime | None = None, sent_at: datetime | None = None, attempted: bool = False) -> None:
+    """Record a recipient's outcome, in the table and in `recipient` (the caller's copy of its row).
+    `sent_at`: when it went (its place under the weekly cap, if not taken before)."""
+    row = await conn.fetchrow(
         "UPDATE communication_recipients SET status = $2, reason = $3, retry_at = $4,"
-        " sent_at = CASE WHEN $5 THEN coalesce(sent_at, now()) WHEN $2 IN ('suppressed', 'refused', 'stopped')"
-        " THEN NULL ELSE sent_at END, attempts = attempts + $6::int, updated_at = now() WHERE id = $1",
-        recipient_id, status, reason, retry_at, sent, 1 if attempted else 0,
+        " sent_at = CASE WHEN $5::timestamptz IS NOT NULL THEN coalesce(sent_at, $5)"
+        " WHEN $2 IN ('suppressed', 'refused', 'stopped') THEN NULL ELSE sent_at END,"
+        " attempts = attempts + $6::int, updated_at = now() WHERE id = $1"
+        " RETURNING status, reason, retry_at, sent_at, attempts",
+        recipient["id"], status, reason, retry_at, sent_at, 1 if attempted else 0,
     )
+    recipient.update(dict(row))
 
 
-def message_outcome(recips: list[asyncpg.Record]) -> tuple[str, str, datetime | None]:
+def message_outcome(recips: list) -> tuple[str, str, datetime | None]:
     """(message status, reason, deferred until) from its recipients' rows."""
     waiting = [r for r in recips if r["status"] in ("pending", "deferred")]
     if waiting:
@@ -180,7 +194,7 @@ def message_outcome(recips: list[asyncpg.Record]) -> tuple[str, str, datetime | 
     return status, "; ".join(unreached), None
 
 
-def result_of(row: asyncpg.Record, recips: list[asyncpg.Record], already: bool) -> EmailResult:
+def result_of(row: asyncpg.Record, recips: list, already: bool) -> EmailResult:
     status, reason, until = message_outcome(recips) if recips else (row["status"], row["reason"], None)
     outcome = {"pending": "deferred"}.get(status, status)
     return EmailResult(

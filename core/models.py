@@ -380,6 +380,9 @@ class SurveyBatchRequest(Model):
     after: tuple[str, str] | None = None
     limit: int = Field(1000, ge=1, le=5000)
     only_email: str | None = None  # a re-survey of one respondent
+    # Cycles launched since issue 17: a contact outside their account's send window, or over the weekly
+    # cap, is invited later (the cycle sweeps them up) instead of at once.
+    defer: bool = False
 
 
 class SurveyBatchResult(Model):
@@ -387,6 +390,20 @@ class SurveyBatchResult(Model):
     already: int
     last: tuple[str, str] | None
     done: bool
+    suppressed: int = 0
+    deferred: int = 0
+    next_at: datetime | None = None  # the earliest deferred invitation of the cycle, if any
+
+
+class DeferredInvitationsRequest(Model):
+    """Send the cycle's invitations (and reminders) whose deferral has run out, up to `limit`."""
+
+    play: PlayRef
+    cycle_id: str
+    survey: EmailTemplate
+    reminder: EmailTemplate
+    expires_at: datetime
+    limit: int = Field(1000, ge=1, le=5000)
 
 
 class RespondentEmailRequest(Model):

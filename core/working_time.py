@@ -15,7 +15,7 @@ Rules:
   when `closes` is not after `opens` the window runs past local midnight into
   the next day, and belongs to the day it opens. `days` None means the
   calendar's working days; a holiday closes the window that opens on it, even
-  on a day named in `days`. Each window is computed from its own local date,
+  on a day named in `days`, unless `on_holidays` says otherwise. Each window is computed from its own local date,
   so both DST switch days come out right (09:00 stays 09:00 local).
 - All instants in and out are timezone-aware; results are in UTC. Walks are
   bounded by `MAX_DAYS`: a calendar whose every day is a holiday fails loudly
@@ -45,7 +45,7 @@ def _utc(moment: datetime) -> datetime:
 def _minutes(value: str) -> int:
     """'09:30' -> 570; '24:00' -> 1440. Raises ValueError for anything else."""
     hours, sep, minutes = value.partition(":")
-    if not sep or not (hours.isdigit() and minutes.isdigit()) or len(minutes) != 2 or len(hours) > 2:
+    if not sep or not (hours.isdigit() and minutes.isdigit()) or len(minutes) != 2 or len(hours) != 2:
         raise ValueError(f"{value!r} is not a time of day like 09:00")
     total = int(hours) * 60 + int(minutes)
     if int(minutes) > 59 or total > 24 * 60:
@@ -160,6 +160,7 @@ class SendWindow(BaseModel):
     days: tuple[int, ...] | None = Field(None, description="weekdays 0-6; None: the calendar's working days")
     opens: str = "09:00"
     closes: str = "17:00"
+    on_holidays: bool = Field(False, description="open on public holidays too (never for customer mail by default)")
 
     @field_validator("opens", "closes")
     @classmethod
@@ -195,7 +196,7 @@ class SendWindow(BaseModel):
         return closes if closes > opens else closes + 1440
 
     def opens_on(self, day: date, cal: WorkCalendar) -> bool:
-        if cal.is_holiday(day):
+        if cal.is_holiday(day) and not self.on_holidays:
             return False
         return day.weekday() in self.days if self.days is not None else cal.is_working_day(day)
 
@@ -230,7 +231,7 @@ class SendWindow(BaseModel):
         return f"{days} {self.opens}-{self.closes}"
 
 
-ALWAYS = SendWindow(days=(0, 1, 2, 3, 4, 5, 6), opens="00:00", closes="24:00")
+ALWAYS = SendWindow(days=(0, 1, 2, 3, 4, 5, 6), opens="00:00", closes="24:00", on_holidays=True)
 
 
 def meeting_slot(after: datetime, lead_working_days: int, duration_minutes: int, earliest: str,

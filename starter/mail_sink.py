@@ -7,7 +7,7 @@ Maildir there, so `csplay mail` can list what the product has sent.
 from __future__ import annotations
 
 import mailbox
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -54,12 +54,29 @@ class ReceivedMail:
         )
 
 
+def fold_copies(copies: list[ReceivedMail]) -> list[ReceivedMail]:
+    """One entry per message: the product sends each recipient their own copy (its own return path,
+    their own unsubscribe link), all with the same Message-ID; `rcpt_to` gathers every copy's."""
+    folded: dict[str, ReceivedMail] = {}
+    order: list[str] = []
+    for n, mail in enumerate(copies):
+        key = mail.message_id or f"#{n}"
+        if key in folded:
+            first = folded[key]
+            folded[key] = replace(first, rcpt_to=first.rcpt_to + tuple(r for r in mail.rcpt_to if r not in first.rcpt_to))
+        else:
+            folded[key] = mail
+            order.append(key)
+    return [folded[k] for k in order]
+
+
 class MailSink:
-    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. `refuse` maps an
-    address (lower-cased) to the reply its RCPT gets instead, as a relay refusing it would."""
+    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. `copies` holds every
+    copy as it came (one per recipient), `messages` one entry per message. `refuse` maps an address
+    (lower-cased) to the reply its RCPT gets instead, as a relay refusing it would."""
 
     def __init__(self, maildir: Path | None = None):
-        self.messages: list[ReceivedMail] = []
+        self.copies: list[ReceivedMail] = []
         self.refuse: dict[str, str] = {}
         self._maildir = mailbox.Maildir(maildir, create=True) if maildir else None
 
@@ -74,10 +91,17 @@ class MailSink:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
-        self.messages.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos), envelope.mail_from or ""))
+        self.copies.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos), envelope.mail_from or ""))
         if self._maildir is not None:
             self._maildir.add(raw)
         return "250 Message accepted for delivery"
+
+    @property
+    def messages(self) -> list[ReceivedMail]:
+        return fold_copies(self.copies)
+
+    def clear(self) -> None:
+        self.copies.clear()
 
 
 def start_sink(host: str, port: int, maildir: Path | None = None, smtputf8: bool = True) -> tuple[Controller, MailSink]:
@@ -98,4 +122,4 @@ def read_maildir(path: Path) -> list[ReceivedMail]:
     for key in sorted(box.keys()):
         with box.get_file(key) as fh:
             mails.append(ReceivedMail.parse(fh.read()))
-    return mails
+    return fold_copies(mails)

@@ -40,11 +40,13 @@ from temporalio.worker import Worker
 from activities.common import not_retryable
 from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
+from core.holiday_calendars import work_calendar
 from core.models import (
-    Account, CompleteTaskRequest, CreateTaskRequest, EmailResult, EmailTemplate, EscalateRequest,
-    EscalationResult, Person, PlayRef, RenewalOutcomeRequest, RescheduleTasksRequest, RespondentEmailRequest,
-    RiskPointsRequest, RiskRecord, RiskSummaryRequest, SendEmailRequest, ServiceCreditRequest, StaffMember,
-    SurveyBatchRequest, SurveyBatchResult, TaskRef, TicketRecord,
+    Account, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, DeferredInvitationsRequest, EmailResult,
+    EmailTemplate, EscalateRequest, EscalationResult, Person, PlayCalendars, PlayRef, RenewalOutcomeRequest,
+    RescheduleTasksRequest, RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest,
+    SendEmailRequest, ServiceCreditRequest, StaffMember, SurveyBatchRequest, SurveyBatchResult, TaskRef,
+    TicketRecord,
 )
 from core.settings import Settings
 from playbooks.loader import load_named
@@ -155,15 +157,30 @@ class RecordingActivities:
         new_date = f", next renewal {req.new_renewal_date.isoformat()}" if req.new_renewal_date else ""
         self.record("outcome", "outcome", f"account {req.outcome}{new_date}")
 
+    @activity.defn(name="load_calendars")
+    async def load_calendars(self, req: CalendarsRequest) -> PlayCalendars:
+        # The real calendars: the preview must show weekends, public holidays and DST as plays meet them.
+        return PlayCalendars(account=work_calendar(req.account, req.start, req.years),
+                             staff=work_calendar(req.staff, req.start, req.years))
+
     @activity.defn(name="send_templated_email")
     async def send_templated_email(self, req: SendEmailRequest) -> EmailResult:
         key = req.play.key(req.step)
         if key not in self._done:
-            to = resolve_roles(req.to, self.account, self.staff)
+            to = [*req.people, *resolve_roles(req.to, self.account, self.staff)]
             cc = resolve_roles(req.cc, self.account, self.staff)
             subject = self._render(req.step, req.template, to, cc, req.data)
-            roles = f"to {', '.join(req.to)}" + (f"; cc {', '.join(req.cc)}" if req.cc else "")
-            self.record("email", req.step, f"{subject!r} {roles}")
+            who = [*(["the respondent"] if req.people else []), *req.to]
+            roles = f"to {', '.join(who)}" + (f"; cc {', '.join(req.cc)}" if req.cc else "")
+            notes = []
+            if req.planned_at is not None:
+                notes.append(f"held from {self._local(req.planned_at)} for the send window "
+                             f"({req.template.window.describe() if req.template.window else 'none'}, "
+                             f"{self.account.timezone})")
+            if req.meeting is not None:
+                notes.append(f"invitation for {req.meeting.start.astimezone(ZoneInfo(req.meeting.tz)):%a %Y-%m-%d %H:%M} "
+                             f"{req.meeting.tz}")
+            self.record("email", req.step, f"{subject!r} {roles}" + "".join(f" [{n}]" for n in notes))
             n = next(self._ids)
             self._done[key] = EmailResult(communication_id=n, message_id=f"<preview-{n}@preview.invalid>",
                                           to=[formataddr((p.name, str(p.email))) for p in to], already_sent=False)
@@ -280,6 +297,10 @@ class RecordingActivities:
             self.record("email", f"{req.kind}/{req.cycle_id}/{c.email}", f"NPS {req.kind} to {c.name}")
         return SurveyBatchResult(sent=len(contacts), already=0, last=None, done=True)
 
+    @activity.defn(name="send_deferred_invitations")
+    async def send_deferred_invitations(self, req: DeferredInvitationsRequest) -> SurveyBatchResult:
+        return SurveyBatchResult(sent=0, already=0, last=None, done=True)
+
     @activity.defn(name="close_nonresponses")
     async def close_nonresponses(self, cycle_id: str) -> int:
         self.record("survey", f"close/{cycle_id}", "non-responses closed")
@@ -394,7 +415,8 @@ async def _sla(env, task_queue, rec: RecordingActivities, account, snapshot, sta
         SlaClock.run,
         SlaInput(ticket_id=PREVIEW_TICKET, account_id=account.id, tier=account.tier, priority=ticket_priority,
                  subject="Preview ticket", opened_at=start, playbook=snapshot,
-                 holidays=public_holidays(content.holidays, start.date()), launched_by=PREVIEW_BY,
+                 holidays=public_holidays(content.holidays, start.date(), content.holidays_region),
+                 launched_by=PREVIEW_BY,
                  search_attributes=False),
         id=sla_workflow_id(PREVIEW_TICKET), task_queue=task_queue,
     )

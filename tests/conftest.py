@@ -176,7 +176,7 @@ def smtp_server():
 @pytest.fixture
 def sink(smtp_server):
     _, sink = smtp_server
-    sink.messages.clear()
+    sink.clear()
     return sink
 
 

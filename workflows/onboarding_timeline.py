@@ -13,6 +13,14 @@ wake next?". Rules (seed 001 sections 4.1, 5.1, 5.2, 13.2):
   escalations and the churn-risk points, each once per play.
 - Moving go-live is an agreed re-plan, not a slip: it shifts the dates
   from the readiness gate on (or from go-live once the gate is signed).
+- Working days (issue 17; plays launched since, `state.working_days`): with
+  `day_unit: business_days` day N is the account's Nth working day and every
+  offset, slip and shift counts working days; steps fire and customer dates
+  fall on the account's working days (in its time zone), internal tasks are
+  due at `due_hour` on our staff's working days (in our team's zone), and the
+  daily and weekly e-mails skip days off. Without calendars (a play from
+  before), every day is a working day in the playbook's time zone: the old
+  calendar-day plan, to the minute.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.models import TaskRef
+from core.models import PlayCalendars, TaskRef
+from core.working_time import WorkCalendar
 from playbooks.schema import EmailStep, OnboardingContent, TaskContent
-from workflows.calendar import at_local, date_of_day, day_number, days_late, local_date, weekly_dates
+from workflows.calendar import weekly_dates
 from workflows.messages import PlayControl
 
 
@@ -76,6 +85,7 @@ class OnboardingState(Model):
     tasks: dict[str, TaskRef] = {}
     blockers: dict[str, Blocker] = {}
     control: PlayControl = PlayControl()
+    working_days: bool = False  # the plan runs on the account's and our staff's working days (issue 17)
 
 
 class ScheduleEntry(Model):
@@ -87,28 +97,66 @@ class ScheduleEntry(Model):
 
 
 class OnboardingTimeline:
-    def __init__(self, content: OnboardingContent, state: OnboardingState):
+    def __init__(self, content: OnboardingContent, state: OnboardingState, calendars: PlayCalendars | None = None):
         self.content, self.state = content, state
         self._done = set(state.done_steps) | set(state.skipped_steps)
+        self.use_calendars(calendars)
+
+    def use_calendars(self, calendars: PlayCalendars | None) -> None:
+        """Plan on these calendars from now on (a play from before them keeps every day a working day)."""
+        every_day = WorkCalendar.every_day(self.content.timezone)
+        on = calendars is not None and self.state.working_days
+        self.account = calendars.account if on else every_day
+        self.staff = calendars.staff if on else every_day
+        # Plan days count the account's working days, or every day of its calendar.
+        self.days = self.account if on and self.content.day_unit == "business_days" else (
+            WorkCalendar.every_day(self.account.tz))
+        self.roll = on and self.content.dates_on_days_off == "next_working_day"
+
+    def first_day(self, started_at: datetime) -> date:
+        """The plan's day 1 for a play started then: that local date, or the next working day."""
+        return self.days.roll_forward(self.account.local_date(started_at))
 
     # -- dates -------------------------------------------------------------
     @property
     def tz(self) -> str:
-        return self.content.timezone
+        return self.account.tz
 
     def effective_day(self, planned_day: int) -> int:
         return planned_day + sum(s.days for s in self.state.shifts if planned_day >= s.from_day)
 
+    def date_of(self, day: int) -> date:
+        """The account-local date of plan day `day` (day 1 is `state.start_date`)."""
+        return self.days.add_working_days(self.state.start_date, day - 1)
+
+    def add_days(self, day: date, n: int) -> date:
+        """`n` plan days after a date (working days, or calendar days)."""
+        return self.days.add_working_days(day, n)
+
+    def customer_at(self, day: date, hour: int) -> datetime:
+        """`hour`:00 account time on `day`, or on the next working day of the account."""
+        return self.account.at_hour(self.account.roll_forward(day) if self.roll else day, hour)
+
+    def staff_at(self, day: date, hour: int) -> datetime:
+        """`hour`:00 in our team's zone on `day`, or on our staff's next working day."""
+        return self.staff.at_hour(self.staff.roll_forward(day) if self.roll else day, hour)
+
     def day_at(self, day: int) -> datetime:
-        return at_local(date_of_day(self.state.start_date, day), self.content.work_start_hour, self.tz)
+        return self.customer_at(self.date_of(day), self.content.work_start_hour)
 
     def due_at(self, planned_day: int) -> datetime:
-        return at_local(
-            date_of_day(self.state.start_date, self.effective_day(planned_day)), self.content.due_hour, self.tz
-        )
+        return self.staff_at(self.date_of(self.effective_day(planned_day)), self.content.due_hour)
 
     def today(self, now: datetime) -> int:
-        return day_number(self.state.start_date, now, self.tz)
+        local = self.account.local_date(now)
+        start = self.state.start_date
+        return 1 + (self.days.working_days_after(start, local) if local >= start else (local - start).days)
+
+    def days_late(self, due: datetime, done: datetime) -> int:
+        """Whole plan days between the due date and the completion date, never negative."""
+        if done <= due:
+            return 0
+        return self.days.working_days_after(self.account.local_date(due), self.account.local_date(done))
 
     def milestone_task(self, milestone: str) -> TaskContent:
         return next(t for t in self.content.tasks if t.milestone == milestone)
@@ -151,7 +199,7 @@ class OnboardingTimeline:
             return None
         self.state.milestones_done[milestone] = at
         task = self.milestone_task(milestone)
-        late = days_late(self.due_at(task.day), at, self.tz)
+        late = self.days_late(self.due_at(task.day), at)
         if late <= 0:
             return None
         shift = Shift(from_day=task.day + 1, days=late, reason="slip", recorded_at=at, note=note or milestone)
@@ -163,7 +211,7 @@ class OnboardingTimeline:
         return sum(s.days for s in self.state.shifts if s.reason == "slip")
 
     def slip_days(self, now: datetime) -> int:
-        overdue = [days_late(self.due_at(t.day), now, self.tz) for t in self.open_milestones_started()]
+        overdue = [self.days_late(self.due_at(t.day), now) for t in self.open_milestones_started()]
         return self.slip_base() + max(overdue, default=0)
 
     def slip_crossing(self, over_days: int, now: datetime) -> datetime | None:
@@ -173,8 +221,8 @@ class OnboardingTimeline:
             return now
         times = []
         for task in self.open_milestones_started():
-            crossing = local_date(self.due_at(task.day), self.tz) + timedelta(days=over_days - base + 1)
-            times.append(at_local(crossing, self.content.work_start_hour, self.tz))
+            crossing = self.add_days(self.account.local_date(self.due_at(task.day)), over_days - base + 1)
+            times.append(self.staff_at(crossing, self.content.work_start_hour))
         return min(times, default=None)
 
     # -- what is due --------------------------------------------------------
@@ -199,27 +247,30 @@ class OnboardingTimeline:
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
-            at = done if trig.offset_days == 0 else at_local(
-                local_date(done, self.tz) + timedelta(days=trig.offset_days), hour, self.tz
+            at = done if trig.offset_days == 0 else self.customer_at(
+                self.add_days(self.account.local_date(done), trig.offset_days), hour
             )
             return [Action(step=base, kind="email", at=at, ref=email.key)]
         if trig.kind == "daily_after_milestone":
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
+            first = self.account.local_date(done)
+            days = [self.add_days(first, n - 1) for n in range(1, trig.days + 1)]
+            if self.roll:  # the daily e-mails of a working week: days off are skipped, not piled up
+                days = [self.account.add_working_days(first, n - 1) for n in range(1, trig.days + 1)]
             return [
-                Action(
-                    step=f"{base}/{n}", kind="email", ref=email.key, occurrence=n,
-                    at=max(done, at_local(local_date(done, self.tz) + timedelta(days=n - 1), hour, self.tz)),
-                )
-                for n in range(1, trig.days + 1)
+                Action(step=f"{base}/{n}", kind="email", ref=email.key, occurrence=n,
+                       at=max(done, self.customer_at(day, hour)))
+                for n, day in enumerate(days, start=1)
             ]
         # weekly, until a milestone completes
         until_done = self.state.milestones_done.get(trig.until_milestone)
-        last = local_date(until_done, self.tz) if until_done else local_date(now, self.tz) + timedelta(days=7)
+        last = (self.account.local_date(until_done) if until_done
+                else self.account.local_date(now) + timedelta(days=7))
         out = []
         for n, day in enumerate(weekly_dates(self.state.start_date, trig.weekday, last), start=1):
-            at = at_local(day, hour, self.tz)
+            at = self.customer_at(day, hour)
             if until_done is None or at < until_done:
                 out.append(Action(step=f"{base}/{day.isoformat()}", kind="email", at=at, ref=email.key, occurrence=n))
         return out
@@ -240,9 +291,10 @@ class OnboardingTimeline:
         alert_after = timedelta(days=self.content.blockers.alert_after_days)
         for blocker in self.state.blockers.values():
             if blocker.resolved_at is None:
-                actions.append(
-                    Action(step=f"{blocker.step}/alert", kind="blocker_alert", at=blocker.opened_at + alert_after, ref=blocker.key)
-                )
+                at = blocker.opened_at + alert_after
+                if self.roll:  # an internal alert: on our staff's next working day
+                    at = self.staff.roll_instant(at, self.content.work_start_hour)
+                actions.append(Action(step=f"{blocker.step}/alert", kind="blocker_alert", at=at, ref=blocker.key))
         return sorted((a for a in actions if not self.is_done(a.step)), key=lambda a: (a.at, a.step))
 
     def due(self, now: datetime) -> list[Action]:
@@ -387,7 +439,7 @@ class OnboardingTimeline:
         health = "RED" if rungs and slip > rungs[0] else ("YELLOW" if slip or open_blockers else "GREEN")
         upcoming = [
             {"name": t.title, "key": t.milestone, "day": self.effective_day(t.day),
-             "date": date_of_day(self.state.start_date, self.effective_day(t.day))}
+             "date": self.date_of(self.effective_day(t.day))}
             for t in c.tasks if t.milestone and t.milestone not in self.state.milestones_done
         ][:3]
         live = self.state.milestones_done.get(c.go_live_milestone)
@@ -397,8 +449,8 @@ class OnboardingTimeline:
             "phase": c.phases[self.current_phase_index()].name,
             "started_on": self.state.start_date,
             "go_live_day": go_live_day,
-            "go_live_date": local_date(live, self.tz) if live else date_of_day(self.state.start_date, go_live_day),
-            "original_go_live_date": date_of_day(self.state.start_date, c.go_live_day),
+            "go_live_date": self.account.local_date(live) if live else self.date_of(go_live_day),
+            "original_go_live_date": self.date_of(c.go_live_day),
             "slip_days": slip,
             "health_status": health,
             "completion_pct": round(100 * len(completed) / max(1, len(c.tasks))),
@@ -411,5 +463,5 @@ class OnboardingTimeline:
                 {"key": b.key, "title": b.title, "opened_at": b.opened_at, "open_days": (now - b.opened_at).days}
                 for b in open_blockers
             ],
-            "live_since": local_date(live, self.tz) if live else None,
+            "live_since": self.account.local_date(live) if live else None,
         }
