@@ -238,16 +238,23 @@ class OnboardingTimeline:
             return []
         return []
 
+    def _in_window(self, email: EmailStep, at: datetime) -> datetime:
+        """On working days, a customer e-mail triggered by an event goes when its send window is next
+        open (the play would hold it until then anyway; planned so, the dates after it follow)."""
+        if not self.roll or not email.customer_facing:
+            return at
+        return (email.send_window or self.content.send_window).window().next_slot(at, self.account)
+
     def _email_actions(self, email: EmailStep, now: datetime) -> list[Action]:
         trig, base = email.trigger, f"email/{email.key}"
         hour = self.content.work_start_hour
         if trig.kind == "start":
-            return [Action(step=base, kind="email", at=self.state.started_at, ref=email.key)]
+            return [Action(step=base, kind="email", at=self._in_window(email, self.state.started_at), ref=email.key)]
         if trig.kind == "after_milestone":
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
-            at = done if trig.offset_days == 0 else self.customer_at(
+            at = self._in_window(email, done) if trig.offset_days == 0 else self.customer_at(
                 self.add_days(self.account.local_date(done), trig.offset_days), hour
             )
             return [Action(step=base, kind="email", at=at, ref=email.key)]
@@ -255,6 +262,7 @@ class OnboardingTimeline:
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
+            done = self._in_window(email, done)
             first = self.account.local_date(done)
             days = [self.add_days(first, n - 1) for n in range(1, trig.days + 1)]
             if self.roll:  # the daily e-mails of a working week: days off are skipped, not piled up

@@ -16,8 +16,9 @@ Rules (SPEC "Playbook 2"; seeds 002, 003; seed 001 section 13.2):
 - `renewed` skips what is left of the countdown and runs the post-renewal
   steps; `churned` skips everything and runs the close-out.
 - Working days (issue 17; plays launched since, `state.working_days`): a step
-  whose date is a weekend or public holiday of the account fires on its next
-  working day, at `work_start_hour` in its time zone; tasks, risk marks and
+  whose date is a weekend or public holiday of the account fires on its last
+  working day before (a countdown step keeps its lead time) or, after the
+  renewal, its next one, at `work_start_hour` in its time zone; tasks, risk marks and
   escalations (internal) fall on our staff's working days in our team's zone.
   An e-mail's `follow_ups` go `after_working_days` of the account after its
   step fired, unless someone replied (the send-time check says "stopped").
@@ -129,9 +130,12 @@ class RenewalTimeline:
     def tz(self) -> str:
         return self.account.tz
 
-    def at(self, day: date) -> datetime:
-        """A customer-facing step: `work_start_hour` account time, on its next working day if need be."""
-        return self.account.at_hour(self.account.roll_forward(day) if self.roll else day, self.content.work_start_hour)
+    def at(self, day: date, back: bool = False) -> datetime:
+        """A customer-facing step: `work_start_hour` account time on `day`, or on the account's next
+        working day (the last one before, with `back`: a countdown step keeps its lead time)."""
+        if self.roll:
+            day = self.account.roll_back(day) if back else self.account.roll_forward(day)
+        return self.account.at_hour(day, self.content.work_start_hour)
 
     def staff_at(self, day: date, hour: int) -> datetime:
         """Internal work (tasks, risk marks, escalations): our team's zone, our staff's working days."""
@@ -143,7 +147,7 @@ class RenewalTimeline:
         return self.state.renewal_date + timedelta(days=step.days_after)
 
     def step_at(self, step: RenewalStep) -> datetime:
-        at = self.at(self.step_date(step))
+        at = self.at(self.step_date(step), back=isinstance(step, CountdownStep))
         if not isinstance(step, CountdownStep) and self.state.outcome_at:
             at = max(at, self.state.outcome_at)
         return at
