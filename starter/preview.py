@@ -22,7 +22,7 @@ import logging
 import sysconfig
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from email.utils import formataddr
 from functools import lru_cache, partial
@@ -42,7 +42,7 @@ from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.holiday_calendars import work_calendar
 from core.models import (
-    Account, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, DeferredInvitationsRequest, EmailResult,
+    Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, DeferredInvitationsRequest, EmailResult,
     EmailTemplate, EscalateRequest, EscalationResult, Person, PlayCalendars, PlayRef, RenewalOutcomeRequest,
     RescheduleTasksRequest, RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest,
     SendEmailRequest, ServiceCreditRequest, StaffMember, SurveyBatchRequest, SurveyBatchResult, TaskRef,
@@ -319,14 +319,25 @@ class RecordingActivities:
 
 
 # -- drivers: a CS team that does everything on time ---------------------------------
-async def _start_monday_morning(env: WorkflowEnvironment, tz: ZoneInfo) -> datetime:
-    """Plays start on a Monday 10:00, so days and weekdays match the tests' expectations."""
+async def _start_monday_morning(env: WorkflowEnvironment, tz: ZoneInfo, start: date | None = None) -> datetime:
+    """Plays start on a Monday 10:00, so days and weekdays match the tests' expectations;
+    or at 10:00 on `start` (a DST week, a holiday season)."""
     now = await env.get_current_time()
     local = now.astimezone(tz)
-    days = (7 - local.weekday()) % 7 or 7
-    target = datetime.combine(local.date() + timedelta(days=days), time(10), tzinfo=tz)
+    if start is None:
+        days = (7 - local.weekday()) % 7 or 7
+        target = datetime.combine(local.date() + timedelta(days=days), time(10), tzinfo=tz)
+    else:
+        target = datetime.combine(start, time(10), tzinfo=tz)
+        if target <= now:
+            raise ValueError(f"start {start.isoformat()} is not in the future")
     await env.sleep(target - now)
     return target
+
+
+def account_calendar(account: Account, start: datetime):
+    return work_calendar(CalendarPlace(tz=account.timezone, country=account.country, region=account.region),
+                         start.date() - timedelta(days=1), years=3)
 
 
 async def _sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
@@ -352,7 +363,12 @@ def _completable(task: TaskRef, at: datetime, tz: str) -> bool:
 
 async def _onboarding(env, task_queue, rec: RecordingActivities, account, snapshot, start, **_) -> None:
     content = snapshot.content
-    rec.day_of = lambda at: day_number(start.date(), at, content.timezone)
+    if content.day_unit == "business_days":  # the plan's own day numbers: the account's working days
+        cal = account_calendar(account, start)
+        day1 = cal.roll_forward(cal.local_date(start))
+        rec.day_of = lambda at: 1 + cal.working_days_after(day1, cal.local_date(at))
+    else:
+        rec.day_of = lambda at: day_number(start.date(), at, content.timezone)
     handle = await env.client.start_workflow(
         OnboardingPlan.run,
         OnboardingInput(account_id=account.id, playbook=snapshot, launched_by=PREVIEW_BY, search_attributes=False),
@@ -472,8 +488,11 @@ async def preview(
     renewal_days_out: int = 180,
     ticket_priority: str = "P1",
     playbooks_dir: Path | None = None,
+    start: date | None = None,
 ) -> list[PreviewEntry]:
-    """Run `playbook` for the sample (or given) account on a time-skipping server; the timeline, sorted."""
+    """Run `playbook` for the sample (or given) account on a time-skipping server; the timeline, sorted.
+    The play starts next Monday at 10:00 in the playbook's (our team's) time zone, or at 10:00 on
+    `start`: a DST week or a holiday season shows what the account's calendar does to the plan."""
     if playbook not in DRIVERS:
         raise ValueError(f"unknown playbook {playbook!r}: one of {', '.join(DRIVERS)}")
     if ticket_priority not in PRIORITIES:
@@ -494,8 +513,8 @@ async def preview(
         # task until a fix is deployed, which here would only look like a hang.
         async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
                           workflow_runner=workflow_runner(), workflow_failure_exception_types=[Exception]):
-            start = await _start_monday_morning(env, recorder.tz)
-            await DRIVERS[playbook](env, task_queue, recorder, account, snapshot, start,
+            started = await _start_monday_morning(env, recorder.tz, start)
+            await DRIVERS[playbook](env, task_queue, recorder, account, snapshot, started,
                                     renewal_days_out=renewal_days_out, ticket_priority=ticket_priority)
     finally:
         await env.shutdown()
