@@ -21,6 +21,7 @@ from activities.calendars import CalendarActivities
 from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.email import EmailActivities
+from activities.inbound import InboundActivities
 from activities.nps import NpsActivities
 from activities.escalation import EscalationActivities
 from activities.sla import SlaActivities
@@ -31,11 +32,13 @@ from core.temporal import connect
 from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch, MonthlyRiskSummary
+from workflows.inbound import InboundMail
 from workflows.nps import NpsCycle, NpsFollowUp
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
 
-WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp]
+WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp,
+             InboundMail]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
@@ -46,6 +49,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     sla = SlaActivities(pool)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
+    inbound = InboundActivities(pool, settings)
     return [
         accounts.load_account,
         CalendarActivities().load_calendars,
@@ -66,6 +70,8 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,
+        inbound.apply_inbound_mail,
+        inbound.resend_after_soft_bounce,
     ]
 
 

@@ -8,7 +8,8 @@ Parsed with the standard `email` package, never by hand:
   A few MTAs send a plain-text bounce instead: it counts when it comes from a mailer daemon
   and names an RFC 3463 status code.
 - A feedback report (RFC 5965, ARF) is `multipart/report; report-type=feedback-report` with a
-  `message/feedback-report` part (Feedback-Type: abuse, ...): a spam complaint.
+  `message/feedback-report` part (Feedback-Type: abuse, ...): a spam complaint. Outlook.com's
+  JMRP reports attach the message with an X-HmXmrOriginalRecipient header instead.
 - A reply is anything else sent to a reply address; an automatic one (out of office, RFC 3834
   Auto-Submitted, the usual X- and Precedence markers) is told apart.
 
@@ -98,7 +99,24 @@ def read_report(msg: EmailMessage) -> Report | None:
                 return _dsn(part)
             if ctype == "message/feedback-report":
                 return _feedback(part)
-    return _plain_bounce(msg)
+    jmrp = _jmrp(msg)
+    return jmrp if jmrp is not None else _plain_bounce(msg)
+
+
+def _jmrp(msg: EmailMessage) -> Report | None:
+    """Microsoft's complaint format (JMRP, Outlook.com): the reported message attached as
+    message/rfc822, marked with X-HmXmrOriginalRecipient; no feedback-report part."""
+    marker = msg.get("X-HmXmrOriginalRecipient")
+    for part in msg.walk():
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner, Message) and inner.get("X-HmXmrOriginalRecipient") is not None:
+                marker = marker or inner.get("X-HmXmrOriginalRecipient")
+    if marker is None:
+        return None
+    return Report(kind="feedback", feedback_type="abuse", reporting_mta="Outlook.com JMRP",
+                  original_recipient=_address(str(marker)))
 
 
 def _dsn(part: Message) -> Report:

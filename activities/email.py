@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.accounts import account_for_activity, fetch_staff
 from activities.addresses import AddressProblem, parse_address
@@ -127,6 +128,20 @@ class Mailer:
         else:
             await self._send_due(row, recips, now, log, checks)
         return await self._finish(row, recips, log, now)
+
+    async def resume(self, communication_id: int) -> EmailResult:
+        """Go on with a stored e-mail's recipients that are due (a soft bounce's retry): suppressions are
+        checked again; nobody reachable is an outcome here, not an error."""
+        row = await self.pool.fetchrow("SELECT * FROM communications WHERE id = $1", communication_id)
+        recips = [dict(r) for r in await recipients_rows(self.pool, communication_id)]
+        play = PlayRef(workflow_id=row["workflow_id"], play_id=row["play_id"], account_id=row["account_id"] or "")
+        log = play_logger("email", play, row["step"])
+        now = activity_now()
+        await self._send_due(row, recips, now, log, checks=True)
+        try:
+            return await self._finish(row, recips, log, now)
+        except ApplicationError:
+            return result_of(row, recips, already=False)
 
     async def _replied(self, play: PlayRef, steps: list[str]) -> bool:
         return bool(await self.pool.fetchval(

@@ -271,6 +271,22 @@ def check_template(template: EmailTemplate, playbook: str) -> str | None:
     return None
 
 
+def standalone_template(name: str, subject: str, playbooks_dir: Path | None = None,
+                        category: str = "internal") -> EmailTemplate:
+    """A template the product sends outside any playbook (the CSM's notice of a customer reply), read
+    from the templates folder now, with its partials. Raises PlaybookError naming the file."""
+    templates_dir = (playbooks_dir or PLAYBOOKS_DIR) / "templates"
+    path = (templates_dir / name).resolve()
+    try:
+        body = path.read_text(encoding="utf-8")
+        partials = _partials(body, name, templates_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaybookError([(str(path), None, "", f"cannot read the template: {exc}")]) from None
+    except RenderError as exc:
+        raise PlaybookError([(str(path), exc.line, "", str(exc))]) from None
+    return EmailTemplate(name=name, subject=subject, body=body, partials=partials, category=category)
+
+
 # Files of the playbooks folder that are configuration, not playbooks.
 CONFIG_FILES: dict[str, type[Content]] = {TRIGGERS_FILE: TriggersContent, SCORING_FILE: ScoringContent}
 

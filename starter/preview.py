@@ -56,6 +56,7 @@ from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from starter.steering import public_holidays
 from worker import WORKFLOWS, activities_for, workflow_runner
 from workflows.calendar import day_number, local_date
+from workflows.inbound_messages import InboundOutcome
 from workflows.messages import TaskCompleted
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import ONBOARDING, OnboardingInput, onboarding_workflow_id
@@ -300,6 +301,14 @@ class RecordingActivities:
     @activity.defn(name="send_deferred_invitations")
     async def send_deferred_invitations(self, req: DeferredInvitationsRequest) -> SurveyBatchResult:
         return SurveyBatchResult(sent=0, already=0, last=None, done=True)
+
+    @activity.defn(name="apply_inbound_mail")
+    async def apply_inbound_mail(self, inbound_id: int) -> InboundOutcome:
+        return InboundOutcome(kind="none", outcome="a preview receives no mail")
+
+    @activity.defn(name="resend_after_soft_bounce")
+    async def resend_after_soft_bounce(self, inbound_id: int) -> InboundOutcome:
+        return InboundOutcome(kind="none", outcome="a preview receives no mail")
 
     @activity.defn(name="close_nonresponses")
     async def close_nonresponses(self, cycle_id: str) -> int:
