@@ -21,7 +21,7 @@ from core.logs import configure_logging, get_logger
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import PlaybookError
-from starter import console, survey_page, webhooks
+from starter import console, survey_page, unsubscribe_page, webhooks
 from starter.console.pages import error_page
 from starter.steering import (
     SteeringError, change_renewal_date, complete_task, launch_onboarding, launch_renewal, mark_churned, mark_renewed,
@@ -48,6 +48,7 @@ async def lifespan(app: FastAPI):
 app = FastAPI(title="Customer lifecycle playbooks", lifespan=lifespan)
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
+app.include_router(unsubscribe_page.router)
 console.install(app)
 
 
