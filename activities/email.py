@@ -19,7 +19,7 @@ non-retryably, saying why.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime
 
 import asyncpg
 from temporalio import activity

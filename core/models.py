@@ -12,7 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from core.working_time import SendWindow, WorkCalendar
+from core.mail_models import (  # noqa: F401 (re-exported: the shared nouns of e-mail and working days)
+    CalendarPlace, CalendarsRequest, Meeting, MeetingSpec, PlayCalendars, RecipientOutcome, RecipientStatus,
+    SendOutcome,
+)
+from core.working_time import SendWindow
 
 Priority = Literal["P0", "P1", "P2", "P3"]
 TaskStatus = Literal["not-started", "in-progress", "blocked", "completed", "cancelled"]
@@ -168,17 +172,6 @@ EmailCategory = Literal["transactional", "lifecycle", "survey", "internal"]
 CUSTOMER_CATEGORIES: tuple[str, ...] = ("transactional", "lifecycle", "survey")
 
 
-class MeetingSpec(Model):
-    """A meeting an e-mail proposes (kickoff, QBR, check-in): it carries an iCalendar invitation
-    at a working-hours slot in the account's time zone, `lead_working_days` after the e-mail."""
-
-    title: str | None = Field(None, min_length=1, max_length=200, description="the event's title; default: the subject")
-    duration_minutes: int = Field(30, ge=15, le=480)
-    lead_working_days: int = Field(3, ge=1, le=30)
-    earliest: str = Field("10:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time, HH:MM")
-    location: str = Field("", max_length=500)
-
-
 class EmailTemplate(Model):
     """A template snapshot: the sources travel with the play, not the file, with the rules the
     content gives the e-mail. `category` None: a play launched before e-mail classes existed."""
@@ -192,16 +185,6 @@ class EmailTemplate(Model):
     meeting: MeetingSpec | None = None
     stop_on_reply: bool = False  # a reply to this e-mail stops its follow-ups
     reach_another_way: bool = False  # a customer it cannot reach gets the CSM a task to reach them
-
-
-class Meeting(Model):
-    """A meeting slot the workflow chose (UTC instants) and what the invitation says."""
-
-    title: str
-    start: datetime
-    end: datetime
-    tz: str
-    location: str = ""
 
 
 class SendEmailRequest(Model):
@@ -221,19 +204,6 @@ class SendEmailRequest(Model):
     meeting: Meeting | None = None
 
 
-SendOutcome = Literal["sent", "suppressed", "failed", "deferred", "stopped"]
-RecipientStatus = Literal["pending", "deferred", "sent", "suppressed", "refused", "bounced", "stopped"]
-
-
-class RecipientOutcome(Model):
-    name: str
-    address: str
-    kind: Literal["to", "cc"]
-    customer: bool
-    status: RecipientStatus
-    reason: str = ""
-
-
 class EmailResult(Model):
     communication_id: int
     message_id: str
@@ -248,28 +218,6 @@ class EmailResult(Model):
         """Customers in To whom this e-mail did not (and will not) reach."""
         return [r for r in self.recipients
                 if r.customer and r.kind == "to" and r.status in ("suppressed", "refused", "bounced", "stopped")]
-
-
-class CalendarPlace(Model):
-    """Where a calendar comes from: a time zone and the country / region of its public holidays."""
-
-    tz: str
-    country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
-    region: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$")
-
-
-class CalendarsRequest(Model):
-    account: CalendarPlace
-    staff: CalendarPlace
-    start: date
-    years: int = Field(3, ge=1, le=10)
-
-
-class PlayCalendars(Model):
-    """The account's and our staff's working days over a play's horizon (computed outside workflows)."""
-
-    account: WorkCalendar
-    staff: WorkCalendar
 
 
 class EscalationReport(Model):

@@ -31,7 +31,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from core.models import PlayCalendars, TaskRef
-from core.working_time import WorkCalendar
+from workflows.onboarding_reporting import OnboardingReporting, ScheduleEntry  # noqa: F401 (ScheduleEntry: re-exported)
+from workflows.plan_calendars import PlanCalendars
 from playbooks.schema import EmailStep, OnboardingContent, TaskContent
 from workflows.calendar import weekly_dates
 from workflows.messages import PlayControl
@@ -88,15 +89,7 @@ class OnboardingState(Model):
     working_days: bool = False  # the plan runs on the account's and our staff's working days (issue 17)
 
 
-class ScheduleEntry(Model):
-    step: str
-    title: str
-    day: int | None
-    at: datetime
-    status: Literal["done", "due", "planned", "waiting"]
-
-
-class OnboardingTimeline:
+class OnboardingTimeline(OnboardingReporting):
     def __init__(self, content: OnboardingContent, state: OnboardingState, calendars: PlayCalendars | None = None):
         self.content, self.state = content, state
         self._done = set(state.done_steps) | set(state.skipped_steps)
@@ -104,14 +97,10 @@ class OnboardingTimeline:
 
     def use_calendars(self, calendars: PlayCalendars | None) -> None:
         """Plan on these calendars from now on (a play from before them keeps every day a working day)."""
-        every_day = WorkCalendar.every_day(self.content.timezone)
-        on = calendars is not None and self.state.working_days
-        self.account = calendars.account if on else every_day
-        self.staff = calendars.staff if on else every_day
-        # Plan days count the account's working days, or every day of its calendar.
-        self.days = self.account if on and self.content.day_unit == "business_days" else (
-            WorkCalendar.every_day(self.account.tz))
-        self.roll = on and self.content.dates_on_days_off == "next_working_day"
+        c = self.content
+        self.cal = PlanCalendars(c.timezone, calendars, self.state.working_days, c.day_unit == "business_days",
+                                 c.dates_on_days_off == "next_working_day")
+        self.account, self.staff, self.days, self.roll = self.cal.account, self.cal.staff, self.cal.days, self.cal.roll
 
     def first_day(self, started_at: datetime) -> date:
         """The plan's day 1 for a play started then: that local date, or the next working day."""
@@ -134,12 +123,10 @@ class OnboardingTimeline:
         return self.days.add_working_days(day, n)
 
     def customer_at(self, day: date, hour: int) -> datetime:
-        """`hour`:00 account time on `day`, or on the next working day of the account."""
-        return self.account.at_hour(self.account.roll_forward(day) if self.roll else day, hour)
+        return self.cal.customer_at(day, hour)
 
     def staff_at(self, day: date, hour: int) -> datetime:
-        """`hour`:00 in our team's zone on `day`, or on our staff's next working day."""
-        return self.staff.at_hour(self.staff.roll_forward(day) if self.roll else day, hour)
+        return self.cal.staff_at(day, hour)
 
     def day_at(self, day: int) -> datetime:
         return self.customer_at(self.date_of(day), self.content.work_start_hour)
@@ -389,87 +376,3 @@ class OnboardingTimeline:
                 if due != ref.due_at:
                     out[step] = due
         return out
-
-    # -- reporting ----------------------------------------------------------
-    def schedule(self, now: datetime) -> list[ScheduleEntry]:
-        entries = []
-        pending = {a.step: a for a in self.pending(now)}
-        for task in self.content.tasks:
-            if not task.milestone:
-                continue
-            done = self.state.milestones_done.get(task.milestone)
-            day = self.effective_day(task.day)
-            entries.append(ScheduleEntry(
-                step=f"milestone/{task.milestone}", title=task.title, day=day,
-                at=done or self.due_at(task.day),
-                status="done" if done else ("due" if self.due_at(task.day) <= now else "planned"),
-            ))
-        for phase in self.content.phases:
-            step = f"phase/{phase.key}"
-            if not self.is_done(step):
-                a = pending.get(step)
-                entries.append(ScheduleEntry(
-                    step=step, title=f"Phase starts: {phase.name}", day=self.effective_day(phase.first_day),
-                    at=a.at if a else self.day_at(self.effective_day(phase.first_day)),
-                    status="planned" if a else "waiting",
-                ))
-        for a in pending.values():
-            if a.kind == "email":
-                entries.append(ScheduleEntry(step=a.step, title=f"E-mail: {a.ref}", day=self.today(a.at), at=a.at,
-                                             status="due" if a.at <= now else "planned"))
-        return sorted(entries, key=lambda e: (e.at, e.step))
-
-    def next_action(self, now: datetime) -> tuple[str, datetime | None]:
-        pending = self.pending(now)
-        if pending:
-            return pending[0].step, pending[0].at
-        waiting = self.open_milestones_started()
-        if waiting:
-            return f"waiting for milestone {waiting[0].milestone}", self.due_at(waiting[0].day)
-        return "nothing", None
-
-    def _task_dict(self, ref: TaskRef) -> dict:
-        return {"title": ref.title, "due": ref.due_at, "owner": ref.owner_email or ref.owner_role,
-                "priority": ref.priority, "milestone": ref.milestone, "step": ref.step, "task_id": ref.task_id}
-
-    def status_data(self, now: datetime) -> dict:
-        """What every onboarding template may use as `data` (see playbooks/samples.py)."""
-        c = self.content
-        today = self.today(now)
-        tasks = list(self.state.tasks.values())
-        completed = [t for t in tasks if t.status == "completed"]
-        open_ = [t for t in tasks if t.status != "completed"]
-        week_ago = now - timedelta(days=7)
-        slip = self.slip_days(now)
-        open_blockers = [b for b in self.state.blockers.values() if b.resolved_at is None]
-        go_live_day = self.go_live_day()
-        rungs = [r.over_days for r in c.slip_escalations]
-        health = "RED" if rungs and slip > rungs[0] else ("YELLOW" if slip or open_blockers else "GREEN")
-        upcoming = [
-            {"name": t.title, "key": t.milestone, "day": self.effective_day(t.day),
-             "date": self.date_of(self.effective_day(t.day))}
-            for t in c.tasks if t.milestone and t.milestone not in self.state.milestones_done
-        ][:3]
-        live = self.state.milestones_done.get(c.go_live_milestone)
-        return {
-            "day": today,
-            "week": (today - 1) // 7 + 1,
-            "phase": c.phases[self.current_phase_index()].name,
-            "started_on": self.state.start_date,
-            "go_live_day": go_live_day,
-            "go_live_date": self.account.local_date(live) if live else self.date_of(go_live_day),
-            "original_go_live_date": self.date_of(c.go_live_day),
-            "slip_days": slip,
-            "health_status": health,
-            "completion_pct": round(100 * len(completed) / max(1, len(c.tasks))),
-            "completed_tasks": [self._task_dict(t) for t in completed],
-            "completed_this_week": [self._task_dict(t) for t in completed if t.completed_at and t.completed_at >= week_ago],
-            "open_tasks": [self._task_dict(t) for t in open_],
-            "overdue_tasks": [self._task_dict(t) for t in open_ if t.due_at < now],
-            "next_milestones": upcoming,
-            "blockers": [
-                {"key": b.key, "title": b.title, "opened_at": b.opened_at, "open_days": (now - b.opened_at).days}
-                for b in open_blockers
-            ],
-            "live_since": self.account.local_date(live) if live else None,
-        }

@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from core.models import PlayCalendars, TaskRef, Tier
-from core.working_time import WorkCalendar
+from workflows.plan_calendars import PlanCalendars
 from playbooks.schema import CountdownStep, RenewalContent, RenewalStep, StepTask
 from workflows.messages import PlayControl
 
@@ -119,11 +119,9 @@ class RenewalTimeline:
 
     def use_calendars(self, calendars: PlayCalendars | None) -> None:
         """Plan on these calendars (a play from before them keeps every day a working day)."""
-        on = calendars is not None and self.state.working_days
-        every_day = WorkCalendar.every_day(self.content.timezone)
-        self.account = calendars.account if on else every_day
-        self.staff = calendars.staff if on else every_day
-        self.roll = on and self.content.dates_on_days_off == "next_working_day"
+        self.cal = PlanCalendars(self.content.timezone, calendars, self.state.working_days,
+                                 roll=self.content.dates_on_days_off == "next_working_day")
+        self.account = self.cal.account
 
     # -- dates ----------------------------------------------------------------
     @property
@@ -131,15 +129,13 @@ class RenewalTimeline:
         return self.account.tz
 
     def at(self, day: date, back: bool = False) -> datetime:
-        """A customer-facing step: `work_start_hour` account time on `day`, or on the account's next
-        working day (the last one before, with `back`: a countdown step keeps its lead time)."""
-        if self.roll:
-            day = self.account.roll_back(day) if back else self.account.roll_forward(day)
-        return self.account.at_hour(day, self.content.work_start_hour)
+        """A customer-facing step at `work_start_hour` account time (a countdown step rolls `back`: it
+        keeps its lead time)."""
+        return self.cal.customer_at(day, self.content.work_start_hour, back)
 
     def staff_at(self, day: date, hour: int) -> datetime:
         """Internal work (tasks, risk marks, escalations): our team's zone, our staff's working days."""
-        return self.staff.at_hour(self.staff.roll_forward(day) if self.roll else day, hour)
+        return self.cal.staff_at(day, hour)
 
     def step_date(self, step: RenewalStep) -> date:
         if isinstance(step, CountdownStep):
