@@ -180,11 +180,12 @@ class NpsActivities:
         email, now = r["email"], activity_now()
         step = f"{kind}/{cycle_id}/{email}"
         play = play.model_copy(update={"account_id": r["account_id"]})
+        data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
+                "expires_at": expires_at}
         if email in checks.blocked:
             # Recorded in the outbox as suppressed (the check runs again there, so it says why).
-            staff = await self._staff()
-            await self.mailer.deliver(play, step, template, [Person(name=r["name"], email=email)], [], {},
-                                      account, staff)
+            await self.mailer.deliver(play, step, template, [Person(name=r["name"], email=email)], [], data,
+                                      account, await self._staff())
             return "suppressed"
         if defer:
             when = send_slot(template, account, now, checks.holds.get(address_key(email)))
@@ -204,8 +205,6 @@ class NpsActivities:
                 "UPDATE nps_invitations SET reminded_at = COALESCE(reminded_at, now()), deferred_until = NULL,"
                 " deferred_kind = NULL WHERE cycle_id = $1 AND contact_email = $2", cycle_id, email,
             )
-        data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
-                "expires_at": expires_at}
         result = await self.mailer.deliver(
             play, step, template, [Person(name=r["name"], email=email)], [], data, account, await self._staff(),
             checks=False,
