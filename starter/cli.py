@@ -30,6 +30,7 @@ from activities.db import DatabaseUnavailable, create_pool, database_url
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import SCORING_FILE, PlaybookError, load_scoring, validate_all
+from starter import mail_cli
 from starter.mail_sink import read_maildir
 from activities.churn import risk_summary
 from activities.nps import nps_report, send_nps_report
@@ -813,6 +814,7 @@ def mail(limit: int = typer.Option(20, help="how many of the newest"), show: int
 
 user_app = typer.Typer(help="Web console users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(mail_cli.app, name="suppressions")
 
 
 @user_app.command("add")

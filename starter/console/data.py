@@ -143,8 +143,11 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
         "SELECT workflow_id, level, to_role, to_email, severity, title, reason, created_at FROM escalations"
         " WHERE account_id = $1 ORDER BY created_at DESC, id DESC", account_id,
     )
+    from starter.console.mail import account_mail
+
     return {"account": dict(account), "tier": tier_of(account), "plays": plays,
-            "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations}
+            "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations,
+            "mail": await account_mail(pool, account_id)}
 
 
 async def _read_play(client: Client, play: PlaySummary) -> None:
