@@ -214,3 +214,15 @@ async def test_weekly_cap_defers_lifecycle_mail_and_never_transactional(pool, se
     survey = await send(pool, capped, account, step="email/survey", tmpl=template("survey"), cc=())
     assert survey.outcome == "deferred" and survey.deferred_until > third.deferred_until
     assert [m.step for m in sink.messages] == ["email/1", "email/2", "email/ticket"]
+
+
+async def test_a_stored_address_that_is_not_one_leaves_the_others_reachable(pool, settings, sink):
+    """The issue's IDN case, whole: the welcome to sponsor, contacts and CSM reaches everybody once,
+    even when a contact's stored address cannot be used; nobody waits for a retry that cannot help."""
+    account = await account_with(pool, PEOPLE)
+    await pool.execute("INSERT INTO contacts (account_id, name, email) VALUES ('intl', 'Broken', 'broken@@acme')")
+    account = await fetch_account(pool, "intl")  # the unusable contact is left out, not fatal
+    assert {str(c.email) for c in account.contacts} == {"hans@münchen.example", "dj@acme.example", "zoe@acme.example"}
+    result = await send(pool, settings, account, roles=("sponsor", "contacts"))
+    assert result.outcome == "sent" and {r.status for r in result.recipients} == {"sent"}
+    assert len(sink.copies) == 5 and len(sink.messages) == 1

@@ -126,7 +126,7 @@ def console_stack(pg_admin_url, tmp_path_factory):
     env = {
         **os.environ,
         "DATA_DIR": str(data), "DATABASE_URL": _with_database(pg_admin_url, name),
-        "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()),
+        "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()), "INBOUND_SMTP_PORT": str(free_port()),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
         "DEVSTACK_START_TEMPORAL": "1", "TASK_QUEUE": f"console-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
     }
