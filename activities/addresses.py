@@ -103,7 +103,7 @@ def _domain_forms(domain: str) -> tuple[str, str]:
     return unicode_form.lower(), ascii_form.lower()
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def parse_address(address: str, name: str = "") -> MailAddress:
     """Split and check one address (`local@domain`). Raises AddressProblem saying what is wrong.
     (Cached: the same people are written to again and again; a MailAddress is immutable.)"""

@@ -221,7 +221,9 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
         say(f"- launched {handle.id}; worker RSS {mb(rss0)}")
         say()
         watched = await watch(args, client, worker, sink, stack.root / "worker.log", started, deadline)
-        watched["bounces"] = await bounces_done(pool, relay, len(bouncing), started, deadline)
+        # Bounces come back while the cycle sends; once it is done, wait for the last ones to be acted on.
+        watched["bounces"] = await bounces_done(pool, relay, len(bouncing) if watched["outcome"] == "done" else 0,
+                                                started, deadline)
         await report(args, client, pool, stack, sink, handle.first_execution_run_id, worker, watched,
                      launched_at, started, rss0, cpu0, machine0, bench0)
     finally:
