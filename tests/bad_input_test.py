@@ -266,6 +266,21 @@ MAIL_CASES: dict[str, Mail] = {
 }
 
 
+async def a_sent_email(pool, settings) -> str:
+    """A recipient token of an e-mail sent to a contact (whatever the hour: no send window here)."""
+    from activities.accounts import fetch_account, fetch_staff
+    from activities.email import Mailer, resolve_roles
+    from core.models import EmailTemplate, PlayRef
+
+    account, staff = await fetch_account(pool, "acme"), await fetch_staff(pool)
+    await Mailer(pool, settings).deliver(
+        PlayRef(workflow_id="renewal-acme", play_id="run1", account_id="acme"), "email/hello",
+        EmailTemplate(name="t.html.j2", subject="Hello", body="<html><body>Hi</body></html>", category="lifecycle"),
+        resolve_roles(["contacts"], account, staff), [], {}, account, staff)
+    return await pool.fetchval("SELECT r.token FROM communication_recipients r JOIN communications c"
+                               " ON c.id = r.communication_id WHERE c.step = 'email/hello' ORDER BY r.id LIMIT 1")
+
+
 @pytest.mark.parametrize("case", MAIL_CASES.values(), ids=MAIL_CASES.keys())
 async def test_bad_mail_to_the_inbound_listener_is_refused_and_changes_nothing(env, http, pool, settings, case):
     from starter.inbound_mail import start_listener
@@ -276,7 +291,7 @@ async def test_bad_mail_to_the_inbound_listener_is_refused_and_changes_nothing(e
     server = await start_listener(pool, env.client, settings.model_copy(update={"inbound_max_bytes": 20_000}),
                                   "127.0.0.1", port, settings.task_queue)
     try:
-        token = await pool.fetchval("SELECT token FROM communication_recipients ORDER BY id LIMIT 1")
+        token = await a_sent_email(pool, settings)
         before_rows, before_plays = await table_digests(pool), await plays(env)
         code, text = await deliver_to(port, "", case.rcpt(settings, token), case.raw)
     finally:

@@ -28,6 +28,7 @@ from playwright.sync_api import expect
 
 from core.settings import PROJECT_ROOT
 from tests.conftest import DEADLINE_SECONDS, _with_database, free_port
+from tests.round_the_clock import round_the_clock
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "console"
@@ -129,6 +130,8 @@ def console_stack(pg_admin_url, tmp_path_factory):
         "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()), "INBOUND_SMTP_PORT": str(free_port()),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
         "DEVSTACK_START_TEMPORAL": "1", "TASK_QUEUE": f"console-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
+        # Real time: plays must act at once whatever the hour or day the suite runs.
+        "PLAYBOOKS_DIR": str(round_the_clock(data)),
     }
     env.pop("SMTP_HOST", None)
     log = data / "devstack.out"

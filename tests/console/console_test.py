@@ -170,7 +170,11 @@ def test_script_in_an_account_name_shows_as_text_everywhere(console, console_sta
     expect(page.locator("#account-name")).to_have_text(INJECTION)
     launch(page, stack, "evil")
     page.goto(stack.base_url + "/console/outbox?q=evil")
-    page.locator("#outbox a", has_text="Welcome").first.click()
+    # The play sends its welcome a moment after the launch (another process): wait for it, not another
+    # account's welcome that also matches "evil".
+    welcome = page.locator("#outbox a", has_text="Evil & Co")
+    reload_until(page, lambda: welcome.count() > 0, "the evil account's welcome in the outbox")
+    welcome.first.click()
     expect(page.locator("#subject")).to_contain_text(INJECTION)
     expect(page.frame_locator("iframe.mail").locator("body")).to_contain_text(INJECTION)
     shot(page, "injection-as-text")

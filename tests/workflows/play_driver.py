@@ -34,11 +34,15 @@ def plan_day(cal: WorkCalendar, start_date, moment: datetime) -> int:
 
 
 async def skip_to_next_monday(env: WorkflowEnvironment, hour: int = 10) -> datetime:
-    """Start every play on a Monday morning in New York, so days and weekdays are fixed."""
+    """Start every play on a Monday morning in New York, so days and weekdays are fixed: the next
+    Monday that is a working day (not Memorial Day, say), whatever date the suite runs on."""
     now = await env.get_current_time()
     local = now.astimezone(ET)
-    days = (7 - local.weekday()) % 7 or 7
-    target = datetime.combine(local.date() + timedelta(days=days), time(hour), tzinfo=ET)
+    day = local.date() + timedelta(days=(7 - local.weekday()) % 7 or 7)
+    cal = us_calendar(now)
+    while not cal.is_working_day(day):
+        day += timedelta(days=7)
+    target = datetime.combine(day, time(hour), tzinfo=ET)
     await env.sleep(target - now)
     return target
 
