@@ -79,7 +79,7 @@ class Mailer:
         s = self.settings
         key = (s.smtp_host, s.smtp_port, s.smtp_username, id(asyncio.get_running_loop()))
         if key not in Mailer._connections:
-            Mailer._connections[key] = SmtpConnections(s)
+            Mailer._connections[key] = SmtpConnections(s, s.smtp_sessions)
         return Mailer._connections[key]
 
     async def deliver(

@@ -140,7 +140,7 @@ class NpsActivities:
 
     async def _each(self, rows, one) -> list[str]:
         """Contacts of a batch go out side by side (bounded by the pool), each still keyed once."""
-        gate = asyncio.Semaphore(max(1, self.settings.db_pool_max - 2))
+        gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
         done = 0
 
         async def guarded(r) -> str:

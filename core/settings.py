@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30.0
+    # SMTP sessions a worker keeps open to the relay, and e-mails a survey batch has in flight at once:
+    # each e-mail waits on PostgreSQL and the relay in turn, so more in flight keeps a worker busy
+    # when those answer slowly (bench/README.md).
+    smtp_sessions: int = Field(16, ge=1, le=100)
+    email_batch_concurrency: int = Field(24, ge=1, le=200)
     mail_from: str = "Customer Success <success@tai.example>"
 
     # Mail that comes back (issue 17): one SMTP listener takes bounces (VERP return paths

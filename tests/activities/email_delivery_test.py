@@ -226,3 +226,38 @@ async def test_a_stored_address_that_is_not_one_leaves_the_others_reachable(pool
     result = await send(pool, settings, account, roles=("sponsor", "contacts"))
     assert result.outcome == "sent" and {r.status for r in result.recipients} == {"sent"}
     assert len(sink.copies) == 5 and len(sink.messages) == 1
+
+
+def test_the_copy_writer_produces_what_the_email_library_reads_back():
+    """Survey batches write their copies directly (headers still folded by the library): every
+    tricky part must read back exactly as meant."""
+    from datetime import datetime, timezone
+
+    from activities.addresses import parse_address
+    from activities.mail_message import Listed, build_copy
+    from core.settings import Settings
+
+    settings = Settings(_env_file=None)
+    text = "Grüße = ok \nline with trailing space \r\n.leading dot\n" + "long " * 300
+    html = "<html><body><p>" + "é" * 1200 + "</p><p>a=b</p></body></html>"
+    row = {"mail_from": settings.mail_from, "subject": "Zoë 🚀: ça va? " + "x" * 120, "message_id": "<m1@tai.example>",
+           "created_at": datetime(2027, 1, 4, 15, tzinfo=timezone.utc), "workflow_id": "nps-cycle-x",
+           "step": "survey/x/hans@münchen.example", "reply_token": "abcdefghijklmnopqrst", "body_text": text,
+           "body_html": html, "category": "survey", "account_id": "acct-1", "calendar": None}
+    rcpt = {"customer": True, "address_key": "hans@münchen.example", "address": "hans@münchen.example",
+            "token": "bcdefghijklmnopqrstu"}
+    listed = [Listed("to", parse_address("hans@münchen.example", "Müller, Hans")),
+              Listed("cc", parse_address("casey.morgan@tai.example", "Casey Morgan"))]
+    copy = build_copy(row, rcpt, listed, settings, False)
+    assert copy.data.isascii() and all(len(line) <= 998 for line in copy.data.split(b"\r\n"))
+    from email import message_from_bytes, policy
+
+    msg = message_from_bytes(copy.data, policy=policy.default)
+    assert msg["Subject"] == row["subject"] and msg["X-Playbook-Step"] == row["step"]
+    assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [("Müller, Hans", "hans@xn--mnchen-3ya.example")]
+    assert msg["Reply-To"].addresses[0].addr_spec == f"reply+abcdefghijklmnopqrst@{settings.inbound_mail_domain}"
+    assert msg.get_content_type() == "multipart/alternative" and not msg.defects
+    plain, rich = msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
+    assert plain.replace("\r\n", "\n").startswith(text.replace("\r\n", "\n").rstrip())
+    assert f"Unsubscribe: {settings.survey_base_url}/unsubscribe/" in plain and "é" * 1200 in rich and "a=b" in rich
+    assert build_copy(row, rcpt, listed, settings, False).data == copy.data  # a resent copy: the same bytes
