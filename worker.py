@@ -18,10 +18,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
+from activities.calendars import CalendarActivities
 from activities.churn import ChurnActivities, ChurnFeed, RiskSummaryActivities
 from activities.db import apply_migrations, create_pool, database_url
 from activities.delivery import DeliveryActivities
 from activities.email import EmailActivities
+from activities.inbound import InboundActivities
 from activities.nps import NpsActivities
 from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
@@ -37,12 +39,13 @@ from starter.schedules import ensure_schedules
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch, MonthlyRiskSummary
 from workflows.delivery import DeliverItem
+from workflows.inbound import InboundMail
 from workflows.nps import NpsCycle, NpsFollowUp
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
 
 WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp,
-             DeliverItem]
+             DeliverItem, InboundMail]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
@@ -54,8 +57,10 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
     events, deliveries = PlayEventActivities(pool), DeliveryActivities(pool, settings)
+    inbound = InboundActivities(pool, settings)
     return [
         accounts.load_account,
+        CalendarActivities().load_calendars,
         accounts.record_renewal_outcome,
         email.send_templated_email,
         tasks.create_task,
@@ -69,12 +74,15 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         churn.record_risk,
         summary.send_risk_summary,
         nps.send_survey_batch,
+        nps.send_deferred_invitations,
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,
         events.record_play_event,
         deliveries.deliver,
         deliveries.give_up_delivery,
+        inbound.apply_inbound_mail,
+        inbound.resend_after_soft_bounce,
     ]
 
 

@@ -7,8 +7,12 @@ from decimal import Decimal
 import asyncpg
 from temporalio import activity
 
+from activities.addresses import AddressProblem, parse_address
 from activities.common import not_retryable, play_logger
+from core.logs import get_logger
 from core.models import Account, Contact, Person, RenewalOutcomeRequest, StaffMember
+
+log = get_logger("accounts")
 
 
 class AccountNotFound(LookupError):
@@ -17,18 +21,30 @@ class AccountNotFound(LookupError):
         super().__init__(f"unknown account {account_id!r}")
 
 
+def _usable(cls, what: str, account_id: str, name: str, email: str, **fields):
+    """The person, or None when the stored address is not one (it was refused at import; older rows may
+    hold one): a play must not fail, nor retry for ever, over one bad address. Checked with the mail
+    code's own parser (cached: a survey batch builds a thousand accounts), then built unvalidated."""
+    try:
+        parse_address(email, name)
+    except AddressProblem:
+        log.warning("account.unusable_address", account_id=account_id, who=what)
+        return None
+    return cls.model_construct(name=name, email=email, **fields)
+
+
 def account_from_row(row, contacts) -> Account:
-    """An `accounts` row and its `contacts` rows as the Account plays see: only contacts with an
+    """An `accounts` row and its `contacts` rows as the Account plays see: only contacts with a usable
     e-mail address, and a sponsor always (the stored one, else the first contact, else the CSM, so
     that a freshly imported company's plays still reach a person; the import report says so)."""
     csm = Person(name=row["csm_name"], email=row["csm_email"])
-    people = [Contact(name=c["name"], email=c["email"], role=c["role"]) for c in contacts if c["email"]]
+    people = [p for c in contacts if c["email"] and (p := _usable(
+        Contact, "contact", row["id"], c["name"], c["email"], role=c["role"])) is not None]
+    sponsor = None
     if row["sponsor_email"]:
-        sponsor = Person(name=row["sponsor_name"] or row["sponsor_email"], email=row["sponsor_email"])
-    elif people:
-        sponsor = Person(name=people[0].name, email=people[0].email)
-    else:
-        sponsor = csm
+        sponsor = _usable(Person, "sponsor", row["id"], row["sponsor_name"] or row["sponsor_email"], row["sponsor_email"])
+    if sponsor is None:
+        sponsor = Person(name=people[0].name, email=people[0].email) if people else csm
     return Account(
         id=row["id"], name=row["name"], status=row["status"], health=row["health"], arr=Decimal(row["arr"]),
         arr_currency=row["arr_currency"], usd_rate=Decimal(row["usd_rate"]), crm_tier=row["crm_tier"],

@@ -3,6 +3,8 @@ that carries the play's workflow id, run id and account."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -29,3 +31,16 @@ def not_retryable(message: str, type_: str) -> ApplicationError:
 def needs_setup(message: str, type_: str) -> ApplicationError:
     """Missing configuration (a staff role, say): retried, so fixing the data unblocks the play."""
     return ApplicationError(message, type=type_)
+
+
+def activity_now() -> datetime:
+    """The moment an activity acts at, for rules that count time (send windows, the weekly cap,
+    back-off): the wall clock, or the time the play scheduled this attempt if that is later. Plays
+    run on workflow time; a time-skipping server (tests, `csplay preview`) runs it ahead of the wall
+    clock, and the rules must follow the play's clock, not the machine's."""
+    now = datetime.now(timezone.utc)
+    if activity.in_activity():
+        scheduled = activity.info().current_attempt_scheduled_time
+        if scheduled is not None and scheduled > now:
+            return scheduled
+    return now

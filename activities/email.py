@@ -1,33 +1,48 @@
-"""Templated e-mail, sent exactly once per play step.
+"""Templated e-mail, sent exactly once per play step and recipient.
 
-The communication-log row is the outbox: it is written, with the rendered
-message and a Message-ID derived from the idempotency key, before the SMTP
-conversation, and marked sent after it. A retry (worker crash, SMTP outage)
-finds the row and either stops (already sent) or sends the same stored
-message again. The one window left, a crash after the SMTP server accepted
-the message but before the row was marked, resends with the same
-Message-ID, which receiving clients use to fold duplicates.
+The communication-log row is the outbox (activities/outbox.py): written, with the rendered
+message and a Message-ID derived from the idempotency key, before any SMTP conversation, with
+one row per recipient. At send time each customer recipient is checked against the
+suppression list and the weekly cap (activities/mail_policy.py); what is left goes to the
+relay, one copy per recipient with its own return path (activities/mail_message.py). Each
+recipient's outcome is written as it happens, so a retry (worker crash, SMTP outage) goes on
+with the recipients not yet settled. The one window left, a crash after the relay accepted a
+copy but before its row was marked, resends that copy with the same Message-ID, which
+receiving clients use to fold duplicates.
+
+A recipient the relay refuses for good (or whose address cannot be written, an IDN that is
+not valid IDNA 2008, a non-ASCII mailbox without SMTPUTF8) is recorded with the reason and the
+others still get their copy; only when nobody could be reached does the step fail, and then
+non-retryably, saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.errors
-import hashlib
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from datetime import datetime
 
-import aiosmtplib
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.accounts import account_for_activity, fetch_staff
-from activities.common import needs_setup, not_retryable, play_logger
+from activities.addresses import AddressProblem, parse_address
+from activities.common import activity_now, needs_setup, not_retryable, play_logger
+from activities.mail_events import suppress, task_for_csm
+from activities.mail_message import Listed, build_copy
+from activities.mail_policy import cap_holds, soft_bounce_delay, suppressions_for
+from activities.outbox import (
+    FINAL, SETTLED, add_recipients, create_outbox_row, message_id_for, message_outcome, our_people, recipients_of,
+    recipients_rows, result_of, settle,
+)
+from activities.smtp import SmtpConnections, refusal_of
 from core.metrics import count
-from core.models import Account, EmailResult, EmailTemplate, Person, PlayRef, SendEmailRequest, StaffMember
+from core.models import (
+    CUSTOMER_CATEGORIES, Account, EmailResult, EmailTemplate, Meeting, Person, PlayRef, SendEmailRequest, StaffMember,
+)
 from core.settings import Settings
-from core.text import header_safe
-from playbooks.rendering import RenderError, email_context, render_email
+
+__all__ = ["EmailActivities", "Mailer", "SmtpConnections", "message_id_for", "resolve_roles", "send_report"]
 
 
 def resolve_roles(roles: list[str], account: Account, staff: dict[str, StaffMember]) -> list[Person]:
@@ -51,67 +66,8 @@ def resolve_roles(roles: list[str], account: Account, staff: dict[str, StaffMemb
     return list(unique.values())
 
 
-class Unsendable(Exception):
-    """An e-mail no retry can send; `reason` is recorded on its outbox row and in the play."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(reason)
-
-
-def address(person: Person) -> str:
-    """`Name <e-mail>` for a header: a display name from outside loses CR, LF, control characters
-    and bidi overrides (core.text.header_safe), so it can neither add a header nor fail the send."""
-    return formataddr((header_safe(person.name, 200), str(person.email)))
-
-
-def message_id_for(key: str, mail_from: str) -> str:
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
-
-
-class SmtpConnections:
-    """Open SMTP sessions, reused from one e-mail to the next: a new connection per
-    message was a third of the cost of a 1,000-contact survey batch. A session the
-    server dropped is replaced once; a second failure is the activity's to retry."""
-
-    def __init__(self, settings: Settings, size: int = 8):
-        self.settings = settings
-        self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(size)
-
-    async def _connect(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        password = s.smtp_password.get_secret_value() if s.smtp_password else None
-        client = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username,
-                                 password=password, start_tls=s.smtp_starttls, timeout=s.smtp_timeout_seconds)
-        await client.connect()
-        return client
-
-    async def send(self, msg: EmailMessage) -> None:
-        async with self._slots:
-            client = self._idle.pop() if self._idle else None
-            for attempt in (1, 2):
-                fresh = client is None
-                if fresh:
-                    client = await self._connect()
-                try:
-                    await client.send_message(msg)
-                except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError):
-                    client.close()
-                    client = None
-                    if fresh or attempt == 2:
-                        raise
-                    continue
-                except Exception:
-                    client.close()  # a refused message leaves the session in an unknown state
-                    raise
-                self._idle.append(client)
-                return
-
-
 class Mailer:
-    """Writes the outbox row, then talks SMTP. Shared by every activity that e-mails."""
+    """Writes the outbox rows, checks each recipient, then talks SMTP. Shared by every activity that e-mails."""
 
     _connections: dict[tuple, SmtpConnections] = {}
 
@@ -124,7 +80,7 @@ class Mailer:
         s = self.settings
         key = (s.smtp_host, s.smtp_port, s.smtp_username, id(asyncio.get_running_loop()))
         if key not in Mailer._connections:
-            Mailer._connections[key] = SmtpConnections(s)
+            Mailer._connections[key] = SmtpConnections(s, s.smtp_sessions)
         return Mailer._connections[key]
 
     async def deliver(
@@ -137,114 +93,197 @@ class Mailer:
         data: dict,
         account: Account | None,
         staff: dict[str, StaffMember],
+        *,
+        send_by: datetime | None = None,
+        stop_if_replied: list[str] | None = None,
+        meeting: Meeting | None = None,
+        checks: bool = True,
     ) -> EmailResult:
-        """Send once per (play, step). `account` is None for a report about many accounts."""
+        """Send once per (play, step) and recipient. `account` is None for a report about many accounts.
+        Returns the outcome (sent, suppressed, deferred until, stopped); raises a non-retryable error
+        when nobody could be reached. `checks=False`: the caller checked suppressions and the cap in bulk."""
         log = play_logger("email", play, step)
-        key = play.key(step)
-        row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
-        if row is None:
-            if not to:
-                raise not_retryable(f"step {step!r} has nobody to send to", "NoRecipient")
-            to_emails = {str(p.email).lower() for p in to}
-            cc = [p for p in cc if str(p.email).lower() not in to_emails]
-            try:
-                subject, html, text = render_email(template, email_context(account, staff, step, data, to[0]))
-            except RenderError as exc:
-                raise not_retryable(f"template {exc}", "TemplateError") from None
-            # The new row counts this first attempt; a concurrent twin finds it and goes the long way.
-            row = await self.pool.fetchrow(
-                """
-                INSERT INTO communications (idem_key, workflow_id, play_id, step, account_id, template,
-                    message_id, mail_from, to_addrs, cc_addrs, subject, body_html, body_text, attempts)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)
-                ON CONFLICT (idem_key) DO NOTHING RETURNING *
-                """,
-                key, play.workflow_id, play.play_id, step, play.account_id or None, template.name,
-                message_id_for(key, self.settings.mail_from), self.settings.mail_from,
-                [address(p) for p in to],
-                [address(p) for p in cc],
-                subject, html, text,
-            )
-            counted = row is not None
-            if row is None:
-                row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", key)
-        else:
-            counted = False
-        result = EmailResult(
-            communication_id=row["id"], message_id=row["message_id"], to=list(row["to_addrs"]),
-            already_sent=row["status"] == "sent",
-        )
-        if result.already_sent:
-            log.info("email.already_sent", message_id=row["message_id"])
-            return result
-        if row["status"] == "failed":
-            raise not_retryable(f"this e-mail cannot be sent: {row['failure']}", "UnsendableEmail")
-        if not counted:
+        recipients = recipients_of(to, cc, our_people(account, staff))
+        row, recips = await create_outbox_row(self.pool, self.settings.mail_from, play, step, template, recipients,
+                                              data, account, staff, meeting, self.settings.inbound_mail_domain)
+        if row is None:  # written before: a retry, or a twin
+            row = await self.pool.fetchrow("SELECT * FROM communications WHERE idem_key = $1", play.key(step))
+            recips = [dict(r) for r in await recipients_rows(self.pool, row["id"])]
+            if not recips and row["status"] not in FINAL:  # written before recipients had rows
+                recips = await add_recipients(self.pool, row["id"], recipients)
+            if row["status"] in FINAL:
+                log.info("email.already_sent", message_id=row["message_id"], status=row["status"])
+                return result_of(row, recips, already=True)
             await self.pool.execute("UPDATE communications SET attempts = attempts + 1 WHERE id = $1", row["id"])
-        try:
-            await self._smtp_send(row)
-        except Unsendable as exc:
-            # Sending again cannot help: record why on the outbox row and fail the step for good.
-            await self.pool.execute("UPDATE communications SET status = 'failed', failure = $2 WHERE id = $1",
-                                    row["id"], exc.reason)
-            log.warning("email.unsendable", message_id=row["message_id"], reason=exc.reason)
-            raise not_retryable(f"this e-mail cannot be sent: {exc.reason}", "UnsendableEmail") from None
-        await self._mark_sent(row, account is not None)
-        count("emails_sent", template=row["template"])
-        log.info("email.sent", message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"])
-        return result
+        now = activity_now()
+        if stop_if_replied and await self._replied(play, stop_if_replied):
+            for r in recips:
+                if r["status"] not in SETTLED:
+                    await settle(self.pool, r, "stopped", "the customer replied to an earlier e-mail")
+        elif (send_by is not None and now > send_by and row["category"] in ("lifecycle", "survey")
+              and any(r["status"] not in SETTLED for r in recips)):
+            log.info("email.window_closed", send_by=send_by.isoformat())
+            result = result_of(row, recips, already=False)
+            return result.model_copy(update={"outcome": "deferred", "deferred_until": None,
+                                             "reason": "the send window closed before it could go"})
+        else:
+            await self._send_due(row, recips, now, log, checks)
+        return await self._finish(row, recips, log, now)
 
-    async def _mark_sent(self, row: asyncpg.Record, about_account: bool) -> None:
-        """Mark the row sent and, for an e-mail about an account, record `email.sent` in the same
-        statement (activities/play_events.py): both happen, or neither."""
-        if not about_account:
-            await self.pool.execute("UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1",
-                                    row["id"])
+    async def resume(self, communication_id: int) -> EmailResult:
+        """Go on with a stored e-mail's recipients that are due (a soft bounce's retry): suppressions are
+        checked again; nobody reachable is an outcome here, not an error."""
+        row = await self.pool.fetchrow("SELECT * FROM communications WHERE id = $1", communication_id)
+        recips = [dict(r) for r in await recipients_rows(self.pool, communication_id)]
+        play = PlayRef(workflow_id=row["workflow_id"], play_id=row["play_id"], account_id=row["account_id"] or "")
+        log = play_logger("email", play, row["step"])
+        now = activity_now()
+        await self._send_due(row, recips, now, log, checks=True)
+        try:
+            return await self._finish(row, recips, log, now)
+        except ApplicationError:
+            return result_of(row, recips, already=False)
+
+    async def _replied(self, play: PlayRef, steps: list[str]) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT 1 FROM inbound_mail i JOIN communications c ON c.id = i.communication_id"
+            " WHERE i.kind = 'reply' AND i.outcome <> 'automatic reply' AND c.workflow_id = $1 AND c.play_id = $2"
+            " AND c.step = ANY($3::text[]) LIMIT 1",
+            play.workflow_id, play.play_id, steps,
+        ))
+
+    async def _send_due(self, row: asyncpg.Record, recips: list[dict], now: datetime, log, checks: bool) -> None:
+        category = row["category"]
+        due = [r for r in recips if r["status"] == "pending" or (r["status"] == "deferred" and
+                                                                 (r["retry_at"] is None or r["retry_at"] <= now))]
+        customers = [r for r in due if r["customer"]]
+        if checks and customers and category in CUSTOMER_CATEGORIES:
+            blocked = await suppressions_for(self.pool, [r["address"] for r in customers], category)
+            for r in customers:
+                if r["address"] in blocked:
+                    await settle(self.pool, r, "suppressed", blocked[r["address"]])
+            due = [r for r in due if r["status"] != "suppressed"]
+            due = await self._apply_cap(row, due, now)
+        listed = self._listed(recips)
+        needs_utf8 = [e for e in listed if e.address.needs_smtputf8]
+        smtputf8 = bool(needs_utf8) and await self.smtp.offers_smtputf8()
+        if needs_utf8 and not smtputf8:
+            # Nobody can be sent a header naming them; they are refused before any copy goes.
+            for r in due:
+                entry = next((e for e in needs_utf8 if e.address.key == r["address_key"]), None)
+                if entry is not None:
+                    try:
+                        entry.address.envelope(False)
+                    except AddressProblem as exc:
+                        await settle(self.pool, r, "refused", str(exc))
+            listed = [e for e in listed if not e.address.needs_smtputf8]
+            due = [r for r in due if r["status"] != "refused"]
+        for r in due:
+            await self._send_one(row, r, listed, smtputf8, log, now)
+
+    async def _apply_cap(self, row: asyncpg.Record, due: list[dict], now: datetime) -> list[dict]:
+        """Claim each customer's place under the weekly cap, or defer them until there is one. Claims for
+        one address are serialised (an advisory lock per address), so two plays cannot both take the last place."""
+        keys = sorted({r["address_key"] for r in due if r["customer"]})
+        if not keys:
+            return due
+        cap = self.settings.email_weekly_cap
+        async with self.pool.acquire() as conn, conn.transaction():
+            for k in keys:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7246017))", k)
+            holds = await cap_holds(conn, keys, row["category"], cap, now, exclude_communication=row["id"])
+            going = []
+            for r in due:
+                if r["customer"] and r["address_key"] in holds:
+                    await settle(conn, r, "deferred", f"weekly cap of {cap} e-mails reached",
+                                 retry_at=holds[r["address_key"]])
+                    continue
+                if r["customer"]:
+                    await conn.execute("UPDATE communication_recipients SET sent_at = coalesce(sent_at, $2)"
+                                       " WHERE id = $1", r["id"], now)  # the place under the cap is taken
+                going.append(r)
+        return going
+
+    def _listed(self, recips: list[dict]) -> list[Listed]:
+        """Who the To and Cc headers name: everyone the message is (still) going to."""
+        out = []
+        for r in recips:
+            if r["status"] in ("pending", "deferred", "sent", "bounced"):
+                try:
+                    out.append(Listed(r["kind"], parse_address(r["address"], r["name"])))
+                except AddressProblem:
+                    pass
+        return out
+
+    async def _send_one(self, row, r: dict, listed: list[Listed], smtputf8: bool, log, now: datetime) -> None:
+        try:
+            copy = build_copy(row, r, listed, self.settings, smtputf8)
+        except (AddressProblem, StopIteration) as exc:
+            await settle(self.pool, r, "refused", str(exc) or "the address cannot be written")
             return
-        data = {"communication_id": row["id"], "template": row["template"], "subject": row["subject"],
-                "to": list(row["to_addrs"]), "cc": list(row["cc_addrs"]), "message_id": row["message_id"]}
-        await self.pool.execute(
-            """
-            WITH sent AS (UPDATE communications SET status = 'sent', sent_at = now() WHERE id = $1
-                          RETURNING idem_key, workflow_id, play_id, step, account_id, sent_at),
-                 ev AS (INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
-                                                 occurred_at, title, data)
-                        SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
-                               split_part(workflow_id, '-', 1), sent_at, $2, $3::jsonb FROM sent
-                        ON CONFLICT (event_key) DO NOTHING RETURNING 1)
-            SELECT pg_notify('play_events', '') FROM ev
-            """,
-            row["id"], f"E-mail sent: {row['subject']}"[:500], data)
+        try:
+            await self.smtp.sendmail(copy.sender, copy.recipient, copy.data, copy.smtputf8)
+        except Exception as exc:
+            refusal = refusal_of(exc)
+            if refusal is None:
+                raise  # no answer about this recipient: the activity is retried
+            await self._refused(row, r, refusal, log, now)
+            return
+        await settle(self.pool, r, "sent", sent_at=now, attempted=True)
 
-    async def _smtp_send(self, row: asyncpg.Record) -> None:
-        """Raises Unsendable when the message cannot be written or the server refuses it for good
-        (a 5xx reply, RFC 5321 section 4.2.1); a 4xx reply or a lost connection is retried."""
-        try:
-            msg = EmailMessage()
-            msg["From"] = row["mail_from"]
-            msg["To"] = ", ".join(row["to_addrs"])
-            if row["cc_addrs"]:
-                msg["Cc"] = ", ".join(row["cc_addrs"])
-            msg["Subject"] = row["subject"]
-            msg["Message-ID"] = row["message_id"]
-            msg["Date"] = format_datetime(row["created_at"])
-            msg["X-Playbook-Workflow"] = row["workflow_id"]
-            msg["X-Playbook-Step"] = row["step"]
-            msg.set_content(row["body_text"])
-            msg.add_alternative(row["body_html"], subtype="html")
-        except (ValueError, TypeError, email.errors.MessageError) as exc:
-            raise Unsendable(f"the message cannot be written: {header_safe(str(exc), 300)}") from None
-        try:
-            await self.smtp.send(msg)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            if all(500 <= r.code < 600 for r in exc.recipients):
-                raise Unsendable("every recipient was refused: " + "; ".join(
-                    f"{r.recipient}: {r.code} {header_safe(r.message, 200)}" for r in exc.recipients)) from None
-            raise
-        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError) as exc:
-            if 500 <= exc.code < 600:
-                raise Unsendable(f"the mail server refused it: {exc.code} {header_safe(exc.message, 300)}") from None
-            raise
+    async def _refused(self, row, r: dict, refusal, log, now: datetime) -> None:
+        attempts = r["attempts"] + 1
+        if not refusal.permanent and attempts < self.settings.email_soft_bounce_attempts:
+            retry = now + soft_bounce_delay(attempts)
+            await settle(self.pool, r, "deferred", f"soft bounce {refusal}; trying again", retry_at=retry,
+                         attempted=True)
+            log.warning("email.soft_bounce", recipient=r["address"], reply=str(refusal), retry_at=retry.isoformat())
+            return
+        why = str(refusal) if refusal.permanent else f"gave up after {attempts} soft bounces: {refusal}"
+        await settle(self.pool, r, "refused", why, attempted=True)
+        log.warning("email.refused", recipient=r["address"], reply=str(refusal))
+        if refusal.mailbox_gone and r["customer"]:
+            await suppress(self.pool, r["address_key"], "undeliverable", "hard_bounce", "smtp", "relay",
+                           row["account_id"], why)
+            await task_for_csm(self.pool, row, f"bounce/{r['token']}",
+                               f"E-mail address bounced: {r['name']} <{r['address']}>",
+                               f"The mail relay refused {r['address']} ({why}) for '{row['subject']}'. "
+                               "Nothing more is sent to it: fix the contact's address in the CRM.")
+
+    async def _finish(self, row: asyncpg.Record, recips: list[dict], log, now: datetime) -> EmailResult:
+        status, reason, until = message_outcome(recips)
+        # An e-mail about an account that went out is also news for chat, CRM write-back and webhook
+        # subscribers (activities/play_events.py): `email.sent` is recorded in the same statement, so
+        # both happen or neither, and a retry records it once (its event key).
+        row = await self.pool.fetchrow(
+            """
+            WITH done AS (
+                UPDATE communications SET status = $2, reason = $3, deferred_until = $4, updated_at = now(),
+                    sent_at = CASE WHEN $2 = 'sent' THEN coalesce(sent_at, $5) ELSE sent_at END
+                WHERE id = $1 RETURNING *),
+            ev AS (
+                INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
+                                         occurred_at, title, data)
+                SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
+                       split_part(workflow_id, '-', 1), sent_at, left('E-mail sent: ' || subject, 500),
+                       jsonb_build_object('communication_id', id, 'template', template, 'subject', subject,
+                                          'to', to_jsonb(to_addrs), 'cc', to_jsonb(cc_addrs), 'message_id', message_id)
+                FROM done WHERE done.status = 'sent' AND done.account_id IS NOT NULL
+                ON CONFLICT (event_key) DO NOTHING RETURNING 1),
+            notified AS (SELECT pg_notify('play_events', '') FROM ev)
+            SELECT done.*, (SELECT count(*) FROM notified) AS _events FROM done
+            """,
+            row["id"], status, reason[:2000], until, now,
+        )
+        if status == "sent":
+            count("emails_sent", template=row["template"])
+        result = result_of(row, recips, already=False)
+        event = {"sent": "email.sent", "deferred": "email.deferred"}.get(status, f"email.{status}")
+        log.info(event, message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"],
+                 reason=reason, deferred_until=until.isoformat() if until else None)
+        if status == "failed":
+            raise not_retryable(f"nobody could be reached: {reason}", "Undeliverable")
+        return result
 
 
 class EmailActivities:
@@ -256,9 +295,11 @@ class EmailActivities:
     async def send_templated_email(self, req: SendEmailRequest) -> EmailResult:
         account = await account_for_activity(self.pool, req.play.account_id)
         staff = await fetch_staff(self.pool)
-        to = resolve_roles(req.to, account, staff)
+        to = [*req.people, *resolve_roles(req.to, account, staff)]
         cc = resolve_roles(req.cc, account, staff)
-        return await self.mailer.deliver(req.play, req.step, req.template, to, cc, req.data, account, staff)
+        return await self.mailer.deliver(req.play, req.step, req.template, to, cc, req.data, account, staff,
+                                         send_by=req.send_by, stop_if_replied=req.stop_if_replied,
+                                         meeting=req.meeting)
 
 
 async def send_report(pool: asyncpg.Pool, settings: Settings, report_id: str, period: str, template: EmailTemplate,

@@ -10,18 +10,22 @@ row and the outbox key), resumable after a crash from the batch's cursor.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
 from temporalio import activity
 
 from activities.accounts import account_from_row, fetch_staff
-from activities.common import not_retryable, play_logger
+from activities.addresses import address_key
+from activities.common import activity_now, not_retryable, play_logger
 from activities.email import Mailer, send_report
+from activities.mail_policy import cap_holds, suppressions_for
 from activities.survey_links import SurveyLink, sign_link
+from core.holiday_calendars import work_calendar
 from core.models import (
-    Account, EmailResult, EmailTemplate, Person, PlayRef, RespondentEmailRequest, SurveyBatchRequest,
-    SurveyBatchResult, tier_of,
+    Account, CalendarPlace, DeferredInvitationsRequest, EmailResult, EmailTemplate, Person, PlayRef,
+    RespondentEmailRequest, SurveyBatchRequest, SurveyBatchResult, tier_of,
 )
 from core.settings import Settings
 
@@ -30,6 +34,23 @@ ACTIVE = ("onboarding", "active", "at-risk")
 
 def category_of(score: int) -> str:
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+
+
+@dataclass(frozen=True)
+class SendChecks:
+    blocked: dict[str, str]  # e-mail -> why it is suppressed
+    holds: dict[str, datetime]  # address key -> not before (the weekly cap)
+
+
+def send_slot(template: EmailTemplate, account: Account, now: datetime, hold: datetime | None) -> datetime:
+    """When a survey e-mail may go to a contact of `account`: now, or the next opening of the send window
+    in the account's local time on its working days, after the weekly cap's hold if any."""
+    earliest = max(now, hold) if hold else now
+    if template.window is None:
+        return earliest
+    cal = work_calendar(CalendarPlace(tz=account.timezone, country=account.country, region=account.region),
+                        earliest.date() - timedelta(days=1), years=2)
+    return template.window.next_slot(earliest, cal)
 
 
 def survey_link(settings: Settings, cycle_id: str, account_id: str, email: str, expires_at: datetime) -> str:
@@ -42,10 +63,14 @@ class NpsActivities:
         self.pool, self.settings = pool, settings
         self.mailer = Mailer(pool, settings)
         self.feed = feed  # an activities.churn.ChurnFeed: answers move the account's NPS metric
+        self._staff_cache: tuple[datetime, dict] | None = None
 
     @activity.defn(name="send_survey_batch")
     async def send_survey_batch(self, req: SurveyBatchRequest) -> SurveyBatchResult:
-        """The next batch of contacts: invite (or remind) each once; returns the cursor to go on from."""
+        """The next batch of contacts: invite (or remind) each once; returns the cursor to go on from.
+        Each contact is checked at send time: suppressed (unsubscribed, opted out, bounced) is recorded
+        and skipped; with `req.defer`, outside their account's send window or over the weekly cap is
+        deferred (the cycle sends it later)."""
         after_account, after_email = req.after or ("", "")
         if req.kind == "survey":
             rows = await self.pool.fetch(
@@ -62,58 +87,151 @@ class NpsActivities:
                 """
                 SELECT i.account_id, i.contact_email AS email, i.contact_name AS name FROM nps_invitations i
                 WHERE i.cycle_id = $1 AND i.closed_at IS NULL AND (i.account_id, i.contact_email) > ($2, $3)
+                  AND i.deferred_kind IS DISTINCT FROM 'survey'
                   AND NOT EXISTS (SELECT 1 FROM nps_responses r WHERE r.cycle_id = i.cycle_id
                                   AND r.contact_email = i.contact_email)
+                  AND NOT ($5 AND EXISTS (
+                      SELECT 1 FROM communications c JOIN inbound_mail m ON m.communication_id = c.id
+                      WHERE c.idem_key = $6 || 'survey/' || i.cycle_id || '/' || i.contact_email
+                        AND m.kind = 'reply' AND m.outcome <> 'automatic reply'))
                 ORDER BY i.account_id, i.contact_email LIMIT $4
                 """,
-                req.cycle_id, after_account, after_email, req.limit,
+                req.cycle_id, after_account, after_email, req.limit, req.template.stop_on_reply, req.play.key(""),
             )
         fetched = rows  # the cursor and the end follow what was read, whatever the tier filter keeps
         accounts = await self._accounts({r["account_id"] for r in rows})
         if req.tiers:
             rows = [r for r in rows if accounts[r["account_id"]].tier in req.tiers]
-        staff = await fetch_staff(self.pool)
-        # Contacts of a batch go out side by side (bounded by the pool), each still keyed once.
-        gate = asyncio.Semaphore(max(1, self.settings.db_pool_max - 2))
+        checks = await self._checks(req.template, [r["email"] for r in rows], req.defer)
+        outcomes = await self._each(rows, lambda r: self._invite_one(req.play, req.cycle_id, req.kind, req.template,
+                                                                     req.expires_at, r, accounts[r["account_id"]],
+                                                                     checks, req.defer))
+        last = (fetched[-1]["account_id"], fetched[-1]["email"]) if fetched else req.after
+        result = self._tally(outcomes, last, done=len(fetched) < req.limit)
+        if result.deferred:
+            result.next_at = await self._next_deferred(req.cycle_id)
+        play_logger("nps", req.play).info("nps.batch", kind=req.kind, sent=result.sent, already=result.already,
+                                          suppressed=result.suppressed, deferred=result.deferred, cycle=req.cycle_id)
+        return result
+
+    @activity.defn(name="send_deferred_invitations")
+    async def send_deferred_invitations(self, req: DeferredInvitationsRequest) -> SurveyBatchResult:
+        """Invitations and reminders of a cycle whose deferral has run out: checked again, then sent (or
+        deferred again). `next_at`: the earliest one still waiting."""
+        rows = await self.pool.fetch(
+            "SELECT account_id, contact_email AS email, contact_name AS name, deferred_kind FROM nps_invitations"
+            " WHERE cycle_id = $1 AND deferred_until <= $3 AND closed_at IS NULL ORDER BY deferred_until LIMIT $2",
+            req.cycle_id, req.limit, activity_now(),
+        )
+        accounts = await self._accounts({r["account_id"] for r in rows})
+        templates = {"survey": req.survey, "reminder": req.reminder}
+        outcomes = []
+        for kind in ("survey", "reminder"):
+            mine = [r for r in rows if r["deferred_kind"] == kind]
+            checks = await self._checks(templates[kind], [r["email"] for r in mine], True)
+            outcomes += await self._each(mine, lambda r, kind=kind: self._invite_one(
+                req.play, req.cycle_id, kind, templates[kind], req.expires_at, r, accounts[r["account_id"]], checks,
+                True))
+        result = self._tally(outcomes, None, done=len(rows) < req.limit)
+        result.next_at = await self._next_deferred(req.cycle_id)
+        play_logger("nps", req.play).info("nps.deferred_batch", sent=result.sent, suppressed=result.suppressed,
+                                          deferred=result.deferred, cycle=req.cycle_id)
+        return result
+
+    async def _each(self, rows, one) -> list[str]:
+        """Contacts of a batch go out side by side (bounded by the pool), each still keyed once."""
+        gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
         done = 0
 
-        async def one(r) -> bool:
+        async def guarded(r) -> str:
             nonlocal done
             async with gate:
-                already = await self._invite_one(req, r, accounts[r["account_id"]], staff)
+                outcome = await one(r)
             done += 1
             if done % 100 == 0:
                 activity.heartbeat(done)
-            return already
+            return outcome
 
-        outcomes = await asyncio.gather(*(one(r) for r in rows))
-        already = sum(outcomes)
-        sent = len(outcomes) - already
-        last = (fetched[-1]["account_id"], fetched[-1]["email"]) if fetched else req.after
-        play_logger("nps", req.play).info("nps.batch", kind=req.kind, sent=sent, already=already, cycle=req.cycle_id)
-        return SurveyBatchResult(sent=sent, already=already, last=last, done=len(fetched) < req.limit)
+        return list(await asyncio.gather(*(guarded(r) for r in rows)))
 
-    async def _invite_one(self, req: SurveyBatchRequest, r, account: Account, staff) -> bool:
-        """Invite (or remind) one contact; True if it had been done before (a retried batch)."""
-        if req.kind == "survey":
+    @staticmethod
+    def _tally(outcomes: list[str], last, done: bool) -> SurveyBatchResult:
+        return SurveyBatchResult(sent=outcomes.count("sent"), already=outcomes.count("already"), last=last, done=done,
+                                 suppressed=outcomes.count("suppressed"), deferred=outcomes.count("deferred"))
+
+    async def _checks(self, template: EmailTemplate, emails: list[str], defer: bool) -> SendChecks:
+        """Suppressions (always) and the weekly cap (with deferral), for a whole batch in two queries."""
+        category = template.category or "survey"
+        blocked = await suppressions_for(self.pool, emails, category)
+        holds = {}
+        if defer:
+            holds = await cap_holds(self.pool, sorted({address_key(e) for e in emails}), category,
+                                    self.settings.email_weekly_cap, activity_now())
+        return SendChecks(blocked, holds)
+
+    async def _next_deferred(self, cycle_id: str) -> datetime | None:
+        return await self.pool.fetchval(
+            "SELECT min(deferred_until) FROM nps_invitations WHERE cycle_id = $1 AND deferred_until IS NOT NULL"
+            " AND closed_at IS NULL", cycle_id)
+
+    async def _invite_one(self, play: PlayRef, cycle_id: str, kind: str, template: EmailTemplate,
+                          expires_at: datetime, r, account: Account, checks: SendChecks, defer: bool) -> str:
+        """Invite (or remind) one contact: "sent", "already" (a retried batch), "suppressed" or "deferred"."""
+        email, now = r["email"], activity_now()
+        step = f"{kind}/{cycle_id}/{email}"
+        play = play.model_copy(update={"account_id": r["account_id"]})
+        data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
+                "expires_at": expires_at}
+        if email in checks.blocked:
+            # Recorded in the outbox as suppressed (the check runs again there, so it says why).
+            await self.mailer.deliver(play, step, template, [Person(name=r["name"], email=email)], [], data,
+                                      account, await self._staff())
+            return "suppressed"
+        if defer:
+            when = send_slot(template, account, now, checks.holds.get(address_key(email)))
+            if when > now:
+                await self._defer(cycle_id, kind, r, when, expires_at)
+                return "deferred"
+        if kind == "survey":
             await self.pool.execute(
                 "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                req.cycle_id, r["account_id"], r["email"], r["name"], req.expires_at,
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cycle_id, contact_email) DO UPDATE"
+                " SET deferred_until = NULL, deferred_kind = NULL, sent_at = now()"
+                " WHERE nps_invitations.deferred_kind IS NOT NULL",
+                cycle_id, r["account_id"], email, r["name"], expires_at,
             )
         else:
             await self.pool.execute(
-                "UPDATE nps_invitations SET reminded_at = COALESCE(reminded_at, now())"
-                " WHERE cycle_id = $1 AND contact_email = $2", req.cycle_id, r["email"],
+                "UPDATE nps_invitations SET reminded_at = COALESCE(reminded_at, now()), deferred_until = NULL,"
+                " deferred_kind = NULL WHERE cycle_id = $1 AND contact_email = $2", cycle_id, email,
             )
-        play = req.play.model_copy(update={"account_id": r["account_id"]})
-        data = {"link": survey_link(self.settings, req.cycle_id, r["account_id"], r["email"], req.expires_at),
-                "expires_at": req.expires_at}
         result = await self.mailer.deliver(
-            play, f"{req.kind}/{req.cycle_id}/{r['email']}", req.template, [Person(name=r["name"], email=r["email"])],
-            [], data, account, staff,
+            play, step, template, [Person(name=r["name"], email=email)], [], data, account, await self._staff(),
+            checks=False,
         )
-        return result.already_sent
+        return "already" if result.already_sent else "sent"
+
+    async def _defer(self, cycle_id: str, kind: str, r, when: datetime, expires_at: datetime) -> None:
+        if kind == "survey":
+            await self.pool.execute(
+                "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at,"
+                " deferred_until, deferred_kind) VALUES ($1, $2, $3, $4, $5, $6, 'survey')"
+                " ON CONFLICT (cycle_id, contact_email) DO UPDATE SET deferred_until = $6"
+                " WHERE nps_invitations.deferred_kind = 'survey'",
+                cycle_id, r["account_id"], r["email"], r["name"], expires_at, when,
+            )
+        else:
+            await self.pool.execute(
+                "UPDATE nps_invitations SET deferred_until = $3, deferred_kind = 'reminder'"
+                " WHERE cycle_id = $1 AND contact_email = $2", cycle_id, r["email"], when,
+            )
+
+    async def _staff(self):
+        # The staff ladder changes rarely; a batch reads it once a minute at most.
+        now = datetime.now(timezone.utc)
+        if self._staff_cache is None or now - self._staff_cache[0] > timedelta(minutes=1):
+            self._staff_cache = (now, await fetch_staff(self.pool))
+        return self._staff_cache[1]
 
     async def _accounts(self, ids: set[str]) -> dict[str, Account]:
         if not ids:

@@ -165,15 +165,16 @@ class Run:
     async def observe(self) -> Observed:
         await asyncio.sleep(1)  # the relay parses on its own thread
         seen = Observed(kills=self.worker.kills)
-        mails = list(self.sink.messages)
+        copies = list(self.sink.copies)
         # A recipient sees one message per Message-ID (mail systems collapse re-deliveries of it);
-        # two different messages for one step would be a real duplicate.
-        seen.emails = Counter((wid, step) for wid, step, _ in {(m.workflow_id, m.step, m.message_id) for m in mails})
-        seen.redelivered = len(mails) - len({m.message_id for m in mails})
+        # two different messages for one step would be a real duplicate. Each recipient gets a copy of
+        # its own (its own return path): a re-delivery is the same copy, to the same recipient, again.
+        seen.emails = Counter((wid, step) for wid, step, _ in {(m.workflow_id, m.step, m.message_id) for m in copies})
+        seen.redelivered = len(copies) - len({(m.message_id, m.rcpt_to) for m in copies})
         for table, counter in (("tasks", seen.tasks), ("escalations", seen.escalations)):
             for r in await self.pool.fetch(f"SELECT workflow_id, step, count(*) AS n FROM {table} GROUP BY 1, 2"):
                 counter[(r["workflow_id"], r["step"])] = r["n"]
-        seen.pending_outbox = await self.pool.fetchval("SELECT count(*) FROM communications WHERE status <> 'sent'")
+        seen.pending_outbox = await self.pool.fetchval("SELECT count(*) FROM communications WHERE status IN ('pending', 'deferred')")
         sent = {(r["workflow_id"], r["step"]) for r in await self.pool.fetch(
             "SELECT workflow_id, step FROM communications WHERE status = 'sent'")}
         seen.sent_not_received = len(sent - set(seen.emails))
@@ -184,7 +185,7 @@ class Run:
         deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
         while time.monotonic() < deadline:
             try:
-                now_counts = (len(self.sink.messages), await self.pool.fetchval(
+                now_counts = (len(self.sink.copies), await self.pool.fetchval(
                     "SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM escalations)"
                     " + (SELECT count(*) FROM communications WHERE status = 'sent')"))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):

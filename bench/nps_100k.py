@@ -21,6 +21,14 @@ launches cycle "bench" and follows it with the `status` query. Everything it
 started is stopped at the end, on Ctrl-C, and after --timeout.
 
     .venv/bin/python bench/nps_100k.py [--accounts 100000] [--batch-size 1000] [--timeout 900]
+        [--suppressed-pct 5] [--bouncing-pct 2]
+
+With issue 17's send-time checks: 5% of the contacts are suppressed (half unsubscribed from surveys
+on our list, half opted out in the CRM) and 2% bounce: the relay accepts their copy and returns a
+Postfix DSN to the VERP return path at the product's inbound listener, whose InboundMail plays
+suppress the address and give the CSM a task while the cycle is still sending. The send window is
+opened round the clock in the bench's copy of the playbooks, so the figures do not depend on the
+hour the bench runs at.
 
 Figures are printed, never asserted: a timing depends on the machine.
 """
@@ -50,7 +58,7 @@ from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
 
 from bench.stack import (  # noqa: E402
     CountingRelay, SinkCount, Stack, bulk_load, free_port, log_tail, machine_cpu, mb, pct, prepare_database,
-    proc_cpu_seconds, proc_status, say, start_postgres, start_temporal, start_worker, wait_for_worker,
+    proc_cpu_seconds, proc_status, say, start_inbound, start_postgres, start_temporal, start_worker, wait_for_worker,
 )
 from activities.db import create_pool  # noqa: E402
 from core.settings import PROJECT_ROOT, Settings  # noqa: E402
@@ -66,15 +74,46 @@ GOAL_ACCOUNTS = 100_000
 
 
 def playbooks_with_batch_size(root: Path, batch_size: int) -> Path:
-    """A copy of the playbooks with the NPS batch size changed: the launch snapshots it."""
+    """A copy of the playbooks with the NPS batch size changed and its send window open round the
+    clock (the bench must not depend on the hour it runs at): the launch snapshots both."""
     target = root / "playbooks"
     shutil.copytree(PROJECT_ROOT / "playbooks", target)
     nps = target / "nps.yaml"
     text, n = re.subn(r"(?m)^batch_size:\s*\d+", f"batch_size: {batch_size}", nps.read_text())
-    if n != 1:
-        raise SystemExit("error: playbooks/nps.yaml has no top-level batch_size to change")
+    text, m = re.subn(r"(?m)^send_window:.*$", 'send_window: {days: [monday, tuesday, wednesday, thursday, friday, '
+                      'saturday, sunday], opens: "00:00", closes: "24:00", on_holidays: true}', text)
+    if n != 1 or m != 1:
+        raise SystemExit("error: playbooks/nps.yaml has no top-level batch_size or send_window to change")
     nps.write_text(text)
     return target
+
+
+def every(pct: float) -> int:
+    """Every how many contacts one is picked, for `pct` percent of them (0: none)."""
+    return round(100 / pct) if pct > 0 else 0
+
+
+async def mark_contacts(url: str, accounts: int, suppressed_pct: float, bouncing_pct: float) -> tuple[int, int, set[str]]:
+    """Suppress `suppressed_pct`% of the contacts (every other one on our list, unsubscribed from surveys;
+    the rest opted out in the CRM) and pick `bouncing_pct`% others whose mailboxes do not exist:
+    (suppressed on our list, opted out in the CRM, bouncing addresses)."""
+    step_s, step_b = every(suppressed_pct), every(bouncing_pct)
+    ours, crm, bouncing = [], [], set()
+    for i in range(accounts):
+        email = f"lee.park@acct-{i:06d}.example"
+        if step_s and i % step_s == 0:
+            (ours if (i // step_s) % 2 == 0 else crm).append(email)
+        elif step_b and i % step_b == 1:
+            bouncing.add(email)
+    pool = await create_pool(url, 2)
+    try:
+        await pool.executemany(
+            "INSERT INTO suppressions (address_key, category, reason, source, created_by)"
+            " VALUES ($1, 'survey', 'unsubscribed', 'one-click', 'bench')", [(e,) for e in ours])
+        await pool.execute("UPDATE contacts SET email_opt_out = true WHERE email = ANY($1::text[])", crm)
+    finally:
+        await pool.close()
+    return len(ours), len(crm), bouncing
 
 
 async def batch_timings(client: Client, first_run_id: str | None) -> tuple[list[float], list[float], int]:
@@ -146,23 +185,26 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     await asyncio.to_thread(start_postgres, stack)
     url = await prepare_database(stack, DATABASE)
     say(f"- PostgreSQL (embedded), database {DATABASE!r}, migrations applied")
-    smtp_port = free_port()
-    relay = CountingRelay()
-    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
-    stack.sink_controller.start()
-    sink = SinkCount(relay)
-    say(f"- counting SMTP relay on 127.0.0.1:{smtp_port} (Message-IDs noted, messages dropped unparsed)")
-    client = await start_temporal(stack)
-    say(f"- Temporal dev server on {client.service_client.config.target_host}")
-
+    smtp_port, inbound_port = free_port(), free_port()
     loaded = time.monotonic()
     say(f"- loading {args.accounts:,} accounts (one contact each) and the staff ladder")
     await bulk_load(url, args.accounts)
-    say(f"  loaded in {time.monotonic() - loaded:.1f}s")
+    ours, crm, bouncing = await mark_contacts(url, args.accounts, args.suppressed_pct, args.bouncing_pct)
+    say(f"  loaded in {time.monotonic() - loaded:.1f}s; {ours + crm:,} contacts suppressed ({ours:,} unsubscribed "
+        f"from surveys, {crm:,} opted out in the CRM), {len(bouncing):,} whose mailbox does not exist")
+    relay = CountingRelay(bouncing, ("127.0.0.1", inbound_port))
+    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
+    stack.sink_controller.start()
+    sink = SinkCount(relay)
+    say(f"- counting SMTP relay on 127.0.0.1:{smtp_port} (Message-IDs noted, messages dropped unparsed; "
+        f"a DSN back to the inbound listener for each bouncing address)")
+    client = await start_temporal(stack)
+    say(f"- Temporal dev server on {client.service_client.config.target_host}")
 
     worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms)
+    start_inbound(stack, client, url, smtp_port, TASK_QUEUE, inbound_port)
     await wait_for_worker(client, worker, stack, TASK_QUEUE)
-    say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}")
+    say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}; inbound listener on 127.0.0.1:{inbound_port}")
 
     settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
                         smtp_port=smtp_port, data_dir=stack.root / "data",
@@ -179,10 +221,25 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
         say(f"- launched {handle.id}; worker RSS {mb(rss0)}")
         say()
         watched = await watch(args, client, worker, sink, stack.root / "worker.log", started, deadline)
+        # Bounces come back while the cycle sends; once it is done, wait for the last ones to be acted on.
+        watched["bounces"] = await bounces_done(pool, relay, len(bouncing) if watched["outcome"] == "done" else 0,
+                                                started, deadline)
         await report(args, client, pool, stack, sink, handle.first_execution_run_id, worker, watched,
                      launched_at, started, rss0, cpu0, machine0, bench0)
     finally:
         await pool.close()
+
+
+async def bounces_done(pool, relay: CountingRelay, bouncing: int, started: float, deadline: float) -> dict:
+    """Wait (within the deadline) until every bounce the relay returned has been acted on."""
+    while time.monotonic() < deadline:
+        done = await pool.fetchval("SELECT count(*) FROM inbound_mail WHERE processed_at IS NOT NULL")
+        if relay.dsns_sent + relay.dsn_failures >= bouncing and done >= relay.dsns_sent:
+            break
+        await asyncio.sleep(1)
+    last = await pool.fetchval("SELECT max(processed_at) FROM inbound_mail")
+    return {"dsns": relay.dsns_sent, "dsn_failures": relay.dsn_failures, "last_processed": last,
+            "waited": time.monotonic() - started}
 
 
 async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount, worker_log: Path,
@@ -239,8 +296,11 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     by_status = dict(await pool.fetch(
         "SELECT status, count(*) FROM communications WHERE workflow_id = $1 GROUP BY status",
         cycle_workflow_id(CYCLE_ID)))
-    last_sent_at = await pool.fetchval("SELECT max(sent_at) FROM communications WHERE workflow_id = $1",
-                                       cycle_workflow_id(CYCLE_ID))
+    last_sent_at = await pool.fetchval("SELECT max(coalesce(sent_at, created_at)) FROM communications"
+                                       " WHERE workflow_id = $1", cycle_workflow_id(CYCLE_ID))
+    hard_bounces = await pool.fetchval("SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce'")
+    csm_tasks = await pool.fetchval("SELECT count(*) FROM tasks WHERE step LIKE 'bounce/%'")
+    bounced = await pool.fetchval("SELECT count(*) FROM communication_recipients WHERE status = 'bounced'")
     db_size = await pool.fetchval("SELECT pg_database_size(current_database())")
     tables = await pool.fetch(
         "SELECT relname, pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables"
@@ -261,12 +321,19 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     say(f"  invitations (rows)      {invited:,}")
     say(f"  e-mails sent (outbox)   {sent:,}" + (f"  ({by_status.get('pending', 0):,} pending)"
                                                   if by_status.get("pending") else ""))
+    say(f"  e-mails suppressed      {by_status.get('suppressed', 0):,} (recorded in the outbox, not sent)")
     say(f"  e-mails at the sink     {received:,}  ({len(sink.message_ids):,} distinct Message-IDs)")
+    b = watched["bounces"]
+    say(f"  bounces                 {b['dsns']:,} DSNs back to the listener ({b['dsn_failures']} failed to arrive); "
+        f"{bounced:,} recipients marked bounced, {hard_bounces:,} addresses suppressed, {csm_tasks:,} CSM tasks"
+        + (f"; the last acted on {(b['last_processed'] - launched_at).total_seconds():,.1f} s after the launch"
+           if b["last_processed"] else ""))
     if elapsed:
         what = "sending phase" if outcome == "done" else "sending, unfinished"
-        say(f"  {what:<22}  {elapsed:,.1f} s  (launch to last e-mail sent; "
+        say(f"  {what:<22}  {elapsed:,.1f} s  (launch to last e-mail sent or suppressed; "
             f"seen by polling after {observed:,.1f} s)")
-        say(f"  e-mails per second      {sent / elapsed:,.0f}")
+        say(f"  e-mails per second      {sent / elapsed:,.0f} sent, {(sent + by_status.get('suppressed', 0)) / elapsed:,.0f} "
+            "handled (sent or suppressed)")
     if progress is not None:
         say(f"  batches / runs          {progress.batches} batches of up to {args.batch_size}, "
             f"{progress.run_count} run(s) (continue-as-new {progress.run_count - 1}x); history: {runs} run(s)")
@@ -312,6 +379,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")
     parser.add_argument("--slow-ms", type=int, default=100, help="worker statements slower than this are listed")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    parser.add_argument("--suppressed-pct", type=float, default=5, help="contacts suppressed (ours and the CRM's)")
+    parser.add_argument("--bouncing-pct", type=float, default=2, help="contacts whose mailbox does not exist")
     args = parser.parse_args()
     if not 1 <= args.batch_size <= 5000 or args.accounts < 1:
         parser.error("--accounts must be >= 1 and --batch-size between 1 and 5000")

@@ -90,6 +90,16 @@ class Stack:
         self.sink_controller = None
         self.temporal: WorkflowEnvironment | None = None
         self.worker: subprocess.Popen | None = None
+        self.inbound: subprocess.Popen | None = None
+
+    def stop_inbound(self) -> None:
+        if self.inbound is not None and self.inbound.poll() is None:
+            self.inbound.terminate()
+            try:
+                self.inbound.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.inbound.kill()
+                self.inbound.wait()
 
     def stop_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
@@ -106,6 +116,7 @@ class Stack:
             await env.shutdown()
 
     def stop(self, keep: bool) -> None:
+        self.stop_inbound()
         self.stop_worker()
         # Only if the async shutdown could not run (a second Ctrl-C): the dev server is our child process.
         for pid in child_pids():
@@ -149,9 +160,17 @@ class CountingRelay:
 
     _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.MULTILINE | re.IGNORECASE)
 
-    def __init__(self):
+    def __init__(self, bouncing: set[str] | None = None, dsn_to: tuple[str, int] | None = None):
         self.received = 0
         self.message_ids: set[bytes] = set()
+        # Addresses whose mailbox does not exist: the relay accepts their copy, then (as a real relay
+        # whose next hop refused it) returns a delivery status notification to the VERP return path,
+        # at the product's inbound listener on `dsn_to`.
+        self.bouncing = {a.lower() for a in bouncing or ()}
+        self.dsn_to = dsn_to
+        self.dsns_sent = 0
+        self.dsn_failures = 0
+        self._pending: set[asyncio.Task] = set()
 
     async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
@@ -160,7 +179,58 @@ class CountingRelay:
         match = self._MESSAGE_ID.search(raw)
         self.message_ids.add(match.group(1) if match else b"<none>")
         self.received += 1
+        for rcpt in envelope.rcpt_tos:
+            if rcpt.lower() in self.bouncing and self.dsn_to and envelope.mail_from:
+                task = asyncio.get_running_loop().create_task(self._bounce(envelope.mail_from, rcpt))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
         return "250 Message accepted for delivery"
+
+    async def _bounce(self, return_path: str, rcpt: str) -> None:
+        import aiosmtplib
+
+        dsn = DSN.format(return_path=return_path, rcpt=rcpt).replace("\n", "\r\n").encode()
+        client = aiosmtplib.SMTP(hostname=self.dsn_to[0], port=self.dsn_to[1], timeout=60)
+        try:
+            await client.connect()
+            # A bounce travels with the null return path (RFC 5321 4.5.5), which aiosmtplib's send() refuses.
+            reply = await client.execute_command(b"MAIL FROM:<>")
+            if reply.code != 250:
+                raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
+            await client.rcpt(return_path)
+            await client.data(dsn)
+            self.dsns_sent += 1
+        except Exception:
+            self.dsn_failures += 1
+        finally:
+            client.close()
+
+
+# A Postfix hard bounce (user unknown), as the relay's next hop would return it.
+DSN = """From: MAILER-DAEMON@relay.bench.example (Mail Delivery System)
+To: {return_path}
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain; charset=us-ascii
+
+<{rcpt}>: host mx.bench.example said: 550 5.1.1 User unknown
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.bench.example
+
+Final-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown
+
+--B--
+"""
 
 
 class SinkCount:
@@ -298,6 +368,15 @@ def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, task_qu
     env = product_env(stack, client, url, smtp_port, task_queue, **(extra_env or {}))
     stack.worker = start_product_process(stack, [str(PROJECT_ROOT / "worker.py")], env, log_name)
     return stack.worker
+
+
+def start_inbound(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str, port: int) -> subprocess.Popen:
+    """The product's inbound SMTP listener (bounces, complaints, replies) on `port`."""
+    env = product_env(stack, client, url, smtp_port, task_queue, INBOUND_SMTP_HOST="127.0.0.1",
+                      INBOUND_SMTP_PORT=str(port))
+    # `starter` is installed into .venv (pip install -e), so the module runs from the temp dir too.
+    stack.inbound = start_product_process(stack, ["-m", "starter.inbound_mail"], env, "inbound.log")
+    return stack.inbound
 
 
 async def wait_for_worker(client: Client, worker: subprocess.Popen, stack: Stack, task_queue: str,

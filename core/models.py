@@ -12,6 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from core.mail_models import (  # noqa: F401 (re-exported: the shared nouns of e-mail and working days)
+    CalendarPlace, CalendarsRequest, Meeting, MeetingSpec, PlayCalendars, RecipientOutcome, RecipientStatus,
+    SendOutcome,
+)
+from core.working_time import SendWindow
+
 Priority = Literal["P0", "P1", "P2", "P3"]
 TaskStatus = Literal["not-started", "in-progress", "blocked", "completed", "cancelled"]
 AccountStatus = Literal["prospect", "onboarding", "active", "at-risk", "churned"]
@@ -175,13 +181,26 @@ class RescheduleTasksRequest(Model):
     due_dates: dict[str, datetime]  # step -> new due date
 
 
+# The class of an e-mail decides the rules it follows (issue 17; README "Customer e-mail"):
+# transactional (SLA ticket updates) always goes; lifecycle and survey mail honours unsubscribes,
+# the weekly cap and the recipient's send window; internal mail goes to our own staff only.
+EmailCategory = Literal["transactional", "lifecycle", "survey", "internal"]
+CUSTOMER_CATEGORIES: tuple[str, ...] = ("transactional", "lifecycle", "survey")
+
+
 class EmailTemplate(Model):
-    """A template snapshot: the sources travel with the play, not the file."""
+    """A template snapshot: the sources travel with the play, not the file, with the rules the
+    content gives the e-mail. `category` None: a play launched before e-mail classes existed."""
 
     name: str
     subject: str
     body: str
     partials: dict[str, str] = {}  # layouts it extends or includes, by name
+    category: EmailCategory | None = None
+    window: SendWindow | None = None  # lifecycle and survey mail: the recipient's local send window
+    meeting: MeetingSpec | None = None
+    stop_on_reply: bool = False  # a reply to this e-mail stops its follow-ups
+    reach_another_way: bool = False  # a customer it cannot reach gets the CSM a task to reach them
 
 
 class SendEmailRequest(Model):
@@ -191,6 +210,14 @@ class SendEmailRequest(Model):
     to: list[Role]
     cc: list[Role] = []
     data: dict = {}
+    # Explicit people instead of (or besides) roles: an NPS respondent.
+    people: list[Person] = []
+    # The send window closes then: later, the e-mail waits for the next window (the worker was down).
+    send_by: datetime | None = None
+    planned_at: datetime | None = None  # when the step wanted it sent (a later send was held)
+    # A customer reply to the e-mails of these steps (this play) stops this one: a follow-up.
+    stop_if_replied: list[str] = []
+    meeting: Meeting | None = None
 
 
 class EmailResult(Model):
@@ -198,6 +225,15 @@ class EmailResult(Model):
     message_id: str
     to: list[str]
     already_sent: bool
+    outcome: SendOutcome = "sent"
+    reason: str = ""
+    deferred_until: datetime | None = None  # outcome deferred: ask again then (None: at the next window)
+    recipients: list[RecipientOutcome] = []
+
+    def unreached_customers(self) -> list[RecipientOutcome]:
+        """Customers in To whom this e-mail did not (and will not) reach."""
+        return [r for r in self.recipients
+                if r.customer and r.kind == "to" and r.status in ("suppressed", "refused", "bounced", "stopped")]
 
 
 class EscalationReport(Model):
@@ -309,6 +345,9 @@ class SurveyBatchRequest(Model):
     after: tuple[str, str] | None = None
     limit: int = Field(1000, ge=1, le=5000)
     only_email: str | None = None  # a re-survey of one respondent
+    # Cycles launched since issue 17: a contact outside their account's send window, or over the weekly
+    # cap, is invited later (the cycle sweeps them up) instead of at once.
+    defer: bool = False
 
 
 class SurveyBatchResult(Model):
@@ -316,6 +355,20 @@ class SurveyBatchResult(Model):
     already: int
     last: tuple[str, str] | None
     done: bool
+    suppressed: int = 0
+    deferred: int = 0
+    next_at: datetime | None = None  # the earliest deferred invitation of the cycle, if any
+
+
+class DeferredInvitationsRequest(Model):
+    """Send the cycle's invitations (and reminders) whose deferral has run out, up to `limit`."""
+
+    play: PlayRef
+    cycle_id: str
+    survey: EmailTemplate
+    reminder: EmailTemplate
+    expires_at: datetime
+    limit: int = Field(1000, ge=1, le=5000)
 
 
 class RespondentEmailRequest(Model):

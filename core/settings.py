@@ -52,12 +52,33 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30.0
+    # SMTP sessions a worker keeps open to the relay, and e-mails a survey batch has in flight at once:
+    # each e-mail waits on PostgreSQL and the relay in turn, so more in flight keeps a worker busy
+    # when those answer slowly (bench/README.md).
+    smtp_sessions: int = Field(16, ge=1, le=100)
+    email_batch_concurrency: int = Field(24, ge=1, le=200)
     mail_from: str = "Customer Success <success@tai.example>"
 
     # Prometheus endpoints (host:port; off when unset): the Temporal SDK's metrics and the
     # product's counters (core/metrics.py). ./run.sh sets them; one address per process.
     worker_metrics_address: str | None = None
     http_metrics_address: str | None = None
+    # Mail that comes back (issue 17): one SMTP listener takes bounces (VERP return paths
+    # bounce+<token>@INBOUND_MAIL_DOMAIN), feedback reports and customer replies
+    # (Reply-To reply+<token>@...). In production the domain's MX points at the listener.
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int = 2526
+    inbound_mail_domain: str = "reply.tai.example"
+    inbound_max_bytes: int = Field(10_000_000, ge=10_000)
+    # Unsubscribe links are signed with this secret (HMAC-SHA256); the default only suits the local demo.
+    email_link_secret: SecretStr = SecretStr("local-demo-email-secret")
+    # At most this many customer e-mails per contact per rolling 7 days, across all plays (0: no cap).
+    # Transactional mail always goes (and counts); lifecycle mail comes before survey mail; what is
+    # over is deferred, never dropped. The busiest week of the shipped playbooks (onboarding's
+    # go-live week) sends a sponsor 6.
+    email_weekly_cap: int = Field(8, ge=0)
+    # A soft bounce (4xx) is tried again after 15 min, 1 h, 4 h, 12 h, then given up after this many.
+    email_soft_bounce_attempts: int = Field(5, ge=1, le=20)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000

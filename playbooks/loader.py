@@ -195,7 +195,7 @@ def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
     content = _validate(name, root, model, data)
 
     templates: dict[str, EmailTemplate] = {}
-    problems = []
+    problems = _calendar_problems(name, root, content)
     for key, loc, email in content.email_contents():
         where = _field(loc)
         line = _line(_node_at(root, loc + ("template",)))
@@ -216,7 +216,7 @@ def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
         except RenderError as exc:
             problems.append((name, line, f"{where}.template", str(exc)))
             continue
-        template = EmailTemplate(name=email.template, subject=email.subject, body=body, partials=partials)
+        template = content.email_template(key, email, body, partials)
         problem = check_template(template, kind)
         if problem:
             problems.append((name, line, f"{where}.template", problem))
@@ -225,6 +225,22 @@ def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
         raise PlaybookError(problems)
     digest = hashlib.sha256(raw + b"".join(t.body.encode() for t in templates.values())).hexdigest()[:16]
     return SNAPSHOT_MODELS[kind](source=path.name, digest=digest, content=content, templates=templates)
+
+
+def _calendar_problems(name: str, root: yaml.Node, content) -> list[tuple[str, int | None, str, str]]:
+    """Countries and regions the `holidays` package must know (our team's; the SLA's support region)."""
+    from core.holiday_calendars import place_problem
+
+    places = [("team_country", content.team_country, "team_region", content.team_region)]
+    if getattr(content, "holidays", "none") != "none":
+        places.append(("holidays", content.holidays, "holidays_region", content.holidays_region))
+    problems = []
+    for country_field, country, region_field, region in places:
+        problem = place_problem(country, region)
+        if problem:
+            field = region_field if problem[0] == "region" else country_field
+            problems.append((name, _line(_node_at(root, (field,))), field, problem[1]))
+    return problems
 
 
 def _partials(body: str, name: str, templates_dir: Path) -> dict[str, str]:
@@ -254,6 +270,22 @@ def check_template(template: EmailTemplate, playbook: str) -> str | None:
     except RenderError as exc:
         return str(exc)
     return None
+
+
+def standalone_template(name: str, subject: str, playbooks_dir: Path | None = None,
+                        category: str = "internal") -> EmailTemplate:
+    """A template the product sends outside any playbook (the CSM's notice of a customer reply), read
+    from the templates folder now, with its partials. Raises PlaybookError naming the file."""
+    templates_dir = (playbooks_dir or PLAYBOOKS_DIR) / "templates"
+    path = (templates_dir / name).resolve()
+    try:
+        body = path.read_text(encoding="utf-8")
+        partials = _partials(body, name, templates_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaybookError([(str(path), None, "", f"cannot read the template: {exc}")]) from None
+    except RenderError as exc:
+        raise PlaybookError([(str(path), exc.line, "", str(exc))]) from None
+    return EmailTemplate(name=name, subject=subject, body=body, partials=partials, category=category)
 
 
 # Files of the playbooks folder that are configuration, not playbooks.

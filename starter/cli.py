@@ -30,6 +30,7 @@ from activities.db import DatabaseUnavailable, create_pool, database_url
 from core.settings import get_settings
 from core.temporal import connect
 from playbooks.loader import SCORING_FILE, PlaybookError, load_scoring, validate_all
+from starter import mail_cli
 from starter.mail_sink import read_maildir
 from starter.security.cli_audit import audit_cli
 from activities.churn import risk_summary
@@ -756,8 +757,12 @@ def preview(
     account_id: str = typer.Option(None, "--account", help="preview for this account (default: a sample one)"),
     priority: str = typer.Option("P1", help="sla: the ticket's priority"),
     renewal_days_out: int = typer.Option(180, help="renewal: days from launch to the renewal date"),
+    start: str = typer.Option(None, "--start", help="launch at 10:00 on this date (YYYY-MM-DD): a DST week, a "
+                                                    "holiday season; default: next Monday"),
 ):
-    """The whole timeline of a play (e-mails, tasks, escalations) in about a second, sending nothing."""
+    """The whole timeline of a play (e-mails, tasks, escalations) in about a second, sending nothing.
+    Times are the account's local time: weekends, its public holidays and send windows show."""
+    from playbooks.samples import SAMPLE_ACCOUNT
     from starter.preview import format_timeline, preview as run_preview
 
     logging.getLogger("temporalio").setLevel(logging.ERROR)  # a play's own warnings are part of the timeline
@@ -771,16 +776,21 @@ def preview(
                 except LookupError as exc:
                     raise SteeringError(str(exc), 404) from None
         started = time.perf_counter()
+        try:
+            first_day = date.fromisoformat(start) if start else None
+        except ValueError:
+            raise ValueError(f"--start {start!r} is not a date like 2027-03-22") from None
         entries = await run_preview(playbook.value, account, renewal_days_out=renewal_days_out,
-                                    ticket_priority=priority.upper())
-        return entries, time.perf_counter() - started
+                                    ticket_priority=priority.upper(), start=first_day)
+        return entries, time.perf_counter() - started, (account or SAMPLE_ACCOUNT).timezone
 
     try:
-        entries, seconds = asyncio.run(go())
+        entries, seconds, tz = asyncio.run(go())
     except (SteeringError, PlaybookError, DatabaseUnavailable, ValueError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    for line in format_timeline(entries):
+    out.print(f"times in {tz}, the account's local time")
+    for line in format_timeline(entries, tz):
         out.print(escape(line), highlight=False)
     kinds = Counter(e.kind for e in entries)
     out.print(f"{len(entries)} entries ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) "
@@ -810,6 +820,7 @@ from starter import webhooks_cli  # noqa: E402  (its commands reach back for com
 app.add_typer(webhooks_cli.app, name="webhooks")
 from starter import deliveries_cli  # noqa: E402
 app.add_typer(deliveries_cli.app, name="deliveries")
+app.add_typer(mail_cli.app, name="suppressions")
 
 
 @app.command()

@@ -7,7 +7,8 @@
   unless DATABASE_URL is set;
 - an SMTP sink on SMTP_HOST:SMTP_PORT keeping mail in .data/mail, unless
   SMTP_HOST is set;
-- the worker and the HTTP service as child processes, logs in .data/logs;
+- the worker, the HTTP service and the inbound SMTP listener (bounces, complaints, replies on
+  INBOUND_SMTP_HOST:INBOUND_SMTP_PORT) as child processes, logs in .data/logs;
 - the demo account, the demo book of business (imported from starter/demo_book/)
   and the staff ladder, created once.
 
@@ -229,7 +230,8 @@ def main() -> None:
     # DEVSTACK_START_TEMPORAL=1 starts the dev server on TEMPORAL_ADDRESS's port (the browser tests use it).
     start_temporal_here = "TEMPORAL_ADDRESS" not in os.environ or os.environ.get("DEVSTACK_START_TEMPORAL") == "1"
     temporal_port = int(settings.temporal_address.rpartition(":")[2])
-    ours = [(settings.http_port, "HTTP service", "HTTP_PORT")]
+    ours = [(settings.http_port, "HTTP service", "HTTP_PORT"),
+            (settings.inbound_smtp_port, "inbound SMTP listener", "INBOUND_SMTP_PORT")]
     if start_sink_here:
         ours.append((settings.smtp_port, "SMTP sink", "SMTP_PORT"))
     if start_temporal_here:
@@ -267,8 +269,11 @@ def main() -> None:
         children.start("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")],
                        {**env, "WORKER_METRICS_ADDRESS": worker_metrics})
         children.start("http", uvicorn_args(settings), {**env, "HTTP_METRICS_ADDRESS": http_metrics})
+        children.start("inbound", [sys.executable, "-m", "starter.inbound_mail"], env)
         wait_for_http(settings, children)
         say(f"- worker on task queue {settings.task_queue}; HTTP service on http://{settings.http_host}:{settings.http_port}")
+        say(f"- inbound SMTP (bounces, replies) on {settings.inbound_smtp_host}:{settings.inbound_smtp_port} "
+            f"for {settings.inbound_mail_domain}")
         say(f"- demo account '{DEMO_ACCOUNT_ID}' {'created' if created else 'already there'}")
         say("")
         say(f"Ready in {time.monotonic() - started:.1f}s.")

@@ -7,7 +7,7 @@ Maildir there, so `csplay mail` can list what the product has sent.
 from __future__ import annotations
 
 import mailbox
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,9 +26,16 @@ class ReceivedMail:
     text: str
     html: str
     date: str
+    envelope_from: str = ""
+    raw: bytes = b""
+
+    @property
+    def message(self) -> EmailMessage:
+        """The whole message, parsed again (headers as objects: `message["To"].addresses`)."""
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
 
     @classmethod
-    def parse(cls, raw: bytes, rcpt_to: tuple[str, ...] = ()) -> "ReceivedMail":
+    def parse(cls, raw: bytes, rcpt_to: tuple[str, ...] = (), envelope_from: str = "") -> "ReceivedMail":
         msg: EmailMessage = message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
         text = msg.get_body(("plain",))
         html = msg.get_body(("html",))
@@ -42,22 +49,41 @@ class ReceivedMail:
             text=text.get_content() if text else "",
             html=html.get_content() if html else "",
             date=str(msg.get("Date", "")),
+            envelope_from=envelope_from,
+            raw=raw,
         )
 
 
+def fold_copies(copies: list[ReceivedMail]) -> list[ReceivedMail]:
+    """One entry per message: the product sends each recipient their own copy (its own return path,
+    their own unsubscribe link), all with the same Message-ID; `rcpt_to` gathers every copy's."""
+    folded: dict[str, ReceivedMail] = {}
+    order: list[str] = []
+    for n, mail in enumerate(copies):
+        key = mail.message_id or f"#{n}"
+        if key in folded:
+            first = folded[key]
+            folded[key] = replace(first, rcpt_to=first.rcpt_to + tuple(r for r in mail.rcpt_to if r not in first.rcpt_to))
+        else:
+            folded[key] = mail
+            order.append(key)
+    return [folded[k] for k in order]
+
+
 class MailSink:
-    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. Addresses in
-    `refused` are answered `550 5.1.1` at RCPT TO, as a real server refuses an unknown mailbox
-    (RFC 5321 section 4.2.2), so tests can see what a permanent refusal does."""
+    """aiosmtpd handler: accepts everything, stores everything, delivers nothing. `copies` holds every
+    copy as it came (one per recipient), `messages` one entry per message. `refuse` maps an address
+    (lower-cased) to the reply its RCPT gets instead, as a relay refusing it would."""
 
     def __init__(self, maildir: Path | None = None):
-        self.messages: list[ReceivedMail] = []
-        self.refused: set[str] = set()
+        self.copies: list[ReceivedMail] = []
+        self.refuse: dict[str, str] = {}
         self._maildir = mailbox.Maildir(maildir, create=True) if maildir else None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
-        if address.lower() in self.refused:
-            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -65,15 +91,26 @@ class MailSink:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
-        self.messages.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos)))
+        self.copies.append(ReceivedMail.parse(raw, tuple(envelope.rcpt_tos), envelope.mail_from or ""))
         if self._maildir is not None:
             self._maildir.add(raw)
         return "250 Message accepted for delivery"
 
+    @property
+    def messages(self) -> list[ReceivedMail]:
+        return fold_copies(self.copies)
 
-def start_sink(host: str, port: int, maildir: Path | None = None) -> tuple[Controller, MailSink]:
+    def clear(self) -> None:
+        """Forget what came in and whom to refuse (between tests)."""
+        self.copies.clear()
+        self.refuse.clear()
+
+
+def start_sink(host: str, port: int, maildir: Path | None = None, smtputf8: bool = True) -> tuple[Controller, MailSink]:
+    """The sink on host:port; like most relays today it offers SMTPUTF8 (RFC 6531) unless told not to."""
     sink = MailSink(maildir)
-    controller = Controller(sink, hostname=host, port=port)
+    controller = Controller(sink, hostname=host, port=port, enable_SMTPUTF8=smtputf8,
+                            decode_data=False)
     controller.start()
     return controller, sink
 
@@ -87,4 +124,4 @@ def read_maildir(path: Path) -> list[ReceivedMail]:
     for key in sorted(box.keys()):
         with box.get_file(key) as fh:
             mails.append(ReceivedMail.parse(fh.read()))
-    return mails
+    return fold_copies(mails)

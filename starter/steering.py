@@ -247,13 +247,12 @@ async def mark_churned(client: Client, account_id: str, churned: Churned) -> Non
     await handle.signal(RenewalCountdown.churned, churned)
 
 
-def public_holidays(kind: str, around: date) -> list[date]:
-    """The holidays a ticket's business clock skips: the year it opens and the next."""
-    if kind == "none":
-        return []
-    import holidays  # only the starter needs the calendar package; the workflow gets dates
+def public_holidays(kind: str, around: date, region: str | None = None) -> list[date]:
+    """The holidays a ticket's business clock skips (the support region's: a country, optionally
+    its region, or "none"): the year it opens and the next. The workflow gets dates, not the package."""
+    from core.holiday_calendars import holiday_dates
 
-    return sorted(holidays.US(years=[around.year, around.year + 1]).keys())
+    return holiday_dates(kind, region, around, years=2)
 
 
 def valid_ticket_id(ticket_id: str | None) -> bool:
@@ -298,7 +297,7 @@ async def open_ticket(
         SlaInput(
             ticket_id=ticket_id, account_id=account.id, tier=account.tier, priority=priority, subject=subject,
             opened_at=opened_at, playbook=snapshot,
-            holidays=public_holidays(snapshot.content.holidays, opened_at.date()),
+            holidays=public_holidays(snapshot.content.holidays, opened_at.date(), snapshot.content.holidays_region),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
         workflow_id=sla_workflow_id(ticket_id), account=account, playbook=SLA, phase="open", task_queue=task_queue,

@@ -26,7 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from playbooks.loader import PLAYBOOKS_DIR, PlaybookError, validate_all
 from starter.steering import launch_onboarding
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign
-from tests.conftest import asleep_on_timer
+from tests.conftest import asleep_on_timer, deliver_to, free_port
+from tests.inbound.dsn_test import FIXTURES
 from tests.starter.webhook_test import CLOSED_WON, SECRET, URL, event
 from tests.starter.webhooks import vendors
 from tests.workflows.nps_test import CONTACTS, token_for
@@ -34,7 +35,7 @@ from tests.workflows.nps_test import CONTACTS, token_for
 # Every play an input in this catalogue could start or move.
 PLAYS = ["onboarding-acme", "renewal-acme", "churn-acme", "sla-T-9", "onboarding-nobody", "sla-ZD-48213",
          "sla-ZD-1", "onboarding-northwind-traders-ltd",
-         f"nps-2026-10-{CONTACTS[0]}", "nps-cycle-2026-10"]
+         f"nps-2026-10-{CONTACTS[0]}", "nps-cycle-2026-10", "inbound-1"]
 PASSWORD = "correct horse battery staple"
 
 
@@ -188,6 +189,26 @@ def console_post(path: str, **data) -> Send:
 def console_get(path: str) -> Send:
     async def send(ctx):
         return await ctx.console.get(path)
+    return send
+
+
+def unsubscribe_token(settings, days_ago: int = 0) -> str:
+    from datetime import datetime, timezone
+
+    from activities.mail_links import unsubscribe_link_for
+
+    issued = datetime.now(timezone.utc) - timedelta(days=days_ago)
+    return unsubscribe_link_for(settings.email_link_secret.get_secret_value(), "lee.park@acme.example", "lifecycle",
+                                "acme", issued)
+
+
+def unsubscribe(token_of: Callable, body: bytes = b"List-Unsubscribe=One-Click",
+                ctype: str = "application/x-www-form-urlencoded", method: str = "POST") -> Send:
+    async def send(ctx):  # a customer's mail client: no token, no session
+        url = f"/unsubscribe/{token_of(ctx.settings)}"
+        if method == "GET":
+            return await ctx.anonymous.get(url)
+        return await ctx.anonymous.post(url, content=body, headers={"content-type": ctype})
     return send
 
 
@@ -382,6 +403,20 @@ HTTP_CASES: dict[str, Case] = {
     "survey score out of range": Case(survey(lambda s: token_for(s, CONTACTS[0]), {"score": "11"}), 422, "score"),
     "survey score not a number": Case(survey(lambda s: token_for(s, CONTACTS[0]), {"score": "nine"}), 422,
                                       "score"),
+    # -- unsubscribe links (RFC 8058 one-click) ---------------------------------------------
+    "unsubscribe link forged": Case(unsubscribe(lambda s: unsubscribe_token(s)[:-4] + "AAAA"), 403,
+                                    "token: this unsubscribe link is damaged or was not issued by us"),
+    "unsubscribe link garbage": Case(unsubscribe(lambda s: "not-a-token"), 403, "token: this unsubscribe link is damaged"),
+    "unsubscribe link page forged": Case(unsubscribe(lambda s: "x.y", method="GET"), 403, "damaged"),
+    "unsubscribe link expired": Case(unsubscribe(lambda s: unsubscribe_token(s, days_ago=401)), 410,
+                                     "token: this unsubscribe link expired"),
+    "unsubscribe without the one-click body": Case(unsubscribe(unsubscribe_token, body=b"unsubscribe=yes"), 422,
+                                                   "List-Unsubscribe: send List-Unsubscribe=One-Click"),
+    "unsubscribe with a JSON body": Case(
+        unsubscribe(unsubscribe_token, body=b'{"List-Unsubscribe": "One-Click"}', ctype="application/json"), 422,
+        "List-Unsubscribe"),
+    "unsubscribe with a huge body": Case(unsubscribe(unsubscribe_token, body=b"List-Unsubscribe=One-Click&" + b"x" * 20_000),
+                                         422, "List-Unsubscribe"),
     # -- the console ------------------------------------------------------------------------
     "console login without its CSRF token": Case(
         api("POST", "/console/login", client="anonymous",
@@ -574,6 +609,71 @@ async def test_a_duplicate_event_is_acknowledged_and_changes_nothing(env, http, 
     assert await plays(env) == before_plays
 
 
+# -- mail to the inbound SMTP listener ---------------------------------------------------------
+@dataclass
+class Mail:
+    rcpt: Callable[[object, str], str]  # (settings, a real recipient token) -> RCPT TO
+    raw: bytes
+    code: int
+    says: str
+
+
+DSN = (FIXTURES / "postfix_user_unknown.eml").read_bytes()
+NOT_A_REPORT = b"From: someone@elsewhere.example\r\nSubject: hello\r\n\r\nJust saying hello.\r\n"
+MAIL_CASES: dict[str, Mail] = {
+    "inbound mailbox of another domain": Mail(lambda s, t: f"bounce+{t}@elsewhere.example", DSN, 550,
+                                              "5.7.1 relaying denied"),
+    "inbound unknown bounce token": Mail(lambda s, t: f"bounce+{'a' * 20}@{s.inbound_mail_domain}", DSN, 550,
+                                         "5.1.1 no such mailbox"),
+    "inbound unknown reply token": Mail(lambda s, t: f"reply+{'b' * 20}@{s.inbound_mail_domain}", NOT_A_REPORT, 550,
+                                        "5.1.1 no such mailbox"),
+    "inbound mailbox without a token": Mail(lambda s, t: f"info@{s.inbound_mail_domain}", NOT_A_REPORT, 550,
+                                            "5.1.1 no such mailbox"),
+    "inbound token of the wrong shape": Mail(lambda s, t: f"bounce+{t}x@{s.inbound_mail_domain}", DSN, 550,
+                                             "5.1.1 no such mailbox"),
+    "inbound bounce address given a non-report": Mail(lambda s, t: f"bounce+{t}@{s.inbound_mail_domain}", NOT_A_REPORT,
+                                                      550, "5.6.0 this address only takes delivery status"),
+    "inbound message over the size limit": Mail(lambda s, t: f"bounce+{t}@{s.inbound_mail_domain}",
+                                                DSN + (b"x" * 70 + b"\r\n") * 400, 552, "Too much mail data"),
+}
+
+
+async def a_sent_email(pool, settings) -> str:
+    """A recipient token of an e-mail sent to a contact (whatever the hour: no send window here)."""
+    from activities.accounts import fetch_account, fetch_staff
+    from activities.email import Mailer, resolve_roles
+    from core.models import EmailTemplate, PlayRef
+
+    account, staff = await fetch_account(pool, "acme"), await fetch_staff(pool)
+    await Mailer(pool, settings).deliver(
+        PlayRef(workflow_id="renewal-acme", play_id="run1", account_id="acme"), "email/hello",
+        EmailTemplate(name="t.html.j2", subject="Hello", body="<html><body>Hi</body></html>", category="lifecycle"),
+        resolve_roles(["contacts"], account, staff), [], {}, account, staff)
+    return await pool.fetchval("SELECT r.token FROM communication_recipients r JOIN communications c"
+                               " ON c.id = r.communication_id WHERE c.step = 'email/hello' ORDER BY r.id LIMIT 1")
+
+
+@pytest.mark.parametrize("case", MAIL_CASES.values(), ids=MAIL_CASES.keys())
+async def test_bad_mail_to_the_inbound_listener_is_refused_and_changes_nothing(env, http, pool, settings, case):
+    from starter.inbound_mail import start_listener
+
+    await http.post("/plays/onboarding", json={"account_id": "acme"})
+    await asleep_on_timer(env.client, "onboarding-acme")
+    port = free_port()
+    server = await start_listener(pool, env.client, settings.model_copy(update={"inbound_max_bytes": 20_000}),
+                                  "127.0.0.1", port, settings.task_queue)
+    try:
+        token = await a_sent_email(pool, settings)
+        before_rows, before_plays = await table_digests(pool), await plays(env)
+        code, text = await deliver_to(port, "", case.rcpt(settings, token), case.raw)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert code == case.code and case.says in text, (code, text)
+    assert await table_digests(pool) == before_rows
+    assert await plays(env) == before_plays
+
+
 # -- playbook files --------------------------------------------------------------------------
 @dataclass
 class Broken:
@@ -652,6 +752,21 @@ PLAYBOOK_CASES: dict[str, Broken] = {
     "mapping writes back a property it also reads": Broken(
         "crm/salesforce.yaml", "health_score: CS_Health_Score__c", "health_score: Health_Score__c",
         "write_back.properties.health_score: Health_Score__c is also read from this CRM"),
+    "send window time not HH:MM": Broken("onboarding.yaml", 'send_window: {opens: "09:00", closes: "17:00"}',
+                                         'send_window: {opens: "9am", closes: "17:00"}', "send_window",
+                                         at="send_window:"),
+    "customer e-mail classed internal": Broken(
+        "renewal.yaml", "        reach_another_way: true\n        # Reminders",
+        "        reach_another_way: true\n        category: internal\n        # Reminders",
+        "cannot be internal", at="category: internal"),
+    "follow-ups out of order": Broken("renewal.yaml", "          - after_working_days: 10",
+                                      "          - after_working_days: 3",
+                                      "follow_ups: must be in rising order", at="follow_ups:"),
+    "meeting without lead time": Broken("churn.yaml", "lead_working_days: 2", "lead_working_days: 0",
+                                        "lead_working_days: Input should be greater than or equal to 1",
+                                        at="meeting: {title"),
+    "team holidays of an unknown country": Broken("onboarding.yaml", "team_country: US", "team_country: ZZ",
+                                                  "team_country: the holidays package has no calendar"),
     "template unknown variable": Broken("templates/onboarding/health_check.html.j2", "{{ account.name }}",
                                         "{{ account.nickname }}", "has no attribute 'nickname'"),
     "template escaping the sandbox via __class__": Broken(
@@ -692,7 +807,7 @@ async def test_a_broken_playbook_names_file_line_and_field_and_launches_nothing(
 
 
 def test_the_catalogue_has_at_least_a_hundred_and_fifty_cases():
-    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + len(IMPORT_CASES) + len(UPLOAD_CASES) + 1 >= 150
+    assert len(HTTP_CASES) + len(PLAYBOOK_CASES) + len(IMPORT_CASES) + len(UPLOAD_CASES) + len(MAIL_CASES) + 1 >= 150
 
 
 # -- CRM imports: files and mappings that cannot be imported -------------------------------------

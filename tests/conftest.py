@@ -175,10 +175,9 @@ def smtp_server():
 @pytest.fixture
 def sink(smtp_server):
     _, sink = smtp_server
-    sink.messages.clear()
-    sink.refused.clear()
+    sink.clear()
     yield sink
-    sink.refused.clear()
+    sink.clear()
 
 
 @pytest.fixture
@@ -257,3 +256,35 @@ def folder(tmp_path: Path) -> Path:
     shutil.copytree(PLAYBOOKS_DIR, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     assert (dest / "onboarding.yaml").is_file() and (dest / "templates" / "common" / "_layout.html.j2").is_file()
     return dest
+
+
+@pytest_asyncio.fixture
+async def inbound(env, worker, pool, settings):
+    """The inbound SMTP listener (bounces, complaints, replies) on a free port, on this test's
+    database, Temporal server and worker; yields its port."""
+    from starter.inbound_mail import start_listener
+
+    port = free_port()
+    server = await start_listener(pool, env.client, settings, "127.0.0.1", port, settings.task_queue)
+    yield port
+    server.close()
+    await server.wait_closed()
+
+
+async def deliver_to(port: int, mail_from: str, rcpt: str, raw: bytes) -> tuple[int, str]:
+    """Hand a message to an SMTP server as an MTA would: (code, text) of the first refusal, or of DATA."""
+    import aiosmtplib
+
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=DEADLINE_SECONDS)
+    await client.connect()
+    try:
+        await client.mail(mail_from)
+        reply = await client.execute_command(f"RCPT TO:<{rcpt}>".encode())
+        if reply.code >= 400:
+            return reply.code, reply.message
+        reply = await client.data(raw)
+        return reply.code, reply.message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    finally:
+        client.close()

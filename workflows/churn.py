@@ -37,7 +37,7 @@ class ChurnWatch(SteerablePlay):
         self._state = input.state or ChurnState(started_at=workflow.now())
         self._timeline = ChurnTimeline(self._content, input.scoring, self._state)
         self._play = Play(CHURN, input.account_id, input.playbook, input.search_attributes, self._state.control,
-                          keep_timers=True)
+                          keep_timers=True, tasks=self._state.tasks)
         self._changed = True
 
     @workflow.run

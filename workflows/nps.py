@@ -9,7 +9,9 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.nps import NpsActivities, category_of, cycle_for
-    from core.models import EscalationReport, PlayRef, RespondentEmailRequest, SurveyBatchRequest
+    from core.models import (
+        DeferredInvitationsRequest, EscalationReport, PlayRef, RespondentEmailRequest, SurveyBatchRequest,
+    )
     from playbooks.schema import FollowUpAction
     from workflows.calendar import local_date
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
@@ -24,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
 # so a stuck one is noticed within a minute and a slow one is not cut off.
 BATCH_TIMEOUT = timedelta(minutes=15)
 BATCH_HEARTBEAT = timedelta(seconds=60)
+# Cycles started from here on invite each contact inside their own send window (issue 17).
+SEND_CHECKS = "nps-send-checks-v1"
 
 
 @workflow.defn(name="NpsCycle")
@@ -46,14 +50,16 @@ class NpsCycle:
     @workflow.run
     async def run(self, input: CycleInput) -> CycleProgress:
         st, input = self._state, self._input
+        if input.state is None and workflow.patched(SEND_CHECKS):
+            st.defers = True
         if st.phase in ("sending", "reminding"):
             await self._batches(st.phase)
         if st.phase == "waiting":
-            await workflow.sleep(max(self._remind_at - workflow.now(), timedelta(0)))
+            await self._wait_sweeping(self._remind_at)
             st.phase, st.cursor = "reminding", None
             await self._batches("reminding")
         if st.phase == "closing":
-            await workflow.sleep(max(self._expires_at - workflow.now(), timedelta(0)))
+            await self._wait_sweeping(self._expires_at)
             st.closed = await run_activity(NpsActivities.close_nonresponses, input.cycle_id)
             st.phase = "closed"
         workflow.logger.info("nps.cycle_closed", extra={"cycle": input.cycle_id, "sent": st.sent,
@@ -68,24 +74,56 @@ class NpsCycle:
                 play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id, kind=kind,
                 template=self._input.playbook.template(kind), expires_at=self._expires_at,
                 account_ids=self._input.account_ids, tiers=self._input.tiers, after=st.cursor, limit=c.batch_size,
+                defer=st.defers,
             ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT)
             st.cursor, st.batches = result.last, st.batches + 1
-            if kind == "survey":
-                st.sent += result.sent + result.already
-            else:
-                st.reminded += result.sent + result.already
+            self._count(kind, result)
             if result.done:
                 break
-            info = workflow.info()
-            if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._input.max_history_events:
-                st.runs += 1
-                workflow.continue_as_new(self._input.model_copy(update={"state": st}))
+            self._continue_as_new_if_long()
         st.phase, st.cursor = ("waiting" if phase == "sending" else "closing"), None
+
+    def _count(self, kind: str, result) -> None:
+        st = self._state
+        if kind == "survey":
+            st.sent += result.sent + result.already
+        else:
+            st.reminded += result.sent + result.already
+        st.suppressed += result.suppressed
+        if result.next_at is not None or result.deferred:
+            st.deferred_next = result.next_at
+
+    def _continue_as_new_if_long(self) -> None:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._input.max_history_events:
+            self._state.runs += 1
+            workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
+
+    async def _wait_sweeping(self, until) -> None:
+        """Sleep until `until`, sending deferred invitations as their time comes (a contact in Tokyo is
+        invited at 09:00 Tokyo time, one over the weekly cap when there is room)."""
+        st = self._state
+        while st.deferred_next is not None and st.deferred_next < until:
+            await workflow.sleep(max(st.deferred_next - workflow.now(), timedelta(0)))
+            playbook = self._input.playbook
+            result = await run_activity(NpsActivities.send_deferred_invitations, DeferredInvitationsRequest(
+                play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id,
+                survey=playbook.template("survey"), reminder=playbook.template("reminder"),
+                expires_at=self._expires_at, limit=playbook.content.batch_size,
+            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT)
+            st.batches += 1
+            st.sent += result.sent  # a deferred reminder counts as sent: it is rare, and sent it was
+            st.suppressed += result.suppressed
+            st.deferred_next = result.next_at
+            if result.done:
+                self._continue_as_new_if_long()
+        await workflow.sleep(max(until - workflow.now(), timedelta(0)))
 
     def progress(self) -> CycleProgress:
         st = self._state
         return CycleProgress(cycle_id=self._input.cycle_id, phase=st.phase, sent=st.sent, reminded=st.reminded,
-                             closed=st.closed, batches=st.batches, expires_at=self._expires_at, run_count=st.runs)
+                             closed=st.closed, batches=st.batches, expires_at=self._expires_at, run_count=st.runs,
+                             suppressed=st.suppressed, deferred_until=st.deferred_next)
 
     @workflow.query
     def status(self) -> CycleProgress:
@@ -109,7 +147,8 @@ class NpsFollowUp(SteerablePlay):
         self._content = input.playbook.content
         self._category = category_of(input.score)
         self._state = FollowUpState()
-        self._play = Play(NPS, input.account_id, input.playbook, input.search_attributes, self._state.control)
+        self._play = Play(NPS, input.account_id, input.playbook, input.search_attributes, self._state.control,
+                          tasks=self._state.tasks)
         # Offsets count from when the play started (the answer's arrival on the server's clock).
         self._t0 = workflow.info().start_time
 
@@ -177,10 +216,14 @@ class NpsFollowUp(SteerablePlay):
             await self._play.email(f"{step}/email", f"{template_prefix}/{action.key}/email", action.email.to,
                                    action.email.cc, data)
         if action.to_respondent:
-            await run_activity(NpsActivities.email_respondent, RespondentEmailRequest(
-                play=self._play.ref, step=f"{step}/respondent", to=inp.respondent, data=data,
-                template=inp.playbook.template(f"{template_prefix}/{action.key}/respondent"),
-            ))
+            key = f"{template_prefix}/{action.key}/respondent"
+            if self._play.calendars is not None:  # the respondent's send window, suppressions, the cap
+                await self._play.email(f"{step}/respondent", key, [], ["csm"], data, people=[inp.respondent])
+            else:
+                await run_activity(NpsActivities.email_respondent, RespondentEmailRequest(
+                    play=self._play.ref, step=f"{step}/respondent", to=inp.respondent, data=data,
+                    template=inp.playbook.template(key),
+                ))
         if action.resurvey:
             self._state.resurveys += 1
             cycle = f"{inp.cycle_id}-r{self._state.resurveys}"
@@ -188,7 +231,7 @@ class NpsFollowUp(SteerablePlay):
                 play=self._play.ref, cycle_id=cycle, kind="survey", template=inp.playbook.template("survey"),
                 expires_at=workflow.now() + timedelta(days=self._content.expires_after_days),
                 account_ids=[inp.account_id], only_email=str(inp.respondent.email), limit=1,
-            ))
+            ))  # a re-survey goes at once: the respondent just answered; suppressions still hold
 
     async def _escalate_unchosen(self, step: str) -> None:
         inp, account = self._input, self._play.account

@@ -30,6 +30,10 @@ class CycleState(Message):
     closed: int = 0
     batches: int = 0
     runs: int = 1
+    # Cycles launched since issue 17 defer contacts outside their send window or over the weekly cap.
+    defers: bool = False
+    deferred_next: datetime | None = None  # the earliest deferred invitation still waiting
+    suppressed: int = 0
 
 
 class CycleInput(Message):
@@ -52,6 +56,8 @@ class CycleProgress(Message):
     batches: int
     expires_at: datetime
     run_count: int
+    suppressed: int = 0
+    deferred_until: datetime | None = None  # the earliest invitation waiting for its window or the cap
 
 
 class FollowUpInput(Message):

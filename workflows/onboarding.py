@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -41,7 +39,8 @@ class OnboardingPlan(SteerablePlay):
         )
         self._timeline = OnboardingTimeline(self._content, self._state)
         self._signoffs: list[str] = []  # milestone steps completed by signal, to close in the task list
-        self._play = Play(ONBOARDING, input.account_id, input.playbook, input.search_attributes, self._state.control)
+        self._play = Play(ONBOARDING, input.account_id, input.playbook, input.search_attributes, self._state.control,
+                          tasks=self._state.tasks)
         self._search = self._play.search
 
     # -- main loop -----------------------------------------------------------
@@ -51,6 +50,12 @@ class OnboardingPlan(SteerablePlay):
 
     async def _run(self, input: OnboardingInput) -> OnboardingResult:
         await self._play.load_account()
+        if self._play.calendars is not None:
+            if input.state is None:  # launched on working days: day 1 is the account's first working day
+                self._state.working_days = True
+                self._timeline.use_calendars(self._play.calendars)
+                self._state.start_date = self._timeline.first_day(self._state.started_at)
+            self._timeline.use_calendars(self._play.calendars)
         self._play.log("started", version=self._content.version, digest=input.playbook.digest)
         while True:
             await self._play.hold_while_paused()
@@ -151,7 +156,7 @@ class OnboardingPlan(SteerablePlay):
         await self._play.create_tasks(self._state.tasks, [dict(
             step=f"{blocker.step}/task", title=f"{rule.task_title}: {blocker.title}",
             owner_role=rule.task_owner_role, priority=rule.task_priority,
-            due_at=now + timedelta(days=rule.task_due_days),
+            due_at=self._play.staff_due(now, rule.task_due_days),
         )])
 
     async def _close_signed_tasks(self) -> None:

@@ -13,6 +13,14 @@ wake next?". Rules (seed 001 sections 4.1, 5.1, 5.2, 13.2):
   escalations and the churn-risk points, each once per play.
 - Moving go-live is an agreed re-plan, not a slip: it shifts the dates
   from the readiness gate on (or from go-live once the gate is signed).
+- Working days (issue 17; plays launched since, `state.working_days`): with
+  `day_unit: business_days` day N is the account's Nth working day and every
+  offset, slip and shift counts working days; steps fire and customer dates
+  fall on the account's working days (in its time zone), internal tasks are
+  due at `due_hour` on our staff's working days (in our team's zone), and the
+  daily and weekly e-mails skip days off. Without calendars (a play from
+  before), every day is a working day in the playbook's time zone: the old
+  calendar-day plan, to the minute.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.models import TaskRef
+from core.models import PlayCalendars, TaskRef
+from workflows.onboarding_reporting import OnboardingReporting, ScheduleEntry  # noqa: F401 (ScheduleEntry: re-exported)
+from workflows.plan_calendars import PlanCalendars
 from playbooks.schema import EmailStep, OnboardingContent, TaskContent
-from workflows.calendar import at_local, date_of_day, day_number, days_late, local_date, weekly_dates
+from workflows.calendar import weekly_dates
 from workflows.messages import PlayControl
 
 
@@ -76,39 +86,64 @@ class OnboardingState(Model):
     tasks: dict[str, TaskRef] = {}
     blockers: dict[str, Blocker] = {}
     control: PlayControl = PlayControl()
+    working_days: bool = False  # the plan runs on the account's and our staff's working days (issue 17)
 
 
-class ScheduleEntry(Model):
-    step: str
-    title: str
-    day: int | None
-    at: datetime
-    status: Literal["done", "due", "planned", "waiting"]
-
-
-class OnboardingTimeline:
-    def __init__(self, content: OnboardingContent, state: OnboardingState):
+class OnboardingTimeline(OnboardingReporting):
+    def __init__(self, content: OnboardingContent, state: OnboardingState, calendars: PlayCalendars | None = None):
         self.content, self.state = content, state
         self._done = set(state.done_steps) | set(state.skipped_steps)
+        self.use_calendars(calendars)
+
+    def use_calendars(self, calendars: PlayCalendars | None) -> None:
+        """Plan on these calendars from now on (a play from before them keeps every day a working day)."""
+        c = self.content
+        self.cal = PlanCalendars(c.timezone, calendars, self.state.working_days, c.day_unit == "business_days",
+                                 c.dates_on_days_off == "next_working_day")
+        self.account, self.staff, self.days, self.roll = self.cal.account, self.cal.staff, self.cal.days, self.cal.roll
+
+    def first_day(self, started_at: datetime) -> date:
+        """The plan's day 1 for a play started then: that local date, or the next working day."""
+        return self.days.roll_forward(self.account.local_date(started_at))
 
     # -- dates -------------------------------------------------------------
     @property
     def tz(self) -> str:
-        return self.content.timezone
+        return self.account.tz
 
     def effective_day(self, planned_day: int) -> int:
         return planned_day + sum(s.days for s in self.state.shifts if planned_day >= s.from_day)
 
+    def date_of(self, day: int) -> date:
+        """The account-local date of plan day `day` (day 1 is `state.start_date`)."""
+        return self.days.add_working_days(self.state.start_date, day - 1)
+
+    def add_days(self, day: date, n: int) -> date:
+        """`n` plan days after a date (working days, or calendar days)."""
+        return self.days.add_working_days(day, n)
+
+    def customer_at(self, day: date, hour: int) -> datetime:
+        return self.cal.customer_at(day, hour)
+
+    def staff_at(self, day: date, hour: int) -> datetime:
+        return self.cal.staff_at(day, hour)
+
     def day_at(self, day: int) -> datetime:
-        return at_local(date_of_day(self.state.start_date, day), self.content.work_start_hour, self.tz)
+        return self.customer_at(self.date_of(day), self.content.work_start_hour)
 
     def due_at(self, planned_day: int) -> datetime:
-        return at_local(
-            date_of_day(self.state.start_date, self.effective_day(planned_day)), self.content.due_hour, self.tz
-        )
+        return self.staff_at(self.date_of(self.effective_day(planned_day)), self.content.due_hour)
 
     def today(self, now: datetime) -> int:
-        return day_number(self.state.start_date, now, self.tz)
+        local = self.account.local_date(now)
+        start = self.state.start_date
+        return 1 + (self.days.working_days_after(start, local) if local >= start else (local - start).days)
+
+    def days_late(self, due: datetime, done: datetime) -> int:
+        """Whole plan days between the due date and the completion date, never negative."""
+        if done <= due:
+            return 0
+        return self.days.working_days_after(self.account.local_date(due), self.account.local_date(done))
 
     def milestone_task(self, milestone: str) -> TaskContent:
         return next(t for t in self.content.tasks if t.milestone == milestone)
@@ -151,7 +186,7 @@ class OnboardingTimeline:
             return None
         self.state.milestones_done[milestone] = at
         task = self.milestone_task(milestone)
-        late = days_late(self.due_at(task.day), at, self.tz)
+        late = self.days_late(self.due_at(task.day), at)
         if late <= 0:
             return None
         shift = Shift(from_day=task.day + 1, days=late, reason="slip", recorded_at=at, note=note or milestone)
@@ -163,7 +198,7 @@ class OnboardingTimeline:
         return sum(s.days for s in self.state.shifts if s.reason == "slip")
 
     def slip_days(self, now: datetime) -> int:
-        overdue = [days_late(self.due_at(t.day), now, self.tz) for t in self.open_milestones_started()]
+        overdue = [self.days_late(self.due_at(t.day), now) for t in self.open_milestones_started()]
         return self.slip_base() + max(overdue, default=0)
 
     def slip_crossing(self, over_days: int, now: datetime) -> datetime | None:
@@ -173,8 +208,8 @@ class OnboardingTimeline:
             return now
         times = []
         for task in self.open_milestones_started():
-            crossing = local_date(self.due_at(task.day), self.tz) + timedelta(days=over_days - base + 1)
-            times.append(at_local(crossing, self.content.work_start_hour, self.tz))
+            crossing = self.add_days(self.account.local_date(self.due_at(task.day)), over_days - base + 1)
+            times.append(self.staff_at(crossing, self.content.work_start_hour))
         return min(times, default=None)
 
     # -- what is due --------------------------------------------------------
@@ -190,36 +225,47 @@ class OnboardingTimeline:
             return []
         return []
 
+    def _in_window(self, email: EmailStep, at: datetime) -> datetime:
+        """On working days, a customer e-mail triggered by an event goes when its send window is next
+        open (the play would hold it until then anyway; planned so, the dates after it follow)."""
+        if not self.roll or not email.customer_facing:
+            return at
+        return (email.send_window or self.content.send_window).window().next_slot(at, self.account)
+
     def _email_actions(self, email: EmailStep, now: datetime) -> list[Action]:
         trig, base = email.trigger, f"email/{email.key}"
         hour = self.content.work_start_hour
         if trig.kind == "start":
-            return [Action(step=base, kind="email", at=self.state.started_at, ref=email.key)]
+            return [Action(step=base, kind="email", at=self._in_window(email, self.state.started_at), ref=email.key)]
         if trig.kind == "after_milestone":
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
-            at = done if trig.offset_days == 0 else at_local(
-                local_date(done, self.tz) + timedelta(days=trig.offset_days), hour, self.tz
+            at = self._in_window(email, done) if trig.offset_days == 0 else self.customer_at(
+                self.add_days(self.account.local_date(done), trig.offset_days), hour
             )
             return [Action(step=base, kind="email", at=at, ref=email.key)]
         if trig.kind == "daily_after_milestone":
             done = self.state.milestones_done.get(trig.milestone)
             if done is None:
                 return []
+            done = self._in_window(email, done)
+            first = self.account.local_date(done)
+            days = [self.add_days(first, n - 1) for n in range(1, trig.days + 1)]
+            if self.roll:  # the daily e-mails of a working week: days off are skipped, not piled up
+                days = [self.account.add_working_days(first, n - 1) for n in range(1, trig.days + 1)]
             return [
-                Action(
-                    step=f"{base}/{n}", kind="email", ref=email.key, occurrence=n,
-                    at=max(done, at_local(local_date(done, self.tz) + timedelta(days=n - 1), hour, self.tz)),
-                )
-                for n in range(1, trig.days + 1)
+                Action(step=f"{base}/{n}", kind="email", ref=email.key, occurrence=n,
+                       at=max(done, self.customer_at(day, hour)))
+                for n, day in enumerate(days, start=1)
             ]
         # weekly, until a milestone completes
         until_done = self.state.milestones_done.get(trig.until_milestone)
-        last = local_date(until_done, self.tz) if until_done else local_date(now, self.tz) + timedelta(days=7)
+        last = (self.account.local_date(until_done) if until_done
+                else self.account.local_date(now) + timedelta(days=7))
         out = []
         for n, day in enumerate(weekly_dates(self.state.start_date, trig.weekday, last), start=1):
-            at = at_local(day, hour, self.tz)
+            at = self.customer_at(day, hour)
             if until_done is None or at < until_done:
                 out.append(Action(step=f"{base}/{day.isoformat()}", kind="email", at=at, ref=email.key, occurrence=n))
         return out
@@ -240,9 +286,10 @@ class OnboardingTimeline:
         alert_after = timedelta(days=self.content.blockers.alert_after_days)
         for blocker in self.state.blockers.values():
             if blocker.resolved_at is None:
-                actions.append(
-                    Action(step=f"{blocker.step}/alert", kind="blocker_alert", at=blocker.opened_at + alert_after, ref=blocker.key)
-                )
+                at = blocker.opened_at + alert_after
+                if self.roll:  # an internal alert: on our staff's next working day
+                    at = self.staff.roll_instant(at, self.content.work_start_hour)
+                actions.append(Action(step=f"{blocker.step}/alert", kind="blocker_alert", at=at, ref=blocker.key))
         return sorted((a for a in actions if not self.is_done(a.step)), key=lambda a: (a.at, a.step))
 
     def due(self, now: datetime) -> list[Action]:
@@ -329,87 +376,3 @@ class OnboardingTimeline:
                 if due != ref.due_at:
                     out[step] = due
         return out
-
-    # -- reporting ----------------------------------------------------------
-    def schedule(self, now: datetime) -> list[ScheduleEntry]:
-        entries = []
-        pending = {a.step: a for a in self.pending(now)}
-        for task in self.content.tasks:
-            if not task.milestone:
-                continue
-            done = self.state.milestones_done.get(task.milestone)
-            day = self.effective_day(task.day)
-            entries.append(ScheduleEntry(
-                step=f"milestone/{task.milestone}", title=task.title, day=day,
-                at=done or self.due_at(task.day),
-                status="done" if done else ("due" if self.due_at(task.day) <= now else "planned"),
-            ))
-        for phase in self.content.phases:
-            step = f"phase/{phase.key}"
-            if not self.is_done(step):
-                a = pending.get(step)
-                entries.append(ScheduleEntry(
-                    step=step, title=f"Phase starts: {phase.name}", day=self.effective_day(phase.first_day),
-                    at=a.at if a else self.day_at(self.effective_day(phase.first_day)),
-                    status="planned" if a else "waiting",
-                ))
-        for a in pending.values():
-            if a.kind == "email":
-                entries.append(ScheduleEntry(step=a.step, title=f"E-mail: {a.ref}", day=self.today(a.at), at=a.at,
-                                             status="due" if a.at <= now else "planned"))
-        return sorted(entries, key=lambda e: (e.at, e.step))
-
-    def next_action(self, now: datetime) -> tuple[str, datetime | None]:
-        pending = self.pending(now)
-        if pending:
-            return pending[0].step, pending[0].at
-        waiting = self.open_milestones_started()
-        if waiting:
-            return f"waiting for milestone {waiting[0].milestone}", self.due_at(waiting[0].day)
-        return "nothing", None
-
-    def _task_dict(self, ref: TaskRef) -> dict:
-        return {"title": ref.title, "due": ref.due_at, "owner": ref.owner_email or ref.owner_role,
-                "priority": ref.priority, "milestone": ref.milestone, "step": ref.step, "task_id": ref.task_id}
-
-    def status_data(self, now: datetime) -> dict:
-        """What every onboarding template may use as `data` (see playbooks/samples.py)."""
-        c = self.content
-        today = self.today(now)
-        tasks = list(self.state.tasks.values())
-        completed = [t for t in tasks if t.status == "completed"]
-        open_ = [t for t in tasks if t.status != "completed"]
-        week_ago = now - timedelta(days=7)
-        slip = self.slip_days(now)
-        open_blockers = [b for b in self.state.blockers.values() if b.resolved_at is None]
-        go_live_day = self.go_live_day()
-        rungs = [r.over_days for r in c.slip_escalations]
-        health = "RED" if rungs and slip > rungs[0] else ("YELLOW" if slip or open_blockers else "GREEN")
-        upcoming = [
-            {"name": t.title, "key": t.milestone, "day": self.effective_day(t.day),
-             "date": date_of_day(self.state.start_date, self.effective_day(t.day))}
-            for t in c.tasks if t.milestone and t.milestone not in self.state.milestones_done
-        ][:3]
-        live = self.state.milestones_done.get(c.go_live_milestone)
-        return {
-            "day": today,
-            "week": (today - 1) // 7 + 1,
-            "phase": c.phases[self.current_phase_index()].name,
-            "started_on": self.state.start_date,
-            "go_live_day": go_live_day,
-            "go_live_date": local_date(live, self.tz) if live else date_of_day(self.state.start_date, go_live_day),
-            "original_go_live_date": date_of_day(self.state.start_date, c.go_live_day),
-            "slip_days": slip,
-            "health_status": health,
-            "completion_pct": round(100 * len(completed) / max(1, len(c.tasks))),
-            "completed_tasks": [self._task_dict(t) for t in completed],
-            "completed_this_week": [self._task_dict(t) for t in completed if t.completed_at and t.completed_at >= week_ago],
-            "open_tasks": [self._task_dict(t) for t in open_],
-            "overdue_tasks": [self._task_dict(t) for t in open_ if t.due_at < now],
-            "next_milestones": upcoming,
-            "blockers": [
-                {"key": b.key, "title": b.title, "opened_at": b.opened_at, "open_days": (now - b.opened_at).days}
-                for b in open_blockers
-            ],
-            "live_since": local_date(live, self.tz) if live else None,
-        }

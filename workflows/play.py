@@ -9,22 +9,25 @@ step's business failure. Only for use inside a workflow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
+    from activities.calendars import CalendarActivities
     from activities.email import EmailActivities
     from activities.escalation import EscalationActivities
     from activities.play_events import PlayEventActivities
     from activities.tasks import TaskActivities
     from core.models import (
-        Account, CompleteTaskRequest, CreateTaskRequest, EscalateRequest, EscalationReport, PlayEventRequest,
-        PlayRef, RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
+        Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, EmailResult,
+        EscalateRequest, EscalationReport, Meeting, Person, PlayCalendars, PlayEventRequest, PlayRef,
+        RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
     )
+    from core.working_time import SendWindow, meeting_slot
     from playbooks.schema import PlaybookSnapshot
     from workflows.common import (
         ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
@@ -43,9 +46,16 @@ STEPS_PATCH = "play-events-steps"
 FINISHED_PATCH = "play-events-finished"
 
 
+# Plays started from here on run on working days and send customer e-mail in its window, with
+# send-time checks (issue 17). Runs started before replay without it: they never load calendars.
+WORKING_TIME = "working-time-v1"
+CALENDAR_YEARS = 5  # a renewal may be launched three years out, and runs a month past its date
+STAFF_HOURS = SendWindow()  # our staff's working hours, for choosing a meeting slot that suits both sides
+
+
 class Play:
     def __init__(self, playbook: str, account_id: str, snapshot: PlaybookSnapshot, search_attributes: bool,
-                 control: PlayControl, keep_timers: bool = False):
+                 control: PlayControl, keep_timers: bool = False, tasks: dict[str, TaskRef] | None = None):
         info = workflow.info()
         self.control = control
         self.playbook = playbook
@@ -62,6 +72,9 @@ class Play:
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
         self._events: list[asyncio.Future] = []  # play events on their way (see play_event)
+        # Loaded with the account by plays started with WORKING_TIME; None: a play from before it.
+        self.calendars: PlayCalendars | None = None
+        self.tasks = tasks  # the play's task ledger, for the tasks Play itself creates (reach a customer)
 
     def wake(self) -> None:
         """A signal or update changed the plan: the main loop looks again now."""
@@ -137,6 +150,14 @@ class Play:
         self.search.set(ACCOUNT_ID, self.ref.account_id)
         self.search.set(PLAYBOOK, self.playbook)
         self.search.set(CSM_EMAIL, str(self.account.csm.email))
+        if workflow.patched(WORKING_TIME):
+            content = self.snapshot.content
+            self.calendars = await run_activity(CalendarActivities.load_calendars, CalendarsRequest(
+                account=CalendarPlace(tz=self.account.timezone, country=self.account.country,
+                                      region=self.account.region),
+                staff=CalendarPlace(tz=content.timezone, country=content.team_country, region=content.team_region),
+                start=workflow.now().date() - timedelta(days=1), years=CALENDAR_YEARS,
+            ))
         if workflow.info().continued_run_id is None:  # a continued run is the same play going on
             await self.play_event(STARTED_PATCH, "play.started")
         return self.account
@@ -164,6 +185,16 @@ class Play:
             except ActivityError as err:
                 self.log("play_event_failed", error=business_failure(err), severity="warning")
 
+    def staff_due(self, moment: datetime, working_days: int = 0) -> datetime:
+        """An internal task's due time: `due_hour` in our team's zone, `working_days` staff working
+        days after the local date of `moment` (rolled to a working day). Every day counts in a play
+        from before calendars."""
+        content = self.snapshot.content
+        if self.calendars is None:
+            return moment + timedelta(days=working_days)
+        staff = self.calendars.staff
+        return staff.at_hour(staff.add_working_days(staff.local_date(moment), working_days), content.due_hour)
+
     def log(self, event: str, severity: str = "info", **fields) -> None:
         play_log(f"{self.playbook}.{event}", self.ref.account_id, severity, **fields)
 
@@ -181,10 +212,92 @@ class Play:
         await self.play_event(STEPS_PATCH, "play.step_done", step=step, outcome=outcome)
 
     # -- the shared activities ----------------------------------------------------
-    async def email(self, step: str, template_key: str, to: list, cc: list, data: dict) -> None:
-        await run_activity(EmailActivities.send_templated_email, SendEmailRequest(
-            play=self.ref, step=step, template=self.snapshot.template(template_key), to=to, cc=cc, data=data,
-        ))
+    async def email(self, step: str, template_key: str, to: list, cc: list, data: dict, *,
+                    people: list[Person] | None = None, stop_if_replied: list[str] | None = None,
+                    still_wanted: Callable[[], bool] | None = None) -> EmailResult | None:
+        """Send a playbook e-mail once. A lifecycle or survey e-mail waits for the account's send
+        window (a durable timer, visible in the history); the activity checks suppressions and the
+        weekly cap at send time and may answer "deferred until T": the play waits and asks again.
+        `still_wanted` is asked after every wait (a renewal signed meanwhile): None when it says no.
+        Returns the outcome; None when it was no longer wanted."""
+        req = SendEmailRequest(play=self.ref, step=step, template=self.snapshot.template(template_key), to=to,
+                               cc=cc, data=data, people=people or [], stop_if_replied=stop_if_replied or [])
+        if self.calendars is None:
+            return await run_activity(EmailActivities.send_templated_email, req)
+        try:
+            result = await self._email_in_window(req, still_wanted)
+        except ActivityError as err:
+            await self._reach_out(req, [business_failure(err)])
+            raise
+        if result is not None:
+            await self._reach_out(req, [f"{r.name} <{r.address}>: {r.status}" + (f" ({r.reason})" if r.reason else "")
+                                        for r in result.unreached_customers()])
+        return result
+
+    async def _email_in_window(self, req: SendEmailRequest, still_wanted) -> EmailResult | None:
+        template, cal = req.template, self.calendars.account
+        planned = workflow.now()
+        while True:
+            await self.hold_while_paused()
+            if still_wanted is not None and not still_wanted():
+                self.log("email_not_wanted", step=req.step)
+                return None
+            now = workflow.now()
+            send_by = None
+            if template.window is not None:
+                slot = template.window.next_slot(now, cal)
+                if slot > now:
+                    self.log("email_held", step=req.step, until=slot.isoformat(),
+                             why=f"outside the send window ({template.window.describe()}, {cal.tz})")
+                    await self._wait(slot, still_wanted)
+                    continue
+                send_by = template.window.closes_at(now, cal)
+            if template.meeting is not None and req.meeting is None:
+                req = self._with_meeting(req, now)
+            result = await run_activity(EmailActivities.send_templated_email, req.model_copy(update={
+                "send_by": send_by, "planned_at": planned if planned < now else None}))
+            if result.outcome != "deferred":
+                return result
+            until = max(result.deferred_until or now, now + timedelta(minutes=1))
+            self.log("email_deferred", step=req.step, until=until.isoformat(), why=result.reason)
+            await self._wait(until, still_wanted)
+
+    def _with_meeting(self, req: SendEmailRequest, now: datetime) -> SendEmailRequest:
+        """The meeting the e-mail proposes: a working-hours slot in the account's zone (see meeting_slot)."""
+        spec, cals = req.template.meeting, self.calendars
+        hours = req.template.window or SendWindow()
+        start = meeting_slot(now, spec.lead_working_days, spec.duration_minutes, spec.earliest, cals.account, hours,
+                             cals.staff, STAFF_HOURS)
+        meeting = Meeting(title=spec.title or "", start=start, end=start + timedelta(minutes=spec.duration_minutes),
+                          tz=cals.account.tz, location=spec.location)
+        data = {**req.data, "meeting": {"start": start, "end": meeting.end, "tz": meeting.tz,
+                                        "minutes": spec.duration_minutes, "location": spec.location}}
+        return req.model_copy(update={"meeting": meeting, "data": data})
+
+    async def _wait(self, until: datetime, still_wanted) -> None:
+        """Sleep until `until`; with `still_wanted`, wake early when it stops holding or the play is paused."""
+        now = workflow.now()
+        if until <= now:
+            return
+        self.search.set(NEXT_ACTION_AT, until)
+        if still_wanted is None:
+            await workflow.sleep(until - now)  # no CancelTimer: plays that keep their timers need that
+            return
+        try:
+            await workflow.wait_condition(lambda: not still_wanted() or self.control.paused_at is not None,
+                                          timeout=until - now)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _reach_out(self, req: SendEmailRequest, missed: list[str]) -> None:
+        """Where a step matters, a customer the e-mail did not reach gets the CSM a task to reach them another way."""
+        if not (req.template.reach_another_way and missed and self.tasks is not None):
+            return
+        await self.create_tasks(self.tasks, [dict(
+            step=f"{req.step}/reach-out", title=f"Reach the customer another way: {req.step} was not e-mailed",
+            detail="Not reached by e-mail: " + "; ".join(missed), owner_role="csm", priority="P1",
+            due_at=self.staff_due(workflow.now(), 1),
+        )])
 
     async def create_tasks(self, tasks: dict[str, TaskRef], requests: list[dict]) -> list[TaskRef]:
         """Create tasks in parallel; `tasks` learns them in the order asked for."""

@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
     from core.models import EscalationReport, RenewalOutcomeRequest
-    from playbooks.schema import RenewalStep, StepTask, email_key
+    from playbooks.schema import CountdownStep, RenewalStep, StepTask, email_key, follow_up_key
     from workflows.calendar import local_date
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
         RENEWAL, ChangeRenewalDate, Churned, RenewalInput, RenewalPlan, RenewalResult, RenewalStatus, Renewed,
     )
     from workflows.renewal_timeline import (
-        CHURN_CLOSE, PAST_DUE, Action, RenewalState, RenewalTimeline, step_id, task_step,
+        CHURN_CLOSE, PAST_DUE, Action, RenewalState, RenewalTimeline, email_step, follow_up_step, step_id, task_step,
     )
 
 
@@ -45,7 +45,8 @@ class RenewalCountdown(SteerablePlay):
         self._timeline = RenewalTimeline(self._content, self._state)
         if input.state is None:
             self._timeline.skip_before_start()
-        self._play = Play(RENEWAL, input.account_id, input.playbook, input.search_attributes, self._state.control)
+        self._play = Play(RENEWAL, input.account_id, input.playbook, input.search_attributes, self._state.control,
+                          tasks=self._state.tasks)
         self._search = self._play.search
 
     # -- main loop -----------------------------------------------------------
@@ -55,6 +56,10 @@ class RenewalCountdown(SteerablePlay):
 
     async def _run(self, input: RenewalInput) -> RenewalResult:
         await self._play.load_account()
+        if self._play.calendars is not None:
+            if input.state is None:
+                self._state.working_days = True  # a play launched on working days stays on them
+            self._timeline.use_calendars(self._play.calendars)
         self._log("started" if self._state.runs == 1 else "continued",
                   renewal_date=self._state.renewal_date.isoformat(), tier=self._state.tier,
                   version=self._content.version, digest=input.playbook.digest, run=self._state.runs,
@@ -91,6 +96,7 @@ class RenewalCountdown(SteerablePlay):
             "past_due": self._past_due,
             "past_due_escalation": lambda: self._escalate_past_due(action),
             "churn_close": self._close_churned,
+            "follow_up": lambda: self._follow_up(action),
         }[action.kind]
         await self._play.attempt(action.step, self._state.failed_steps, run())
         self._timeline.mark_done(action.step, workflow.now())
@@ -102,8 +108,11 @@ class RenewalCountdown(SteerablePlay):
         self._search.set(PHASE, step.phase)
         await self._create_tasks(sid, step.tasks_for(tier), step)
         data = self._timeline.status_data(now, step)
+        # A countdown e-mail held for the send window is dropped if the renewal is decided meanwhile.
+        wanted = (lambda: self._state.outcome is None) if isinstance(step, CountdownStep) else None
         for email in step.emails_for(tier):
-            await self._email(f"{sid}/email/{email.key}", email_key(step.key, email.key), email.to, email.cc, data)
+            await self._email(email_step(sid, email.key), email_key(step.key, email.key), email.to, email.cc, data,
+                              still_wanted=wanted)
         self._log("step", step=sid, phase=step.phase, days_to_renewal=data["days_to_renewal"])
 
     async def _create_tasks(self, parent: str, tasks: list[StepTask], step: RenewalStep | None) -> None:
@@ -115,10 +124,28 @@ class RenewalCountdown(SteerablePlay):
             for task in tasks
         ])
 
-    async def _email(self, step: str, template_key: str, to: list, cc: list, data: dict) -> None:
-        await self._play.email(step, template_key, to, cc, data)
-        if step not in self._state.emails_sent:
-            self._state.emails_sent.append(step)
+    async def _email(self, step: str, template_key: str, to: list, cc: list, data: dict, **kw):
+        result = await self._play.email(step, template_key, to, cc, data, **kw)
+        # Plays on working days count what was sent (follow-ups go after those); older ones every attempt.
+        if self._play.calendars is None or (result is not None and result.outcome == "sent"):
+            if step not in self._state.emails_sent:
+                self._state.emails_sent.append(step)
+        return result
+
+    async def _follow_up(self, action: Action) -> None:
+        """A reminder of a step's e-mail, to the same people; a reply to it or to an earlier reminder stops it."""
+        step_key, key, n = action.ref.split("|")
+        step = self._content.step(step_key)
+        email = next(e for e in step.emails if e.key == key)
+        parent = email_step(step_id(step_key), key)
+        earlier = [parent] + [follow_up_step(parent, k) for k in range(1, int(n))]
+        data = self._timeline.status_data(workflow.now(), step)
+        result = await self._email(action.step, follow_up_key(step_key, key, int(n)), email.to, email.cc, data,
+                                   stop_if_replied=earlier, still_wanted=lambda: self._state.outcome is None)
+        if result is None:
+            self._timeline.skip(action.step, f"the account {self._state.outcome}")
+        elif result.outcome == "stopped":
+            self._timeline.skip(action.step, "the customer replied")
 
     async def _final_window(self, action: Action) -> None:
         rule = self._content.final_window

@@ -15,6 +15,13 @@ Rules (SPEC "Playbook 2"; seeds 002, 003; seed 001 section 13.2):
   the renewal date passing without `renewed`, which also escalates.
 - `renewed` skips what is left of the countdown and runs the post-renewal
   steps; `churned` skips everything and runs the close-out.
+- Working days (issue 17; plays launched since, `state.working_days`): a step
+  whose date is a weekend or public holiday of the account fires on its last
+  working day before (a countdown step keeps its lead time) or, after the
+  renewal, its next one, at `work_start_hour` in its time zone; tasks, risk marks and
+  escalations (internal) fall on our staff's working days in our team's zone.
+  An e-mail's `follow_ups` go `after_working_days` of the account after its
+  step fired, unless someone replied (the send-time check says "stopped").
 """
 
 from __future__ import annotations
@@ -24,13 +31,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.models import TaskRef, Tier
+from core.models import PlayCalendars, TaskRef, Tier
+from workflows.plan_calendars import PlanCalendars
 from playbooks.schema import CountdownStep, RenewalContent, RenewalStep, StepTask
-from workflows.calendar import at_local, local_date
 from workflows.messages import PlayControl
 
 Outcome = Literal["renewed", "churned"]
-ActionKind = Literal["step", "outcome", "final_window", "past_due", "past_due_escalation", "churn_close"]
+ActionKind = Literal["step", "outcome", "final_window", "past_due", "past_due_escalation", "churn_close", "follow_up"]
 CHURN_CLOSE = "churned"
 PAST_DUE = "past-due"
 
@@ -68,6 +75,7 @@ class RenewalState(Model):
     emails_sent: list[str] = []
     runs: int = 1  # runs of the workflow chain so far (continue-as-new starts the next)
     control: PlayControl = PlayControl()
+    working_days: bool = False  # dates on the account's and our staff's working days (issue 17)
 
 
 class Action(Model):
@@ -95,17 +103,39 @@ def task_step(step: str, task: StepTask) -> str:
     return f"{step}/task/{task.key}"
 
 
+def email_step(step: str, email_key: str) -> str:
+    """The play step of a step's e-mail (`step/proposal/email/proposal`)."""
+    return f"{step}/email/{email_key}"
+
+
+def follow_up_step(email: str, n: int) -> str:
+    return f"{email}/follow-up/{n}"
+
+
 class RenewalTimeline:
-    def __init__(self, content: RenewalContent, state: RenewalState):
+    def __init__(self, content: RenewalContent, state: RenewalState, calendars: PlayCalendars | None = None):
         self.content, self.state = content, state
+        self.use_calendars(calendars)
+
+    def use_calendars(self, calendars: PlayCalendars | None) -> None:
+        """Plan on these calendars (a play from before them keeps every day a working day)."""
+        self.cal = PlanCalendars(self.content.timezone, calendars, self.state.working_days,
+                                 roll=self.content.dates_on_days_off == "next_working_day")
+        self.account = self.cal.account
 
     # -- dates ----------------------------------------------------------------
     @property
     def tz(self) -> str:
-        return self.content.timezone
+        return self.account.tz
 
-    def at(self, day: date) -> datetime:
-        return at_local(day, self.content.work_start_hour, self.tz)
+    def at(self, day: date, back: bool = False) -> datetime:
+        """A customer-facing step at `work_start_hour` account time (a countdown step rolls `back`: it
+        keeps its lead time)."""
+        return self.cal.customer_at(day, self.content.work_start_hour, back)
+
+    def staff_at(self, day: date, hour: int) -> datetime:
+        """Internal work (tasks, risk marks, escalations): our team's zone, our staff's working days."""
+        return self.cal.staff_at(day, hour)
 
     def step_date(self, step: RenewalStep) -> date:
         if isinstance(step, CountdownStep):
@@ -113,20 +143,20 @@ class RenewalTimeline:
         return self.state.renewal_date + timedelta(days=step.days_after)
 
     def step_at(self, step: RenewalStep) -> datetime:
-        at = self.at(self.step_date(step))
+        at = self.at(self.step_date(step), back=isinstance(step, CountdownStep))
         if not isinstance(step, CountdownStep) and self.state.outcome_at:
             at = max(at, self.state.outcome_at)
         return at
 
     def days_to_renewal(self, now: datetime) -> int:
-        return (self.state.renewal_date - local_date(now, self.tz)).days
+        return (self.state.renewal_date - self.account.local_date(now)).days
 
     def task_due(self, step: RenewalStep | None, task: StepTask, fired: datetime) -> datetime:
         """Due `due_days` after the step's date, or after it actually fired if that was later."""
-        anchor = local_date(fired, self.tz)
+        anchor = self.account.local_date(fired)
         if step is not None:
             anchor = max(anchor, self.step_date(step))
-        return at_local(anchor + timedelta(days=task.due_days), self.content.due_hour, self.tz)
+        return self.staff_at(anchor + timedelta(days=task.due_days), self.content.due_hour)
 
     # -- which steps -------------------------------------------------------------
     def countdown(self) -> list[CountdownStep]:
@@ -180,18 +210,41 @@ class RenewalTimeline:
                 Action(step=step_id(s.key), kind="step", at=self.step_at(s), ref=s.key, order=n)
                 for n, s in enumerate(self.countdown(), start=1)
             )
-            window = self.at(st.renewal_date - timedelta(days=c.final_window.days_before))
+            hour = c.work_start_hour
+            window = self.staff_at(st.renewal_date - timedelta(days=c.final_window.days_before), hour)
             actions.append(Action(
                 step=f"risk/{c.final_window.indicator}", kind="final_window", at=max(window, st.started_at),
             ))
-            past_due = self.at(st.renewal_date + timedelta(days=c.past_due.after_days))
+            past_due = self.staff_at(st.renewal_date + timedelta(days=c.past_due.after_days), hour)
             actions.append(Action(step=PAST_DUE, kind="past_due", at=past_due))
             for i, rung in enumerate(c.past_due.escalations):
                 actions.append(Action(
                     step=f"escalation/past-due-{rung.after_days}d", kind="past_due_escalation",
-                    at=self.at(st.renewal_date + timedelta(days=rung.after_days)), ref=str(i),
+                    at=self.staff_at(st.renewal_date + timedelta(days=rung.after_days), hour), ref=str(i),
                 ))
+        actions.extend(self._follow_ups())
         return sorted((a for a in actions if not self.is_settled(a.step)), key=lambda a: (a.at, a.order, a.step))
+
+    def _follow_ups(self) -> list[Action]:
+        """The reminders of e-mails already sent, in plays on working days (issue 17)."""
+        st = self.state
+        if not st.working_days:
+            return []
+        steps = self.countdown() if st.outcome is None else self.post_renewal() if st.outcome == "renewed" else []
+        out = []
+        for s in steps:
+            fired = st.fired_at.get(s.key)
+            if fired is None:
+                continue
+            for e in s.emails_for(st.tier):
+                parent = email_step(step_id(s.key), e.key)
+                if parent not in st.emails_sent:
+                    continue
+                for n, f in enumerate(e.follow_ups, start=1):
+                    day = self.account.add_working_days(self.account.local_date(fired), f.after_working_days)
+                    out.append(Action(step=follow_up_step(parent, n), kind="follow_up", at=self.at(day),
+                                      ref=f"{s.key}|{e.key}|{n}"))
+        return out
 
     def due(self, now: datetime) -> list[Action]:
         """Actions due now; of several countdown steps due at once, only the
@@ -216,8 +269,10 @@ class RenewalTimeline:
     def record_outcome(self, outcome: Outcome, at: datetime, by: str, reason: str = "",
                        new_renewal_date: date | None = None) -> None:
         st = self.state
-        st.outcome, st.outcome_at, st.outcome_by = outcome, at, by
         why = f"the account {outcome}"
+        for follow_up in self._follow_ups():  # the countdown's reminders stop with it
+            self.skip(follow_up.step, why)
+        st.outcome, st.outcome_at, st.outcome_by = outcome, at, by
         settled = [step_id(s.key) for s in self.countdown()]
         settled += [f"risk/{self.content.final_window.indicator}", PAST_DUE]
         settled += [f"escalation/past-due-{r.after_days}d" for r in self.content.past_due.escalations]
@@ -244,7 +299,7 @@ class RenewalTimeline:
         st = self.state
         if st.outcome is not None:
             return f"the account has already {st.outcome}; the countdown is over"
-        today = local_date(now, self.tz)
+        today = self.account.local_date(now)
         if new < today:
             return f"it is in the past (today is {today.isoformat()})"
         if new == st.renewal_date:
@@ -306,7 +361,7 @@ class RenewalTimeline:
                 status, note = ("due" if at <= now else "planned"), ""
             else:
                 status, note = "if renewed", ""
-            entries.append(ScheduleEntry(step=sid, title=s.name, date=local_date(at, self.tz), at=at,
+            entries.append(ScheduleEntry(step=sid, title=s.name, date=self.account.local_date(at), at=at,
                                          status=status, note=note))
         for a in pending.values():
             if a.kind != "step":
@@ -317,8 +372,9 @@ class RenewalTimeline:
                     "past_due_escalation": "Escalation if still not renewed",
                     "churn_close": "Close out the churned account",
                     "outcome": f"Record the outcome ({self.state.outcome}) on the account, close moot tasks",
+                    "follow_up": f"Follow-up e-mail {a.ref.rsplit('|', 1)[-1]} unless the customer replies",
                 }[a.kind]
-                entries.append(ScheduleEntry(step=a.step, title=title, date=local_date(a.at, self.tz), at=a.at,
+                entries.append(ScheduleEntry(step=a.step, title=title, date=self.account.local_date(a.at), at=a.at,
                                              status="due" if a.at <= now else "planned"))
         return sorted(entries, key=lambda e: e.at)  # stable: same moment keeps the playbook order
 

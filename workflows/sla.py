@@ -45,7 +45,7 @@ class SlaClock(SteerablePlay):
         if input.state is None:
             self._timeline.start()
         self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, self._state.control,
-                          keep_timers=True)
+                          keep_timers=True, tasks=self._state.tasks)
         self._changed = True  # the ticket row needs writing
 
     @workflow.run

@@ -148,8 +148,11 @@ async def account_page(pool: asyncpg.Pool, client: Client, account_id: str) -> d
     )
     crm_ids = await pool.fetch("SELECT connection, object_type, crm_id FROM crm_links WHERE account_id = $1"
                                " ORDER BY connection, object_type, crm_id", account_id)
+    from starter.console.mail import account_mail
+
     return {"account": dict(account), "tier": tier_of(account), "plays": plays, "crm_ids": crm_ids,
-            "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations}
+            "plays_error": plays_error, "tasks": tasks, "emails": emails, "escalations": escalations,
+            "mail": await account_mail(pool, account_id)}
 
 
 async def _read_play(client: Client, play: PlaySummary) -> None:

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 
-REQUIRED_SECRETS: list[str] = ["crm_webhook_secret", "nps_link_secret"]
+REQUIRED_SECRETS: list[str] = ["crm_webhook_secret", "nps_link_secret", "email_link_secret"]
 MIN_SECRET_LENGTH = 24
 # Values published in this repository, its README and common placeholders.
 DEMO_SECRETS = {"local-demo-secret", "local-demo-nps-secret", "changeme", "change-me", "secret", "password",

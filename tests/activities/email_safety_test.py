@@ -88,12 +88,13 @@ async def _mails_of(sink, workflow_id):
 
 async def test_an_email_every_recipient_refuses_fails_its_step_once_with_the_reason(env, worker, pool, settings,
                                                                                    sink):
-    sink.refused |= {"dana.reyes@acme.example", "lee.park@acme.example", "sam.ortiz@acme.example",
-                     "casey.morgan@tai.example"}
+    for address in ("dana.reyes@acme.example", "lee.park@acme.example", "sam.ortiz@acme.example",
+                    "casey.morgan@tai.example"):
+        sink.refuse[address] = f"550 5.1.1 <{address}>: mailbox unavailable"
     await skip_to_next_monday(env)
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
     await asleep_on_timer(env.client, handle.id)
-    row = await pool.fetchrow("SELECT status, failure, attempts FROM communications WHERE step = 'email/welcome'")
+    row = await pool.fetchrow("SELECT status, reason AS failure, attempts FROM communications WHERE step = 'email/welcome'")
     assert row["status"] == "failed" and row["attempts"] == 1  # not retried for ever
     assert "every recipient was refused" in row["failure"] and "550" in row["failure"]
     failed = (await handle.query(OnboardingPlan.status)).failed_steps

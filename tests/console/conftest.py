@@ -27,6 +27,7 @@ from playwright.sync_api import expect
 
 from core.settings import PROJECT_ROOT
 from tests.conftest import DEADLINE_SECONDS, _with_database, free_port
+from tests.round_the_clock import round_the_clock
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "console"
@@ -143,12 +144,14 @@ def console_stack(pg_admin_url, tmp_path_factory, identity_provider):
     env = {
         **os.environ,
         "DATA_DIR": str(data), "DATABASE_URL": _with_database(pg_admin_url, name),
-        "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()),
+        "HTTP_PORT": str(http_port), "SMTP_PORT": str(free_port()), "INBOUND_SMTP_PORT": str(free_port()),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
         "DEVSTACK_START_TEMPORAL": "1", "TASK_QUEUE": f"console-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
         "OIDC_ISSUER": identity_provider, "OIDC_CLIENT_ID": SSO_CLIENT[0], "OIDC_CLIENT_SECRET": SSO_CLIENT[1],
         # Real-looking secrets, to check they appear in no process list and no log.
         "CRM_WEBHOOK_SECRET": "whsec-" + uuid.uuid4().hex, "NPS_LINK_SECRET": "nps-" + uuid.uuid4().hex,
+        # Real time: plays must act at once whatever the hour or day the suite runs.
+        "PLAYBOOKS_DIR": str(round_the_clock(data)),
     }
     env.pop("SMTP_HOST", None)
     log = data / "devstack.out"

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.settings import PROJECT_ROOT
 from starter.devstack import dev_server_args
 from tests.conftest import DEV_SERVER, eventually, free_port
+from tests.round_the_clock import round_the_clock
 from workflows.onboarding import OnboardingPlan
 from workflows.renewal import RenewalCountdown
 
@@ -49,6 +50,8 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         "TASK_QUEUE": "e2e",
         "DATA_DIR": str(tmp_path / "data"),
         "WORKER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        # Real time: the play must act at once whatever the hour or day the suite runs.
+        "PLAYBOOKS_DIR": str(round_the_clock(tmp_path)),
     }
     worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env, cwd=PROJECT_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio import activity
@@ -14,9 +15,9 @@ from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_STAFF
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.preview import RecordingActivities, check_mirrors, format_timeline, preview, real_activities
 from starter.steering import launch_onboarding
-from tests.workflows.onboarding_test import ON_TIME_EMAILS
-from tests.workflows.play_driver import ET, PlayDriver, skip_to_next_monday
-from tests.workflows.renewal_test import ENTERPRISE_EMAILS, ENTERPRISE_TASKS
+from tests.workflows.onboarding_test import ON_TIME_EMAILS, planned_emails
+from tests.workflows.play_driver import ET, PlayDriver, skip_to_next_monday, us_calendar
+from tests.workflows.renewal_test import ENTERPRISE_EMAILS, ENTERPRISE_TASKS, email_day, task_day
 
 WRITTEN_TABLES = ("communications", "tasks", "escalations", "risk_events", "sla_tickets", "service_credits")
 
@@ -57,7 +58,11 @@ async def test_onboarding_preview_is_the_real_play_and_writes_nothing(
     assert sink.messages == []
 
     emails = of_kind(entries, "email")
-    assert [(weekly_undated(e.step), e.day) for e in emails] == ON_TIME_EMAILS
+    start = emails[0].at.astimezone(ET)
+    cal = us_calendar(start)
+    assert {e.step for e in emails} == planned_emails(cal, cal.roll_forward(start.date()))
+    days = {e.step: e.day for e in emails}
+    assert {s: days[s] for s, _ in ON_TIME_EMAILS} == dict(ON_TIME_EMAILS)  # the plan's working days
     assert "Welcome to TAI Autonomic Systems, Sample Corp" in emails[0].summary
     assert "to sponsor, contacts; cc csm" in emails[0].summary
     tasks = of_kind(entries, "task")
@@ -75,13 +80,14 @@ async def test_onboarding_preview_is_the_real_play_and_writes_nothing(
 async def test_renewal_preview_shows_the_enterprise_countdown(capsys):
     entries = await timed_preview(capsys, "renewal")
     emails = of_kind(entries, "email")
-    assert [(e.step, e.day) for e in emails] == ENTERPRISE_EMAILS
-
     renewal = emails[0].at.astimezone(ET).date() + timedelta(days=180)
+    assert [(e.step, e.day) for e in emails] == [(s, email_day(renewal, s, offset)) for s, offset in ENTERPRISE_EMAILS]
+
     tasks = {e.step: e.summary for e in of_kind(entries, "task")}
     assert tasks.keys() == ENTERPRISE_TASKS.keys()
-    for step, (owner, day) in ENTERPRISE_TASKS.items():
-        assert f"owner {owner}," in tasks[step] and f"due {renewal + timedelta(days=day)} " in tasks[step], step
+    for step, (owner, offset, due) in ENTERPRISE_TASKS.items():
+        due_on = renewal + timedelta(days=task_day(renewal, offset, due))
+        assert f"owner {owner}," in tasks[step] and f"due {due_on} " in tasks[step], step
     # Renewed ten days out: the countdown's open tasks are closed as moot.
     assert {e.step for e in of_kind(entries, "task_completed")} == {
         s for s in ENTERPRISE_TASKS if not s.startswith(("step/post_renewal", "step/success_plan"))
@@ -142,3 +148,41 @@ def test_preview_command_prints_the_timeline_and_sends_nothing():
     bad = subprocess.run([sys.executable, "-m", "starter", "preview", "sla", "--priority", "P9"],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "priority 'P9'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def next_eu_switch(after: date) -> date:
+    """The next last Sunday of March or October (the EU's DST switches) after `after`."""
+    for year in (after.year, after.year + 1):
+        for month in (3, 10):
+            last = date(year, month, 31)
+            sunday = last - timedelta(days=(last.weekday() + 1) % 7)
+            if sunday > after:
+                return sunday
+    raise AssertionError("unreachable")
+
+
+async def test_preview_of_a_paris_account_across_a_dst_switch_keeps_09_00_paris(capsys):
+    paris = SAMPLE_ACCOUNT.model_copy(update={"timezone": "Europe/Paris", "country": "FR"})
+    switch = next_eu_switch(date.today() + timedelta(days=7))
+    entries = await timed_preview(capsys, "onboarding", account=paris, start=switch - timedelta(days=6))
+    zone = ZoneInfo("Europe/Paris")
+    timed = [e for e in of_kind(entries, "email") if e.step != "email/welcome"]
+    for e in timed:  # at 09:00 Paris on a working day of the account, before and after the switch
+        local = e.at.astimezone(zone)
+        assert 9 <= local.hour < 17 and local.weekday() < 5, (e.step, local)
+    before = [e for e in timed if e.at.astimezone(zone).date() < switch]
+    after = [e for e in timed if e.at.astimezone(zone).date() > switch]
+    assert before and after
+    assert {e.at.astimezone(zone).utcoffset() for e in before} != {e.at.astimezone(zone).utcoffset() for e in after}
+    lines = format_timeline(entries, "Europe/Paris")
+    assert any(" 09:00  email " in line and "weekly_status" in line for line in lines)
+
+
+async def test_preview_shows_the_welcome_at_the_opening_of_a_tokyo_accounts_window(capsys):
+    tokyo = SAMPLE_ACCOUNT.model_copy(update={"timezone": "Asia/Tokyo", "country": "JP"})
+    entries = await timed_preview(capsys, "onboarding", account=tokyo)
+    welcome = next(e for e in of_kind(entries, "email") if e.step == "email/welcome")
+    # Launched Monday 10:00 New York, Tuesday 00:00 Tokyo: the welcome goes at 09:00 Tokyo (19:00 New York).
+    local = welcome.at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.weekday(), local.hour, local.minute) == (1, 9, 0) and welcome.at.astimezone(ET).hour == 19
+    assert format_timeline([welcome], "Asia/Tokyo")[0].split("  ")[0].endswith("09:00")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,59 +14,105 @@ from temporalio.service import RPCError
 from playbooks.loader import PlaybookError
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.steering import SteeringError, launch_onboarding
-from tests.workflows.play_driver import ET, PlayDriver, skip_to_next_monday
+from tests.workflows.play_driver import ET, PlayDriver, plan_day, skip_to_next_monday, us_calendar
+from workflows.calendar import weekly_dates
 from workflows.onboarding import OnboardingPlan
 from workflows.onboarding_messages import BlockerReport, BlockerResolved, MoveGoLive, ReadinessSignoff
 
-# Day 1 is a Monday: Fridays are days 5, 12, 19 and 26; go-live (day 25) is a Friday.
+# Days are the account's working days (New York, US public holidays): day 1 is the first working
+# day from the launch (a Monday), and what is due on a day falls on a working day whatever the date
+# the suite runs on. Fridays carry the weekly status (a holiday Friday: the next working day).
 ON_TIME_EMAILS = [
     ("email/welcome", 1),
     ("email/kickoff_summary", 3),
-    ("email/weekly_status/", 5),
-    ("email/weekly_status/", 12),
-    ("email/weekly_status/", 19),
-    ("email/go_live_health_check/1", 25),
-    ("email/go_live_health_check/2", 26),  # same 09:00 as the weekly status: ordered by step name
-    ("email/weekly_status/", 26),
-    ("email/go_live_health_check/3", 27),
-    ("email/go_live_health_check/4", 28),
-    ("email/go_live_health_check/5", 29),
-    ("email/go_live_health_check/6", 30),
-    ("email/go_live_health_check/7", 31),
+    *(("email/go_live_health_check/%d" % n, 24 + n) for n in range(1, 8)),
     ("email/thirty_day_checkin", 55),
 ]
 
 
+def planned_emails(cal, day1: date) -> set[str]:
+    """Every e-mail step a play started on `day1` sends when everything is done on time."""
+    fridays = weekly_dates(day1, "friday", cal.add_working_days(day1, 29))
+    return {s for s, _ in ON_TIME_EMAILS} | {f"email/weekly_status/{f.isoformat()}" for f in fridays}
+
+
+async def sent_emails(pool, workflow_id: str) -> list[tuple[str, datetime]]:
+    rows = await pool.fetch("SELECT step, sent_at FROM communications WHERE workflow_id = $1 AND status = 'sent'"
+                            " ORDER BY sent_at, step", workflow_id)
+    return [(r["step"], r["sent_at"]) for r in rows]
+
+
 async def test_whole_30_day_play_sends_exactly_the_planned_emails(env, worker, pool, settings, sink):
     start = await skip_to_next_monday(env)
+    cal = us_calendar(start)
+    day1 = cal.roll_forward(start.date())
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
-    result = await PlayDriver(env, pool, handle).run()
+    result = await PlayDriver(env, pool, handle, cal).run()
 
     steps = [m.step for m in sink.messages]
     assert len(steps) == len(set(steps)), f"duplicate e-mails: {steps}"
-    weekly = [s for s in steps if s.startswith("email/weekly_status/")]
-    assert [(date.fromisoformat(s.rsplit("/", 1)[1]) - start.date()).days + 1 for s in weekly] == [5, 12, 19, 26]
-    assert [s.rsplit("/", 1)[0] + "/" if s.startswith("email/weekly_status/") else s for s in steps] == [
-        s for s, _ in ON_TIME_EMAILS
-    ]
+    sent = await sent_emails(pool, handle.id)
+    days = {step: plan_day(cal, day1, at) for step, at in sent}
+    assert {s: days[s] for s, _ in ON_TIME_EMAILS} == dict(ON_TIME_EMAILS)
+    # Every e-mail went on a working day, inside the send window (09:00-17:00 New York).
+    for step, at in sent:
+        local = at.astimezone(ET)
+        assert cal.is_working_day(local.date()) and 9 <= local.hour < 17, (step, local)
+    # The weekly status: each Friday (or the next working day) until the 30-day review (day 30).
+    steady = cal.add_working_days(day1, 29)
+    fridays = weekly_dates(day1, "friday", steady)
+    weekly = sorted(s for s in days if s.startswith("email/weekly_status/"))
+    assert weekly == [f"email/weekly_status/{f.isoformat()}" for f in fridays]
+    assert all(days[f"email/weekly_status/{f.isoformat()}"] == plan_day(cal, day1, cal.at_hour(cal.roll_forward(f), 9))
+               for f in fridays)
     welcome = sink.messages[0]
     assert "Welcome to TAI Autonomic Systems, Acme Logistics" in welcome.subject
     assert set(welcome.rcpt_to) >= {"dana.reyes@acme.example", "lee.park@acme.example", "casey.morgan@tai.example"}
     assert result.slip_days == 0 and result.escalations == [] and result.failed_steps == {}
 
-    tasks = await pool.fetch("SELECT step, status FROM tasks WHERE workflow_id = $1", handle.id)
+    tasks = await pool.fetch("SELECT step, status, due_at FROM tasks WHERE workflow_id = $1", handle.id)
     assert len(tasks) == 20 and {t["status"] for t in tasks} == {"completed"}
+    for t in tasks:  # due 18:00 New York on a working day of our team
+        local = t["due_at"].astimezone(ET)
+        assert cal.is_working_day(local.date()) and local.hour == 18, (t["step"], local)
+    go_live = next(t for t in tasks if t["step"] == "task/go_live")
+    assert plan_day(cal, day1, go_live["due_at"]) == 25
     comms = await pool.fetch("SELECT status FROM communications WHERE workflow_id = $1", handle.id)
-    assert len(comms) == len(ON_TIME_EMAILS) and {c["status"] for c in comms} == {"sent"}
+    assert len(comms) == len(ON_TIME_EMAILS) + len(fridays) and {c["status"] for c in comms} == {"sent"}
+
+
+async def test_four_weeks_before_christmas_nothing_falls_on_a_weekend_or_holiday(env, worker, pool, settings, sink):
+    """The issue's case: onboarding launched four weeks before Christmas (2026-11-30 when it was
+    reported) used to put tasks on weekends, go-live on 24 December and a phase start and a health
+    check on Christmas Day."""
+    now = (await env.get_current_time()).astimezone(ET)
+    christmas = date(now.year if now.date() < date(now.year, 11, 20) else now.year + 1, 12, 25)
+    monday = christmas - timedelta(days=christmas.weekday() + 21)
+    await env.sleep(datetime.combine(monday, time(10), tzinfo=ET) - now)
+    cal = us_calendar(datetime.combine(monday, time(10), tzinfo=ET))
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
+    await PlayDriver(env, pool, handle, cal).run()
+    tasks = await pool.fetch("SELECT step, due_at, created_at FROM tasks WHERE workflow_id = $1", handle.id)
+    for t in tasks:
+        local = t["due_at"].astimezone(ET).date()
+        assert cal.is_working_day(local), (t["step"], local)
+    go_live = next(t["due_at"].astimezone(ET).date() for t in tasks if t["step"] == "task/go_live")
+    assert go_live > christmas and cal.is_working_day(go_live)
+    for step, at in await sent_emails(pool, handle.id):
+        local = at.astimezone(ET)
+        assert cal.is_working_day(local.date()) and local.date() != christmas and 9 <= local.hour < 17, (step, local)
+    status = await handle.query(OnboardingPlan.status)
+    assert all(cal.is_working_day(e.at.astimezone(ET).date()) for e in status.schedule if e.step.startswith("phase/"))
 
 
 async def test_nine_day_slip_escalates_twice_and_shifts_the_plan(env, worker, pool, settings, sink):
     start = await skip_to_next_monday(env)
+    cal = us_calendar(start)
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
-    result = await PlayDriver(env, pool, handle).run(hold={"data_migration": 9})
+    result = await PlayDriver(env, pool, handle, cal).run(hold={"data_migration": 9})
 
     assert result.slip_days == 9
-    assert result.escalations == ["escalation/slip-over-2d", "escalation/slip-over-7d"]
+    assert result.escalations == ["escalation/slip-over-2d", "escalation/slip-over-5d"]
     rows = await pool.fetch("SELECT level, to_role, to_email FROM escalations WHERE workflow_id = $1 ORDER BY id", handle.id)
     assert [(r["level"], r["to_role"]) for r in rows] == [(1, "cs_manager"), (3, "vp_product")]
     reports = [m for m in sink.messages if m.step.startswith("escalation/")]
@@ -75,30 +121,32 @@ async def test_nine_day_slip_escalates_twice_and_shifts_the_plan(env, worker, po
     for field in ("ESCALATION REPORT", "Escalation level: Level 1", "Severity: P2", "Tier: Enterprise",
                   "Why we're escalating", "What we need to resolve", "Success criteria", "Next steps"):
         assert field in reports[0].text, field
-    # 9 days, not more than 14: no churn-risk points.
+    # 9 working days, not more than 10: no churn-risk points.
     assert await pool.fetchval("SELECT count(*) FROM risk_events") == 0
-    # Dates after the late milestone moved by 9 days: go-live on day 34 instead of 25.
+    # Dates after the late milestone moved by 9 working days: go-live on day 34 instead of 25.
     go_live = await pool.fetchrow("SELECT due_at, completed_at FROM tasks WHERE step = 'task/go_live'")
-    assert (go_live["due_at"].astimezone(ET).date() - start.date()).days + 1 == 34
+    assert plan_day(cal, cal.roll_forward(start.date()), go_live["due_at"]) == 34
 
 
 async def test_delay_over_two_weeks_records_churn_risk_once(env, worker, pool, settings, sink):
     await skip_to_next_monday(env)
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
-    await PlayDriver(env, pool, handle).run(hold={"implementation_plan": 16})
+    await PlayDriver(env, pool, handle).run(hold={"implementation_plan": 12})
     rows = await pool.fetch("SELECT indicator, points FROM risk_events WHERE workflow_id = $1", handle.id)
     assert [(r["indicator"], r["points"]) for r in rows] == [("implementation_delayed", 20)]
 
 
 async def test_blocker_open_three_days_alerts_cs_manager_and_creates_task(env, worker, pool, settings, sink):
-    await skip_to_next_monday(env)
+    start = await skip_to_next_monday(env)
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
     await env.sleep(timedelta(days=1))
     await handle.signal(OnboardingPlan.report_blocker, BlockerReport(key="sso", title="SSO metadata missing"))
     await handle.signal(OnboardingPlan.report_blocker, BlockerReport(key="vpn", title="VPN access"))
     await env.sleep(timedelta(days=1))
     await handle.signal(OnboardingPlan.resolve_blocker, BlockerResolved(key="vpn"))
-    await env.sleep(timedelta(days=2, hours=1))
+    # Three days after it was reported, on our team's next working day if that one is not.
+    alert_at = us_calendar(start).roll_instant(start + timedelta(days=4), 9)
+    await env.sleep(alert_at + timedelta(hours=1) - await env.get_current_time())
     alerts = [m for m in sink.messages if m.step.startswith("blocker/")]
     assert [m.step for m in alerts] == ["blocker/sso-1/alert"]
     assert "diana.hoang@tai.example" in alerts[0].rcpt_to and "SSO metadata missing" in alerts[0].subject
@@ -126,7 +174,8 @@ async def test_go_live_moved_to_day_28_replans_later_dates(env, worker, pool, se
     await PlayDriver(env, pool, handle).run(on_tick=move_on_day_10)
     assert moved
     go_live = await pool.fetchrow("SELECT due_at, completed_at FROM tasks WHERE step = 'task/go_live'")
-    assert (go_live["due_at"].astimezone(ET).date() - start.date()).days + 1 == 28
+    cal = us_calendar(start)
+    assert plan_day(cal, cal.roll_forward(start.date()), go_live["due_at"]) == 28
     first_health_check = next(m for m in sink.messages if m.step == "email/go_live_health_check/1")
     assert first_health_check is not None
     # A re-plan is agreed, not a slip: no escalation.
@@ -150,14 +199,18 @@ async def test_status_query_reports_phase_day_open_tasks_and_next_action(env, wo
     handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
     # Nothing completed: the kickoff milestone (due day 1) is 3 days late on day 4 at 09:00,
     # which wakes the play to escalate; the query sees it as of then.
-    await env.sleep(timedelta(days=3, hours=2))
+    cal = us_calendar()
+    day1 = cal.roll_forward((await env.get_current_time()).astimezone(ET).date())
+    thursday = cal.at_hour(cal.add_working_days(day1, 3), 11)
+    await env.sleep(thursday - await env.get_current_time())
     st = await handle.query(OnboardingPlan.status)
     assert (st.phase, st.day, st.go_live_day, st.slip_days) == ("planning", 4, 25, 3)
     assert st.escalations == ["escalation/slip-over-2d"]
     assert {t.step for t in st.open_tasks} == {"task/project_charter", "task/current_state_assessment", "task/implementation_plan"}
-    # Next: Friday's status report (day 5), before the next rung (day 9).
+    # Next: the status report on the coming Friday (or its next working day), before the next rung.
     assert st.next_action.startswith("email/weekly_status/")
-    assert (st.next_action_at.astimezone(ET).date() - st.as_of.astimezone(ET).date()).days == 1
+    friday = weekly_dates(day1, "friday", day1 + timedelta(days=7))[0]
+    assert st.next_action_at == cal.at_hour(cal.roll_forward(friday), 9)
 
 
 async def test_readiness_gate_holds_go_live_until_signed(env, worker, pool, settings, sink):

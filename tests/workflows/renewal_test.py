@@ -12,10 +12,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.accounts import fetch_account, upsert_account
 from starter.demo import DEMO_ACCOUNT_ID, demo_account
 from starter.steering import SteeringError, launch_renewal
-from tests.workflows.play_driver import ET, skip_to_next_monday
+from tests.workflows.play_driver import ET, skip_to_next_monday, us_calendar
 from workflows.renewal import RenewalCountdown
 from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed, renewal_workflow_id
 
+# Steps count calendar days from the renewal date; one whose date is a weekend or US holiday fires
+# on the working day before it (countdown) or after it (post-renewal). The e-mails, with the day
+# (from the renewal date) each step is dated:
 ENTERPRISE_EMAILS = [
     ("step/health_review/email/countdown_started", -180),
     ("step/health_review/email/countdown_started_manager", -180),
@@ -23,29 +26,56 @@ ENTERPRISE_EMAILS = [
     ("step/executive_review/email/qbr_invite", -120),
     ("step/renewal_proposal/email/proposal", -90),
     ("step/signature_chase/email/signature_request", -30),
+    # Reminders 5 and 10 working days after the signature request (nobody replied).
+    ("step/signature_chase/email/signature_request/follow-up/1", -30),
+    ("step/signature_chase/email/signature_request/follow-up/2", -30),
     ("step/renewal_thanks/email/thanks", 0),
     ("step/post_renewal_kickoff/email/kickoff_invite", 14),
     ("step/success_plan/email/success_plan", 30),
 ]
+FOLLOW_UP_DAYS = {"follow-up/1": 5, "follow-up/2": 10}
+# Each task: owner, and due days after its step's date (rolled to our team's next working day).
 ENTERPRISE_TASKS = {
-    "step/health_review/task/account_review": ("csm", -180 + 14),
-    "step/health_review/task/relationship_map": ("csm", -180 + 14),
-    "step/health_review/task/competitive_review": ("cs_manager", -180 + 21),
-    "step/value_review/task/value_report": ("csm", -150 + 14),
-    "step/executive_review/task/executive_presentation": ("vp_customer_success", -120 + 21),
-    "step/executive_review/task/expansion_proposal": ("csm", -120 + 21),
-    "step/renewal_proposal/task/renewal_package": ("csm", -90 + 10),
-    "step/negotiation/task/terms": ("cs_manager", -60 + 21),
-    "step/signature_chase/task/signature": ("csm", -30 + 14),
-    "step/post_renewal_kickoff/task/kickoff": ("csm", 14 + 7),
-    "step/post_renewal_kickoff/task/reference": ("csm", 14 + 14),
-    "step/success_plan/task/success_plan": ("csm", 30 + 7),
+    "step/health_review/task/account_review": ("csm", -180, 14),
+    "step/health_review/task/relationship_map": ("csm", -180, 14),
+    "step/health_review/task/competitive_review": ("cs_manager", -180, 21),
+    "step/value_review/task/value_report": ("csm", -150, 14),
+    "step/executive_review/task/executive_presentation": ("vp_customer_success", -120, 21),
+    "step/executive_review/task/expansion_proposal": ("csm", -120, 21),
+    "step/renewal_proposal/task/renewal_package": ("csm", -90, 10),
+    "step/negotiation/task/terms": ("cs_manager", -60, 21),
+    "step/signature_chase/task/signature": ("csm", -30, 14),
+    "step/post_renewal_kickoff/task/kickoff": ("csm", 14, 7),
+    "step/post_renewal_kickoff/task/reference": ("csm", 14, 14),
+    "step/success_plan/task/success_plan": ("csm", 30, 7),
 }
+CAL = us_calendar()
 
 
 def day_of(moment: datetime, renewal: date) -> int:
     """Days from the renewal date (negative before it), in New York."""
     return (moment.astimezone(ET).date() - renewal).days
+
+
+def fired(renewal: date, offset: int, post: bool = False) -> date:
+    """The date a step dated `offset` days from the renewal fires: on a working day (before, or after)."""
+    day = renewal + timedelta(days=offset)
+    return CAL.roll_forward(day) if post else CAL.roll_back(day)
+
+
+def email_day(renewal: date, step: str, offset: int) -> int:
+    post = offset > 0 or "renewal_thanks" in step
+    day = fired(renewal, offset, post)
+    for suffix, n in FOLLOW_UP_DAYS.items():
+        if step.endswith(suffix):
+            day = CAL.add_working_days(day, n)
+    return (day - renewal).days
+
+
+def task_day(renewal: date, offset: int, due_days: int) -> int:
+    anchor = fired(renewal, offset, post=offset > 0)
+    anchor = max(anchor, renewal + timedelta(days=offset))
+    return (CAL.roll_forward(anchor + timedelta(days=due_days)) - renewal).days
 
 
 async def launch(env, pool, settings, days_out: int = 180, account_id: str = DEMO_ACCOUNT_ID, **kw):
@@ -71,14 +101,19 @@ async def test_whole_210_day_countdown_sends_exactly_the_planned_emails_and_task
     handle, renewal = await launch(env, pool, settings)
     await sleep_until(env, renewal, -10)
     st = await status(handle)
-    assert st.phase == "closure" and st.next_action == "step/renewal_day" and day_of(st.next_action_at, renewal) == 0
+    assert st.phase == "closure" and st.next_action == "step/renewal_day"
+    assert day_of(st.next_action_at, renewal) == (fired(renewal, 0) - renewal).days
     await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="Dana Reyes"))
     result = await handle.result()
 
     assert result.outcome == "renewed" and result.failed_steps == {}
     assert [m.step for m in sink.messages] == [step for step, _ in ENTERPRISE_EMAILS]
-    fired = {e.step: day_of(e.at, renewal) for e in (await status(handle)).schedule if e.status == "done"}
-    assert [(step, fired[step.split("/email/")[0]]) for step, _ in ENTERPRISE_EMAILS] == ENTERPRISE_EMAILS
+    sent = {r["step"]: day_of(r["sent_at"], renewal) for r in await pool.fetch(
+        "SELECT step, sent_at FROM communications WHERE workflow_id = $1", handle.id)}
+    assert {step: sent[step] for step, _ in ENTERPRISE_EMAILS} == {
+        step: email_day(renewal, step, offset) for step, offset in ENTERPRISE_EMAILS}
+    for step, at in sent.items():  # each on a working day, in the send window, New York time
+        assert CAL.is_working_day(renewal + timedelta(days=at)), step
     proposal = next(m for m in sink.messages if m.step.endswith("/proposal"))
     assert set(proposal.rcpt_to) == {"dana.reyes@acme.example", "casey.morgan@tai.example"}
     assert "Acme Logistics renewal proposal" in proposal.subject
@@ -87,7 +122,8 @@ async def test_whole_210_day_countdown_sends_exactly_the_planned_emails_and_task
 
     rows = await pool.fetch("SELECT step, owner_role, due_at, status, completed_by FROM tasks WHERE workflow_id = $1",
                             handle.id)
-    assert {r["step"]: (r["owner_role"], day_of(r["due_at"], renewal)) for r in rows} == ENTERPRISE_TASKS
+    assert {r["step"]: (r["owner_role"], day_of(r["due_at"], renewal)) for r in rows} == {
+        step: (owner, task_day(renewal, offset, due)) for step, (owner, offset, due) in ENTERPRISE_TASKS.items()}
     # Renewed 10 days out: the open countdown tasks were closed as moot, the renewal-day step skipped.
     closed = {r["step"] for r in rows if r["completed_by"] == "renewal renewed"}
     assert closed == {s for s in ENTERPRISE_TASKS if not s.startswith(("step/post_renewal", "step/success_plan"))}
@@ -207,7 +243,8 @@ async def test_missed_renewal_date_adds_risk_escalates_and_waits_for_an_outcome(
     assert [(r["level"], r["to_role"]) for r in esc] == [(1, "cs_manager"), (2, "vp_customer_success")]
     reports = [m for m in sink.messages if m.step.startswith("escalation/")]
     assert [m.step for m in reports] == ["escalation/past-due-1d/email", "escalation/past-due-14d/email"]
-    assert "has not renewed, 1 days after" in reports[0].subject and "ARR $150,000 at risk" in reports[0].text
+    overdue = (CAL.roll_forward(renewal + timedelta(days=1)) - renewal).days  # on our next working day
+    assert f"has not renewed, {overdue} days after" in reports[0].subject and "ARR $150,000 at risk" in reports[0].text
     task = await pool.fetchrow("SELECT priority, owner_email FROM tasks WHERE step = 'past-due/task/past_due'")
     assert dict(task) == {"priority": "P0", "owner_email": "diana.hoang@tai.example"}
 
@@ -251,6 +288,8 @@ async def test_starter_tier_gets_its_own_steps_and_owners(env, worker, pool, set
         "step/renewal_proposal/email/proposal",
         "step/negotiation/email/renewal_reminder",
         "step/signature_chase/email/signature_request",
+        "step/signature_chase/email/signature_request/follow-up/1",
+        "step/signature_chase/email/signature_request/follow-up/2",
         "step/renewal_thanks/email/thanks",
         "step/success_plan/email/success_plan",
     ]

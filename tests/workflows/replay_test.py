@@ -173,3 +173,70 @@ async def test_record_play_events_history(env, worker, pool, settings):
     await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
     await handle.result()
     await save_history(handle, "sla-p1-play-events")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_working_days_history(env, worker, pool, settings):
+    """Issue 17: an onboarding on working days (calendars loaded, business days, send windows), with a
+    slip, for an account in Tokyo whose e-mails wait for its window."""
+    from activities.accounts import upsert_account
+    from datetime import date
+
+    from starter.demo import demo_account
+
+    tokyo = demo_account(date.today()).model_copy(update={"timezone": "Asia/Tokyo", "country": "JP"})
+    await upsert_account(pool, tokyo)
+    await skip_to_next_monday(env)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", settings.task_queue)
+    await PlayDriver(env, pool, handle).run(hold={"data_migration": 3})
+    await save_history(handle, "onboarding-working-days-tokyo")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_renewal_reply_stops_reminders_history(env, inbound, pool, settings):
+    """Issue 17: a countdown on working days whose signature request is answered: its reminders stop;
+    a suppressed sponsor's proposal gets the CSM a task; renewed."""
+    from datetime import datetime, time
+
+    from tests.conftest import deliver_to, eventually
+    from tests.inbound.dsn_test import shape
+    from tests.workflows.play_driver import ET
+
+    await pool.execute("INSERT INTO suppressions (address_key, category, reason, source, created_by)"
+                       " VALUES ('dana.reyes@acme.example', 'lifecycle', 'unsubscribed', 'one-click', 'recorder')")
+    start = await skip_to_next_monday(env)
+    renewal = start.date() + timedelta(days=95)
+    handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
+    await env.sleep(datetime.combine(renewal - timedelta(days=27), time(12), tzinfo=ET) - await env.get_current_time())
+    await pool.execute("DELETE FROM suppressions")
+    reply_token = await pool.fetchval("SELECT reply_token FROM communications WHERE step LIKE '%/signature_request'")
+    to = f"reply+{reply_token}@{settings.inbound_mail_domain}"
+    await deliver_to(inbound, "dana.reyes@acme.example", to, shape("outlook_reply.eml", to=to, rcpt="dana.reyes@acme.example"))
+    await eventually(lambda: pool.fetchval("SELECT processed_at FROM inbound_mail"), "the reply")
+    await env.sleep(datetime.combine(renewal - timedelta(days=5), time(12), tzinfo=ET) - await env.get_current_time())
+    await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
+    await handle.result()
+    await save_history(handle, "renewal-working-days-reply-stops-reminders")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_nps_cycle_send_checks_history(env, worker, pool, settings):
+    """Issue 17: a survey cycle that defers a Tokyo account's contacts to 09:00 Tokyo and sweeps them up."""
+    from datetime import date
+
+    from activities.accounts import upsert_account
+    from playbooks.loader import load_named
+    from starter.demo import demo_account
+    from workflows.nps import NpsCycle
+    from workflows.nps_messages import CycleInput
+
+    tokyo = demo_account(date.today()).model_copy(update={
+        "id": "tokyo", "name": "Tokyo KK", "status": "active", "timezone": "Asia/Tokyo", "country": "JP",
+        "contacts": [c.model_copy(update={"email": c.email.replace("acme", "tokyo")})
+                     for c in demo_account(date.today()).contacts]})
+    await upsert_account(pool, tokyo)
+    await skip_to_next_monday(env)
+    handle = await env.client.start_workflow(NpsCycle.run, CycleInput(cycle_id="2026-10", playbook=load_named("nps")),
+                                             id="nps-cycle-2026-10", task_queue=settings.task_queue)
+    await handle.result()
+    await save_history(handle, "nps-cycle-tokyo-deferred")

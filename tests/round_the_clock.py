@@ -1,0 +1,28 @@
+"""Playbooks for tests that run in real time (a dev server, ./run.sh's stack): a play launched
+whenever the suite runs, night or weekend, must act at once, as the tests expect. The copy plans on
+calendar days, keeps dates on days off and opens every send window round the clock: what a
+playbook may say (README "Customer e-mail"). Time-skipping tests use the shipped playbooks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from playbooks.loader import PLAYBOOKS_DIR
+
+ALWAYS = ('send_window: {days: [monday, tuesday, wednesday, thursday, friday, saturday, sunday], '
+          'opens: "00:00", closes: "24:00", on_holidays: true}')
+
+
+def round_the_clock(root: Path) -> Path:
+    """A copy of the shipped playbooks under `root`, open round the clock; its path."""
+    dest = root / "playbooks-round-the-clock"
+    shutil.copytree(PLAYBOOKS_DIR, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for name in ("onboarding.yaml", "renewal.yaml", "nps.yaml"):
+        path = dest / name
+        text, n = re.subn(r"(?m)^send_window:.*$", ALWAYS + "\ndates_on_days_off: keep", path.read_text())
+        assert n == 1, name
+        text = text.replace("day_unit: business_days", "day_unit: calendar_days")
+        path.write_text(text)
+    return dest
