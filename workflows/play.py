@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
@@ -49,6 +49,10 @@ FINISHED_PATCH = "play-events-finished"
 # Plays started from here on run on working days and send customer e-mail in its window, with
 # send-time checks (issue 17). Runs started before replay without it: they never load calendars.
 WORKING_TIME = "working-time-v1"
+# A cancel that arrives while a step's activity runs reaches the play as that activity's
+# failure (cause: CancelledError). Before this patch `attempt` recorded it as a failed step and
+# the play went on, losing the cancel; with it, the cancel ends the play (run_cancellable).
+CANCEL_IN_STEP = "cancel-in-step-v1"
 CALENDAR_YEARS = 5  # a renewal may be launched three years out, and runs a month past its date
 STAFF_HOURS = SendWindow()  # our staff's working hours, for choosing a meeting slot that suits both sides
 
@@ -205,6 +209,8 @@ class Play:
         try:
             await work
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError) and workflow.patched(CANCEL_IN_STEP):
+                raise asyncio.CancelledError(f"cancelled during {step}") from err
             cause = business_failure(err)
             failed_steps[step] = cause
             self.log("step_failed", step=step, error=cause, severity="error")
@@ -227,6 +233,8 @@ class Play:
         try:
             result = await self._email_in_window(req, still_wanted)
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError) and workflow.patched(CANCEL_IN_STEP):
+                raise asyncio.CancelledError(f"cancelled during {req.step}") from err
             await self._reach_out(req, [business_failure(err)])
             raise
         if result is not None:

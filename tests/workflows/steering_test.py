@@ -85,3 +85,29 @@ async def test_an_sla_clock_can_skip_a_p0_update_and_be_paused(env, worker, pool
     await env.sleep(timedelta(hours=2))
     assert [m.step for m in sink.messages if m.step.startswith("p0-update/")] == ["p0-update/1-2"]
     assert (await sla_status(env.client, "T-S")).control.paused_by == "diana"
+
+
+async def test_a_cancel_while_a_step_is_being_retried_ends_the_play(env, pool, settings):
+    """A play cancelled while an activity of a step is running (here the welcome e-mail, retried
+    while the mail relay is unreachable) ends as cancelled: the cancelled activity is not taken
+    for a failed step the play carries on after."""
+    from worker import build_worker
+
+    from tests.conftest import eventually, free_port
+
+    no_relay = settings.model_copy(update={"smtp_port": free_port()})  # nothing listens there
+    async with build_worker(env.client, pool, no_relay, settings.task_queue):
+        await skip_to_next_monday(env)
+        handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
+
+        async def welcome_retried():
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(p.activity_type.name == "send_templated_email" and p.attempt >= 2 for p in pending)
+
+        await eventually(welcome_retried, "the welcome e-mail retried while the relay is down")
+        await cancel_play(env.client, handle.id)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE workflow_id = $1 AND status = 'not-started'",
+                               handle.id) == 0
