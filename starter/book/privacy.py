@@ -15,6 +15,11 @@ the data itself):
 - task titles and details, escalation reasons: their name and address replaced;
 - what the CRM's webhooks told us of them (crm_object_properties) and the bodies of their events.
 
+- the recipients of the outbox's e-mails (a copy not sent yet is stopped) and the mail that came
+  back from them (replies, bounces, complaints);
+
+Kept on purpose: the suppression list (an unsubscribe or complaint must go on being honoured if
+the address comes back, GDPR art. 21(3); it holds the address and why, nothing else).
 Running plays keep working: they read the account at each step. Not erased (say so to the person
 asking): Temporal's history of a play that already ran with their name in its input (an NPS
 follow-up), and the SMTP server's own logs.
@@ -72,7 +77,7 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
         addressed = ("EXISTS (SELECT 1 FROM unnest(to_addrs || cc_addrs) a"
                      " WHERE lower(coalesce(substring(a from '<([^<>]*)>\\s*$'), a)) = ANY($1::text[]))")
         done["outbox_unsent_dropped"] = _n(await conn.execute(
-            f"DELETE FROM communications WHERE status = 'pending' AND {addressed}", email_list))
+            f"DELETE FROM communications WHERE status IN ('pending', 'deferred') AND {addressed}", email_list))
         sent = await conn.fetch(f"SELECT id, to_addrs, cc_addrs, subject FROM communications WHERE {addressed}",
                                 email_list)
         note = (f"[Erased on {requested_at.date().isoformat()}: the recipient asked for their personal data "
@@ -84,6 +89,19 @@ async def erase_contact(pool: asyncpg.Pool, connection: str, crm_id: str, event_
                 "UPDATE communications SET to_addrs = $2, cc_addrs = $3, subject = $4, body_html = $5, body_text = $5"
                 " WHERE id = $1", row["id"], swap(row["to_addrs"]), swap(row["cc_addrs"]), scrub(row["subject"]), note)
         done["outbox_sent_erased"] = len(sent)
+        # Per-recipient rows (activities/outbox.py): the address and name go; a copy not sent yet is stopped.
+        done["outbox_recipients"] = _n(await conn.execute(
+            "UPDATE communication_recipients SET name = $3, address = $2, address_key = $2,"
+            " status = CASE WHEN status IN ('pending', 'deferred') THEN 'stopped' ELSE status END,"
+            " reason = CASE WHEN status IN ('pending', 'deferred') THEN 'the recipient asked for their data to be"
+            " erased' ELSE reason END, retry_at = NULL, updated_at = now() WHERE address_key = ANY($1::text[])",
+            email_list, alias, ERASED))
+        # Mail that came back from them (replies, bounces, complaints): who and what they wrote go.
+        done["inbound_mail"] = _n(await conn.execute(
+            "UPDATE inbound_mail SET from_address = $2, from_name = $3, envelope_from = $2, body_text = '',"
+            " subject = $3, diagnostic = '' WHERE lower(from_address) = ANY($1::text[])"
+            " OR recipient_id IN (SELECT id FROM communication_recipients WHERE address_key = $2)",
+            email_list, alias, ERASED))
         # Survey rows: the pseudonym keeps (cycle, address) unique and the score counted.
         done["nps_invitations"] = _n(await conn.execute(
             "UPDATE nps_invitations SET contact_email = $2, contact_name = $3"

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.interceptors import ReadableFailures, database_place
 from core.telemetry import setup_tracing
+from tests.round_the_clock import round_the_clock
 from tests.conftest import eventually, free_port
 from worker import build_worker
 
@@ -76,6 +77,7 @@ async def test_a_webhooks_trace_reaches_the_activity_that_sends_its_email(env, p
     config = env.client.config()
     config["interceptors"] = [TracingInterceptor()]
     client = Client(**config)
+    settings = settings.model_copy(update={"playbooks_dir": round_the_clock(settings.data_dir)})  # e-mail at once
     app.state.client, app.state.pool, app.state.settings = client, pool, settings
     async with build_worker(client, pool, settings, settings.task_queue):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:

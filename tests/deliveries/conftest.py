@@ -11,6 +11,7 @@ import pytest_asyncio
 from pydantic import SecretStr
 
 from starter.relay import NoticeRelay
+from tests.round_the_clock import open_round_the_clock, round_the_clock
 from tests.conftest import eventually
 from tests.deliveries.fake_crm_write import TOKEN, FakeHubSpot, FakeSalesforce
 from tests.deliveries.fakes import BOT_TOKEN, FakeSlack, FakeTeams, WebhookReceiver
@@ -49,7 +50,9 @@ def notify_settings(settings, fakes, folder=None, **extra):
         salesforce_access_token=SecretStr(TOKEN), salesforce_instance_url=fakes["salesforce"].url,
         delivery_timeout_seconds=3.0, delivery_retry_initial_seconds=0.2, delivery_retry_max_seconds=2.0,
         crm_search_settle_seconds=0.5, notice_poll_seconds=0.2,
-        **({"playbooks_dir": folder} if folder else {}))
+        # Real time on the fakes: the shipped playbooks open round the clock, so the plays' e-mails go at
+        # once whatever the hour the suite runs (tests/round_the_clock.py).
+        playbooks_dir=open_round_the_clock(folder) if folder else round_the_clock(settings.data_dir))
     return settings.model_copy(update={**update, **extra})
 
 

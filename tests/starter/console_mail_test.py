@@ -13,8 +13,8 @@ PASSWORD = "correct horse battery"
 
 async def logged_in(http, pool, settings) -> str:
     """Log the CS manager in on `http`; returns the session's CSRF token."""
-    await add_user(pool, "diana.hoang@tai.example", "Diana Hoang", PASSWORD)
-    token, _ = await log_in(pool, settings, "diana.hoang@tai.example", PASSWORD)
+    await add_user(pool, "diana.hoang@tai.example", "Diana Hoang", PASSWORD, role="cs_manager")
+    token = (await log_in(pool, settings, "diana.hoang@tai.example", PASSWORD)).token
     http.cookies.set(SESSION_COOKIE, token)
     return (await session_user(pool, token)).csrf_token
 
@@ -36,6 +36,26 @@ async def test_the_list_shows_ours_and_the_crms_and_edits_ours(http, pool, setti
     assert removed.status_code == 303 and await pool.fetchval("SELECT count(*) FROM suppressions") == 0
     flash = await http.get("/console/suppressions")
     assert "lee.park@acme.example may get surveys again" in flash.text
+    audited = await pool.fetch("SELECT actor, action, object FROM audit_log WHERE action LIKE 'suppression.%' ORDER BY id")
+    assert [(r["actor"], r["action"], r["object"]) for r in audited] == [
+        ("diana.hoang@tai.example", "suppression.add", "address:lee.park@acme.example"),
+        ("diana.hoang@tai.example", "suppression.remove", "address:lee.park@acme.example")]
+
+
+async def test_a_viewer_cannot_add_and_a_csm_cannot_remove(http, pool, settings):
+    for email, role in (("vic@tai.example", "viewer"), ("casey.morgan@tai.example", "csm")):
+        await add_user(pool, email, email.split("@")[0], PASSWORD, role=role)
+    await pool.execute("INSERT INTO suppressions (address_key, category, reason, source, created_by)"
+                       " VALUES ('lee.park@acme.example', 'all', 'unsubscribed', 'one-click', 'lee')")
+    for email, path in (("vic@tai.example", "/console/suppressions"),
+                        ("casey.morgan@tai.example", "/console/suppressions/1/remove")):
+        token = (await log_in(pool, settings, email, PASSWORD)).token
+        http.cookies.set(SESSION_COOKIE, token)
+        csrf = (await session_user(pool, token)).csrf_token
+        refused = await http.post(path, data={"csrf_token": csrf, "address": "x@acme.example", "category": "all"})
+        assert refused.status_code == 403 and "role" in refused.text
+    assert [tuple(r) for r in await pool.fetch("SELECT address_key, category FROM suppressions")] == [
+        ("lee.park@acme.example", "all")]
 
 
 async def test_bad_additions_are_refused_and_change_nothing(http, pool, settings):

@@ -36,6 +36,7 @@ def test_reachable_from_outside_with_demo_secrets_names_every_variable(kw, why):
     assert exposed_because(settings(**kw)).startswith(why)
     assert "CRM_WEBHOOK_SECRET is a published demo default" in found
     assert "NPS_LINK_SECRET is a published demo default" in found
+    assert "EMAIL_LINK_SECRET is a published demo default" in found
     with pytest.raises(ExposureRefused) as refused:
         check(settings(**kw))
     assert "CRM_WEBHOOK_SECRET" in str(refused.value) and "secrets.token_urlsafe" in str(refused.value)
@@ -50,13 +51,14 @@ def test_reachable_from_outside_with_demo_secrets_names_every_variable(kw, why):
     ("a" * 40, "repeats too few characters to be random"),
 ])
 def test_weak_secrets_are_refused(value, says):
-    found = problems(settings(http_host="0.0.0.0", crm_webhook_secret=value, nps_link_secret=STRONG))
+    found = problems(settings(http_host="0.0.0.0", crm_webhook_secret=value, nps_link_secret=STRONG,
+                              email_link_secret=STRONG[1:]))
     assert found == [f"CRM_WEBHOOK_SECRET {says}"]
 
 
 def test_strong_secrets_start_and_optional_secrets_are_checked_when_set():
     ok = settings(http_host="0.0.0.0", allowed_hosts=["cs.tai.example"], crm_webhook_secret=STRONG,
-                  nps_link_secret=STRONG[::-1])
+                  nps_link_secret=STRONG[::-1], email_link_secret=STRONG[1:])
     assert problems(ok) == []
     check(ok)
     sso = ok.model_copy(update={"oidc_issuer": "http://idp.tai.example", "oidc_client_id": "csplay",
