@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import httpx
 
+from activities.delivery_http import retry_after_seconds
 from core.logs import get_logger
 from core.settings import Settings
 
@@ -34,19 +33,6 @@ log = get_logger("lookups")
 
 class LookupFailed(Exception):
     """The CRM did not answer usefully (after the retries): the reason, without the token."""
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class CrmLookups:
@@ -86,7 +72,7 @@ class CrmLookups:
                     if response.status_code == 404:
                         return None
                     if response.status_code == 429:
-                        after = _retry_after(response.headers.get("Retry-After"))
+                        after = retry_after_seconds(response.headers.get("Retry-After"))
                         if after is not None and after > s.crm_lookup_max_wait_seconds:
                             raise LookupFailed(f"rate limited: Retry-After {after:.0f} s is longer than "
                                                f"{s.crm_lookup_max_wait_seconds:.0f} s")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
+
+from starter.security.limits import json_too_deep
 
 Source = Literal["generic", "hubspot", "salesforce", "zendesk"]
 # What the pipeline does with an event (starter/events/pipeline.py dispatches on it).
@@ -88,41 +89,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-_JSON_STRUCTURE = re.compile(rb'["\\\[\]{}]')
-
-
-def json_depth_within(body: bytes, limit: int) -> bool:
-    """True when no array or object nests deeper than `limit` (strings are skipped). Checked
-    before parsing, so a hostile body cannot make the parser recurse."""
-    depth, in_string, skip = 0, False, -1
-    for match in _JSON_STRUCTURE.finditer(body):
-        pos = match.start()
-        if pos < skip:
-            continue
-        char = body[pos]
-        if in_string:
-            if char == 0x5C:  # backslash: the next character is escaped
-                skip = pos + 2
-            elif char == 0x22:
-                in_string = False
-        elif char == 0x22:
-            in_string = True
-        elif char in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return False
-        elif char in (0x5D, 0x7D):
-            depth -= 1
-    return True
-
-
 def parse_json(body: bytes, max_depth: int) -> Any:
     """UTF-8 JSON within `max_depth`, else a 422 saying where it breaks."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WebhookRefused(422, f"body is not UTF-8 (byte {exc.start})") from None
-    if not json_depth_within(body, max_depth):
+    if json_too_deep(body, max_depth):
         raise WebhookRefused(422, f"body: JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(text)
