@@ -37,19 +37,11 @@ from core.settings import Settings
 from playbooks.crm_connections import CONNECTIONS_FILE, Connections, load_connections
 from playbooks.crm_mapping import TeamContent
 from playbooks.notifications import NOTIFICATIONS_FILE, NotificationsContent, _loopback, load_notifications
+from playbooks.reloading import cached_content
 
 PHASE_EVENTS = ("play.started", "play.step_done", "play.finished")
 RISK_EVENTS = ("account.band_changed", "account.risk_updated")
-_cache: dict[tuple, tuple[tuple, object]] = {}
-
-
-def _cached(key: tuple, files: list[Path], load):
-    stamp = tuple((str(f), f.stat().st_mtime_ns) if f.exists() else (str(f), 0) for f in files)
-    hit = _cache.get(key)
-    if hit is None or hit[0] != stamp:
-        hit = (stamp, load())
-        _cache[key] = hit
-    return hit[1]
+_cached = cached_content  # content reloaded when its files change (playbooks/reloading.py)
 
 
 def current_notifications(settings: Settings) -> NotificationsContent:

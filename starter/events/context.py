@@ -14,6 +14,7 @@ from core.settings import Settings
 from playbooks.crm_connections import CONNECTIONS_FILE, Connection, Connections, load_connections
 from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
 from playbooks.loader import _load_config
+from playbooks.reloading import cached_content
 from playbooks.triggers import TriggersContent
 from starter.book.store import Book
 from starter.events.routing import WaitFor, current_triggers
@@ -40,17 +41,7 @@ class Result:
         return cls("; ".join(parts), "waiting", account_id=account_id, wait=wait)
 
 
-_cache: dict[tuple, tuple[tuple, object]] = {}
-
-
-def _cached(key: tuple, files: list[Path], load):
-    """Content reloaded when one of its files changes (edits apply without a restart)."""
-    stamp = tuple((str(f), f.stat().st_mtime_ns) if f.exists() else (str(f), 0) for f in files)
-    hit = _cache.get(key)
-    if hit is None or hit[0] != stamp:
-        hit = (stamp, load())
-        _cache[key] = hit
-    return hit[1]
+_cached = cached_content  # content reloaded when its files change (playbooks/reloading.py)
 
 
 def crm_dir(settings: Settings) -> Path:
