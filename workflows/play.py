@@ -192,7 +192,7 @@ class Play:
                                       region=self.account.region),
                 staff=CalendarPlace(tz=content.timezone, country=content.team_country, region=content.team_region),
                 start=workflow.now().date() - timedelta(days=1), years=CALENDAR_YEARS,
-            ), summary=f"load working days: account {self.account.timezone} {where or ''}, "
+            ), summary=f"load working days: account {self.account.timezone}{' ' + where if where else ''}, "
                        f"staff {content.timezone}, {CALENDAR_YEARS} years")
         if workflow.info().continued_run_id is None:  # a continued run is the same play going on
             await self.play_event(STARTED_PATCH, "play.started")
