@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import AccountNotFound, fetch_account
+from activities.playbook_store import store_version
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
@@ -128,7 +129,8 @@ async def launch_onboarding(
     return await start_play(
         client, settings, OnboardingPlan.run,
         OnboardingInput(
-            account_id=account.id, playbook=snapshot, launched_by=launched_by,
+            account_id=account.id, playbook=await store_version(pool, snapshot, ONBOARDING),
+            launched_by=launched_by,
             search_attributes=settings.search_attributes,
         ),
         workflow_id=onboarding_workflow_id(account.id), account=account, playbook=ONBOARDING,
@@ -165,7 +167,8 @@ async def launch_renewal(
     return await start_play(
         client, settings, RenewalCountdown.run,
         RenewalInput(
-            account_id=account.id, renewal_date=renewal_date, tier=account.tier, playbook=snapshot,
+            account_id=account.id, renewal_date=renewal_date, tier=account.tier,
+            playbook=await store_version(pool, snapshot, RENEWAL),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
         workflow_id=renewal_workflow_id(account.id), account=account, playbook=RENEWAL,
@@ -324,7 +327,7 @@ async def open_ticket(
         client, settings, SlaClock.run,
         SlaInput(
             ticket_id=ticket_id, account_id=account.id, tier=account.tier, priority=priority, subject=subject,
-            opened_at=opened_at, playbook=snapshot,
+            opened_at=opened_at, playbook=await store_version(pool, snapshot, SLA),
             holidays=public_holidays(snapshot.content.holidays, opened_at.date(), snapshot.content.holidays_region),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
@@ -401,7 +404,8 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
     try:
         return await client.start_workflow(
             NpsCycle.run,
-            CycleInput(cycle_id=cycle_id, playbook=snapshot, account_ids=account_ids, tiers=tiers,
+            CycleInput(cycle_id=cycle_id, playbook=await store_version(pool, snapshot, NPS),
+                       account_ids=account_ids, tiers=tiers,
                        launched_by=launched_by),
             id=cycle_workflow_id(cycle_id), task_queue=task_queue or settings.task_queue,
             static_summary=f"NPS survey cycle {cycle_id}, playbook v{snapshot.content.version}",
