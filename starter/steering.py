@@ -26,6 +26,7 @@ from core.text import header_safe
 from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
+from workflows.summaries import markdown_text
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch
 from activities.churn import signal_watch, watch_input
@@ -82,7 +83,9 @@ def play_static_metadata(account: Account, playbook: str, snapshot: PlaybookSnap
         **(extra or {}),
         **({"Launched by": launched_by} if launched_by else {}),
     }
-    return summary[:200], "\n\n".join(f"**{k}:** {v}" for k, v in rows.items())
+    # Names and subjects come from CRMs and customers: shown as text, never as Markdown links or markup.
+    return summary[:200], "\n\n".join(f"**{k}:** {markdown_text(v)}" for k, v in rows.items())
+
 
 
 async def start_play(

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
         SearchAttributeTracker, business_failure, local_time, play_log, run_activity, short,
     )
-    from workflows.summaries import describe_step, recipients
+    from workflows.summaries import describe_step, markdown_text, recipients
     from workflows.messages import (
         PlayControl, TaskCompleted,
     )
@@ -95,7 +95,8 @@ class Play:
             lines.append(f"**Next action:** {describe_step(next_action)}"
                          + (f", {self.when(next_at)}" if next_at else ""))
         if self.control.paused_at is not None:
-            lines.append(f"**Paused** by {self.control.paused_by}: {self.control.pause_reason or 'no reason given'}")
+            lines.append(f"**Paused** by {markdown_text(self.control.paused_by)}: "
+                         f"{markdown_text(self.control.pause_reason or 'no reason given')}")
         workflow.set_current_details("\n\n".join(lines))
 
     def wake(self) -> None:

@@ -6,6 +6,8 @@ and the play's current details. Summaries are user metadata: they never change a
 
 from __future__ import annotations
 
+import re
+
 from core.models import Account, Person
 
 
@@ -32,3 +34,9 @@ def describe_step(step: str) -> str:
     if kind in named and rest:
         return f"the {rest} {named[kind]}"
     return "the " + " ".join(parts)
+
+
+def markdown_text(text: str) -> str:
+    """`text` on one line with Markdown's markup characters escaped: names, subjects and reasons
+    come from CRMs, customers and people, and the Temporal UI renders details as Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", " ".join(str(text).split()))

@@ -16,7 +16,7 @@ from starter.steering import launch_onboarding
 from tests.conftest import DEV_SERVER, asleep_on_timer, eventually, free_port
 from tests.round_the_clock import round_the_clock
 from worker import build_worker
-from workflows.summaries import describe_step, recipients
+from workflows.summaries import describe_step, markdown_text, recipients
 
 SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 TIMER = EventType.EVENT_TYPE_TIMER_STARTED
@@ -87,3 +87,6 @@ def test_step_names_and_recipients_read_as_words():
     assert describe_step("waiting for renewed or churned") == "waiting for renewed or churned"
     assert recipients(["csm"], [], None, None) == "1 contact (csm)"
     assert recipients([], ["csm"], None, None) == "nobody, cc csm"
+    # Text from outside (a ticket subject, a CRM name) shows as text in the UI's Markdown.
+    assert markdown_text("Sync [down](http://x.example)\n<b>now</b>") == \
+        "Sync \\[down\\]\\(http://x.example\\) \\<b\\>now\\</b\\>"
