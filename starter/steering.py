@@ -466,7 +466,8 @@ async def record_nps_answer(client: Client, pool: asyncpg.Pool, settings: Settin
 async def start_followup(client, settings, link, account, name, score, comment, now, task_queue) -> WorkflowHandle:
     snapshot = playbook_snapshot(settings, NPS)
     _, details = play_static_metadata(account, NPS, snapshot, launched_by="the survey answer",
-                                      extra={"Answer": f"{name}: {score}/10 ({category_of(score)}), cycle {link.cycle_id}"})
+                                      extra={"Answer": f"{name}: {score}/10 ({category_of(score)}), "
+                                                       f"cycle {link.cycle_id}"})
     return await client.start_workflow(
             NpsFollowUp.run,
             FollowUpInput(cycle_id=link.cycle_id, account_id=account.id,

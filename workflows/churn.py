@@ -61,7 +61,8 @@ class ChurnWatch(SteerablePlay):
             self._play.search.set(NEXT_ACTION_AT, self._timeline.next_action(now)[1])
             await self._play.continue_as_new_if_long(self._input, self._state)
             await self._play.sleep_until(self._timeline.next_wake(now), self._timeline.next_action(now)[0],
-                                         waiting_for=f"a risk signal (band {self._state.band}, score {self._state.score})")
+                                         waiting_for=f"a risk signal (band {self._state.band}, "
+                                                     f"score {self._state.score})")
 
     async def _perform(self, action: Action) -> None:
         run = {

@@ -25,7 +25,8 @@ class InboundMail:
                                      summary=f"act on inbound message {input.inbound_id} (bounce, complaint or reply)")
         while outcome.retry_at is not None:
             await workflow.sleep(max(outcome.retry_at - workflow.now(), timedelta(0)),
-                                 summary=f"wait until resending after a soft bounce, {outcome.retry_at:%Y-%m-%d %H:%M} UTC")
+                                 summary=f"wait until resending after a soft bounce, "
+                                         f"{outcome.retry_at:%Y-%m-%d %H:%M} UTC")
             outcome = await run_activity(InboundActivities.resend_after_soft_bounce, input.inbound_id,
                                          summary=f"resend the e-mail soft-bounced by message {input.inbound_id}")
         return outcome

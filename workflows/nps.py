@@ -108,7 +108,8 @@ class NpsCycle:
         st = self._state
         while st.deferred_next is not None and st.deferred_next < until:
             await workflow.sleep(max(st.deferred_next - workflow.now(), timedelta(0)),
-                                 summary=f"wait until deferred invitations fall due, {st.deferred_next:%Y-%m-%d %H:%M} UTC")
+                                 summary=f"wait until deferred invitations fall due, "
+                                         f"{st.deferred_next:%Y-%m-%d %H:%M} UTC")
             playbook = self._input.playbook
             result = await run_activity(NpsActivities.send_deferred_invitations, DeferredInvitationsRequest(
                 play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id,
