@@ -169,9 +169,15 @@ async def signal_watch(client: Client, settings: Settings, account_id: str, sign
                        task_queue: str | None = None, input: ChurnInput | None = None):
     """Signal-with-start: one watch per account, started by whatever first has news for it.
     `input` is the watch's start input when the caller has already loaded it."""
+    input = input or watch_input(settings, account_id, launched_by)
+    version = input.playbook.content.version
     return await client.start_workflow(
-        "ChurnWatch", input or watch_input(settings, account_id, launched_by), id=churn_workflow_id(account_id),
+        "ChurnWatch", input, id=churn_workflow_id(account_id),
         task_queue=task_queue or settings.task_queue, start_signal=signal, start_signal_args=[arg],
+        static_summary=f"churn watch for account {account_id}, playbook v{version}",
+        static_details=(f"**Account:** {account_id}\n\n**Playbook:** churn v{version}, digest "
+                        f"{input.playbook.digest[:12]}; scoring v{input.scoring.version}\n\n"
+                        f"**Started by:** {input.launched_by} ({signal})"),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=(

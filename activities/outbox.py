@@ -18,6 +18,7 @@ import asyncpg
 from activities.addresses import AddressProblem, address_key, format_for_display, parse_address
 from activities.common import not_retryable
 from activities.mail_links import new_token
+from activities.playbook_store import full_template
 from activities.meetings import invitation, meeting_uid
 from core.models import Account, EmailResult, EmailTemplate, Meeting, Person, PlayRef, RecipientOutcome, StaffMember
 from playbooks.rendering import RenderError, email_context, render_email
@@ -82,6 +83,7 @@ async def create_outbox_row(pool: asyncpg.Pool, mail_from: str, play: PlayRef, s
     category = "internal" if not customers else (template.category or legacy_category(play))
     if category == "internal" and customers:
         category = legacy_category(play)
+    template = await full_template(pool, template)  # a light play's template: its sources from the stored version
     try:
         subject, html, text = render_email(template, email_context(account, staff, step, data, to[0]))
     except RenderError as exc:

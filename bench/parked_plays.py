@@ -10,7 +10,12 @@ and parked on its timer, and reports:
 - the worker's RSS once they are parked (and its peak while parking): a
   parked play holds no worker memory, only the workflow cache does;
 - PostgreSQL's database size before and after, and the Temporal dev server's
-  SQLite file before and after: the cost per parked play on disk.
+  SQLite file before and after: the cost per parked play on disk;
+- in the same run, on the same server, as many raw workflows that park on one
+  timer with a small input (an in-process worker): the Temporal bytes of a
+  parked play against a raw one (goal: at most 1.25x), and the worker memory
+  per cached play (RSS growth over the plays the workflow cache holds; goal
+  at most 0.15 MB).
 
 Private stack on free ports (dev server with our search attributes and its
 database on disk, embedded PostgreSQL, one worker.py, a counting relay).
@@ -30,7 +35,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from aiosmtpd.controller import Controller  # noqa: E402
+from datetime import timedelta  # noqa: E402
+
+from temporalio import workflow  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
@@ -41,6 +50,40 @@ from core.settings import Settings  # noqa: E402
 from starter.steering import launch_renewal  # noqa: E402
 
 TASK_QUEUE = "parked"
+RAW_QUEUE = "parked-raw"
+
+
+@workflow.defn(name="RawParked")
+class RawParked:
+    """The floor: a workflow that parks on one timer with a small input (an account id)."""
+
+    @workflow.run
+    async def run(self, account_id: str) -> str:
+        await workflow.sleep(timedelta(days=300))
+        return account_id
+
+
+async def raw_leg(client, temporal_db: Path, plays: int, concurrency: int) -> float:
+    """Start `plays` RawParked workflows, wait until each sleeps on its timer; bytes per parked one."""
+    before = file_size(temporal_db)
+    async with Worker(client, task_queue=RAW_QUEUE, workflows=[RawParked], workflow_runner=UnsandboxedWorkflowRunner(),
+                      max_cached_workflows=0):
+        ids = iter(range(plays))
+
+        async def lane():
+            for i in ids:
+                await client.start_workflow(RawParked.run, f"acct-{i:06d}", id=f"raw-{i:06d}", task_queue=RAW_QUEUE)
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        for i in range(plays - 1, -1, -max(1, plays // 20)):  # a sample, the last started first
+            handle = client.get_workflow_handle(f"raw-{i:06d}")
+            while True:
+                events = [e.event_type async for e in handle.fetch_history_events()]
+                if EventType.EVENT_TYPE_TIMER_STARTED in events:
+                    break
+                await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # the last few workflow tasks of the others
+    return (file_size(temporal_db) - before) / plays
 
 
 def file_size(path: Path) -> int:
@@ -129,6 +172,14 @@ async def bench(args, stack: Stack) -> None:
         say(f"  Temporal (SQLite)       {temporal_before / 2**20:,.1f} MB -> {temporal_after / 2**20:,.0f} MB: "
             f"{(temporal_after - temporal_before) / args.plays / 1024:,.1f} KB per parked play")
         say(f"  e-mails sent            {relay.received} (none expected: the first step is months away)")
+        if args.raw:
+            per_play = (temporal_after - temporal_before) / args.plays
+            raw = await raw_leg(client, temporal_db, args.plays, args.concurrency)
+            cached = min(args.plays, settings.workflow_cache_size)
+            per_cached = (status["VmRSS"] - rss_idle) / 1024 / cached
+            say(f"  raw parked workflow     {raw / 1024:,.1f} KB per parked one (same server, one timer, small input)")
+            say(f"  play / raw              {per_play / raw:,.2f}x Temporal bytes (goal <= 1.25x)")
+            say(f"  worker memory           {per_cached:,.3f} MB per cached play ({cached:,} cached; goal <= 0.15 MB)")
     finally:
         await pool.close()
 
@@ -139,6 +190,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds before reporting what is parked")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--no-raw", dest="raw", action="store_false", help="skip the raw workflows' leg")
     args = parser.parse_args()
     return run_bench(bench, args, "parked-")
 

@@ -201,6 +201,9 @@ class EmailTemplate(Model):
     meeting: MeetingSpec | None = None
     stop_on_reply: bool = False  # a reply to this e-mail stops its follow-ups
     reach_another_way: bool = False  # a customer it cannot reach gets the CSM a task to reach them
+    # "<version key>#<template key>": the sources (subject, body, partials) are in the stored playbook
+    # version (activities/playbook_store.py) and travel empty. None: they travel here (older plays).
+    stored_as: str | None = None
 
 
 class SendEmailRequest(Model):

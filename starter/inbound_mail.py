@@ -150,6 +150,7 @@ class InboundHandler:
             InboundMail.run, InboundInput(inbound_id=inbound_id), id=inbound_workflow_id(inbound_id),
             task_queue=self.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"inbound {event['kind']} for account {found['account_id']} (message {inbound_id})",
         )
         log.info("inbound.received", kind=event["kind"], inbound_id=inbound_id, status=event["status_code"])
 

@@ -66,7 +66,8 @@ async def start_delivery(client: Client, settings: Settings, delivery_id: int, k
             "DeliverItem", delivery_input(settings, delivery_id, kind), id=wid,
             task_queue=task_queue or settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"{kind} delivery {delivery_id}" + (f" (replay {replays})" if replays else ""))
     return wid
 
 

@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import AccountNotFound, fetch_account
+from activities.playbook_store import store_version
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
@@ -25,6 +26,7 @@ from core.text import header_safe
 from playbooks.loader import load_playbook
 from playbooks.schema import PRIORITIES, PlaybookSnapshot
 from workflows.common import play_search_attributes
+from workflows.summaries import markdown_text
 from workflows.onboarding import OnboardingPlan
 from workflows.churn import ChurnWatch
 from activities.churn import signal_watch, watch_input
@@ -65,17 +67,47 @@ def playbook_snapshot(settings: Settings, playbook: str) -> PlaybookSnapshot:
     return load_playbook(Path(settings.playbooks_dir) / f"{playbook}.yaml")
 
 
+def play_static_metadata(account: Account, playbook: str, snapshot: PlaybookSnapshot, *, phase: str = "",
+                         launched_by: str = "", extra: dict[str, str] | None = None) -> tuple[str, str]:
+    """(static summary, static details) of a play, for `start_workflow`: the summary is one line
+    ("onboarding for Acme Corp (acme), playbook v3"); the details (Markdown) add the CSM, tier,
+    time zone, the playbook's digest and who launched it. Set once at start: what changes goes in
+    the play's current details (workflows/play.Play.show)."""
+    version = snapshot.content.version
+    summary = f"{playbook} for {account.name} ({account.id}), playbook v{version}"
+    rows = {
+        "Account": f"{account.name} ({account.id}), {account.tier}, {account.timezone}",
+        "CSM": f"{account.csm.name} <{account.csm.email}>",
+        "Playbook": f"{playbook} v{version}, digest {snapshot.digest[:12]}",
+        **({"Starts in phase": phase} if phase else {}),
+        **(extra or {}),
+        **({"Launched by": launched_by} if launched_by else {}),
+    }
+    # Names and subjects come from CRMs and customers: shown as text, never as Markdown links or markup.
+    return summary[:200], "\n\n".join(f"**{k}:** {markdown_text(v)}" for k, v in rows.items())
+
+
+
 async def start_play(
     client: Client, settings: Settings, run, arg, *, workflow_id: str, account: Account, playbook: str,
     phase: str, task_queue: str | None,
 ) -> WorkflowHandle:
-    """One play per account and playbook: a second launch while one runs is refused."""
+    """One play per account and playbook: a second launch while one runs is refused. The play's
+    static summary and details (Temporal UI, `describe()`) name the account, playbook and version."""
+    extra = {}
+    if getattr(arg, "renewal_date", None):
+        extra["Renewal date"] = arg.renewal_date.isoformat()
+    if getattr(arg, "ticket_id", None):
+        extra["Ticket"] = f"{arg.ticket_id}, {arg.priority}: {arg.subject[:120]}"
+    summary, details = play_static_metadata(account, playbook, arg.playbook, phase=phase, launched_by=arg.launched_by,
+                                            extra=extra)
     try:
         return await client.start_workflow(
             run,
             arg,
             id=workflow_id,
             task_queue=task_queue or settings.task_queue,
+            static_summary=summary, static_details=details,
             search_attributes=(
                 play_search_attributes(account.id, playbook, str(account.csm.email), phase)
                 if settings.search_attributes else None
@@ -100,7 +132,8 @@ async def launch_onboarding(
     return await start_play(
         client, settings, OnboardingPlan.run,
         OnboardingInput(
-            account_id=account.id, playbook=snapshot, launched_by=launched_by,
+            account_id=account.id, playbook=await store_version(pool, snapshot, ONBOARDING),
+            launched_by=launched_by,
             search_attributes=settings.search_attributes,
         ),
         workflow_id=onboarding_workflow_id(account.id), account=account, playbook=ONBOARDING,
@@ -137,7 +170,8 @@ async def launch_renewal(
     return await start_play(
         client, settings, RenewalCountdown.run,
         RenewalInput(
-            account_id=account.id, renewal_date=renewal_date, tier=account.tier, playbook=snapshot,
+            account_id=account.id, renewal_date=renewal_date, tier=account.tier,
+            playbook=await store_version(pool, snapshot, RENEWAL),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
         workflow_id=renewal_workflow_id(account.id), account=account, playbook=RENEWAL,
@@ -296,7 +330,7 @@ async def open_ticket(
         client, settings, SlaClock.run,
         SlaInput(
             ticket_id=ticket_id, account_id=account.id, tier=account.tier, priority=priority, subject=subject,
-            opened_at=opened_at, playbook=snapshot,
+            opened_at=opened_at, playbook=await store_version(pool, snapshot, SLA),
             holidays=public_holidays(snapshot.content.holidays, opened_at.date(), snapshot.content.holidays_region),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
@@ -373,9 +407,17 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
     try:
         return await client.start_workflow(
             NpsCycle.run,
-            CycleInput(cycle_id=cycle_id, playbook=snapshot, account_ids=account_ids, tiers=tiers,
+            CycleInput(cycle_id=cycle_id, playbook=await store_version(pool, snapshot, NPS),
+                       account_ids=account_ids, tiers=tiers,
                        launched_by=launched_by),
             id=cycle_workflow_id(cycle_id), task_queue=task_queue or settings.task_queue,
+            static_summary=f"NPS survey cycle {cycle_id}, playbook v{snapshot.content.version}",
+            static_details="\n\n".join([
+                f"**Segment:** " + ("; ".join(filter(None, [
+                    f"accounts {', '.join(account_ids[:10])}" + (" ..." if len(account_ids) > 10 else "")
+                    if account_ids else "", f"tiers {', '.join(tiers)}" if tiers else ""])) or "every active account"),
+                f"**Playbook:** nps v{snapshot.content.version}, digest {snapshot.digest[:12]}",
+                f"**Launched by:** {launched_by}"]),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
@@ -422,13 +464,19 @@ async def record_nps_answer(client: Client, pool: asyncpg.Pool, settings: Settin
 
 
 async def start_followup(client, settings, link, account, name, score, comment, now, task_queue) -> WorkflowHandle:
+    snapshot = playbook_snapshot(settings, NPS)
+    _, details = play_static_metadata(account, NPS, snapshot, launched_by="the survey answer",
+                                      extra={"Answer": f"{name}: {score}/10 ({category_of(score)}), "
+                                                       f"cycle {link.cycle_id}"})
     return await client.start_workflow(
             NpsFollowUp.run,
             FollowUpInput(cycle_id=link.cycle_id, account_id=account.id,
                           respondent=Person(name=name, email=link.contact_email), score=score, comment=comment,
-                          answered_at=now, playbook=playbook_snapshot(settings, NPS),
+                          answered_at=now, playbook=snapshot,
                           search_attributes=settings.search_attributes),
             id=followup_workflow_id(link.cycle_id, link.contact_email), task_queue=task_queue or settings.task_queue,
+            static_summary=f"NPS follow-up for {account.name}: {name[:60]} scored {score} ({category_of(score)})",
+            static_details=details,
             search_attributes=(
                 play_search_attributes(account.id, NPS, str(account.csm.email), category_of(score))
                 if settings.search_attributes else None

@@ -60,7 +60,9 @@ class ChurnWatch(SteerablePlay):
             self._play.search.set(PHASE, self._timeline.phase())
             self._play.search.set(NEXT_ACTION_AT, self._timeline.next_action(now)[1])
             await self._play.continue_as_new_if_long(self._input, self._state)
-            await self._play.sleep_until(self._timeline.next_wake(now))
+            await self._play.sleep_until(self._timeline.next_wake(now), self._timeline.next_action(now)[0],
+                                         waiting_for=f"a risk signal (band {self._state.band}, "
+                                                     f"score {self._state.score})")
 
     async def _perform(self, action: Action) -> None:
         run = {
@@ -80,16 +82,17 @@ class ChurnWatch(SteerablePlay):
         tasks = [dict(step=self._timeline.task_step(action.band, a.step), title=a.title, detail=a.detail,
                       owner_role=a.owner_role, priority=a.priority, due_at=action.at + timedelta(hours=a.due_hours))
                  for a in play.actions]
-        await self._play.create_tasks(st.tasks, tasks)
+        await self._play.create_tasks(st.tasks, tasks, summary=f"{play.name} task")
         previous = st.band_changes[-1].from_band if st.band_changes else "GREEN"
         data = {"band": action.band, "previous_band": previous, "score": st.score, "play": play.name,
                 "indicators": self._timeline.breakdown(),
                 "actions": [{"title": t["title"], "owner": t["owner_role"], "due": t["due_at"]} for t in tasks]}
-        await self._play.email(f"{action.step}/alert", f"{action.band}/alert", play.alert.to, play.alert.cc, data)
+        await self._play.email(f"{action.step}/alert", f"{action.band}/alert", play.alert.to, play.alert.cc, data,
+                               summary=f"{action.band} churn-risk alert e-mail (score {st.score})")
         for a in play.actions:
             if a.email is not None:
                 await self._play.email(f"{action.step}/{a.key}/email", f"{action.band}/{a.key}", a.email.to,
-                                       a.email.cc, data)
+                                       a.email.cc, data, summary=f"{play.name}: {a.title} e-mail")
         self._play.log("intervention", band=action.band, spell=st.spell, score=st.score, severity="warning")
 
     async def _deadline(self, action: Action) -> None:
@@ -114,10 +117,11 @@ class ChurnWatch(SteerablePlay):
             status_updates="Daily until the account is back to YELLOW",
         )
         await self._play.escalate(action.step, play.escalation_level, play.escalate_to,
-                                  f"intervention action past its deadline: {task.title}", report)
+                                  f"intervention action past its deadline: {task.title}", report,
+                                  summary=f"{play.name} deadline missed")
 
     async def _recurring(self, action: Action, rule) -> None:
-        await self._play.create_tasks(self._state.tasks, [dict(
+        await self._play.create_tasks(self._state.tasks, summary=f"{action.kind} task", requests=[dict(
             step=f"{action.step}/task", title=rule.title, owner_role=rule.owner_role, priority=rule.priority,
             due_at=action.at + timedelta(hours=rule.due_hours),
         )])
@@ -135,7 +139,8 @@ class ChurnWatch(SteerablePlay):
                      for c in changes],
             # An argument, not a command: histories recorded before it replay unchanged.
             health_score=self._timeline.health(),
-        ))
+        ), summary=f"record risk score {st.score} ({st.band})" + (
+            f", band changes: {', '.join(f'{c.from_band}->{c.to_band}' for c in changes)}" if changes else ""))
         st.recorded_changes += len(changes)
         self._changed = False
 
@@ -210,5 +215,5 @@ class MonthlyRiskSummary:
         snapshot = input.playbook
         return await run_activity(RiskSummaryActivities.send_risk_summary, RiskSummaryRequest(
             month=month, template=snapshot.template("summary"), to=snapshot.content.summary.to,
-        ))
+        ), summary=f"churn-risk summary of {month:%B %Y} to {', '.join(snapshot.content.summary.to)}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -55,10 +56,28 @@ class SearchAttributeTracker:
         return self._last.get(key.name)
 
 
-async def run_activity(method, arg, timeout: timedelta = ACTIVITY_TIMEOUT, heartbeat: timedelta | None = None):
-    """Every play step runs its activities with the same retry policy (and, but for long batches, timeout)."""
+SUMMARY_LIMIT = 200  # characters; the server refuses user metadata summaries over a few hundred bytes
+
+
+def short(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """`text` on one line, cut to `limit` characters (with an ellipsis): fit for a UI summary."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def local_time(at: datetime, tz: str) -> str:
+    """`at` as a person reads it in zone `tz`: "Tue 2026-12-01 09:00 America/New_York"."""
+    return f"{at.astimezone(ZoneInfo(tz)):%a %Y-%m-%d %H:%M} {tz}"
+
+
+async def run_activity(method, arg, *, summary: str, timeout: timedelta = ACTIVITY_TIMEOUT,
+                       heartbeat: timedelta | None = None):
+    """Every play step runs its activities with the same retry policy (and, but for long batches, timeout).
+    `summary` is what the Temporal UI shows for the call ("welcome e-mail to champion, sponsor"):
+    metadata only, never part of the commands a replay compares."""
     return await workflow.execute_activity_method(
-        method, arg, start_to_close_timeout=timeout, heartbeat_timeout=heartbeat, retry_policy=ACTIVITY_RETRY
+        method, arg, start_to_close_timeout=timeout, heartbeat_timeout=heartbeat, retry_policy=ACTIVITY_RETRY,
+        summary=short(summary),
     )
 
 

@@ -55,6 +55,7 @@ class DeliverItem:
                     initial_interval=timedelta(seconds=inp.retry_initial_seconds), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=max(inp.retry_max_seconds, inp.retry_initial_seconds)),
                     non_retryable_error_types=["DeliveryRefused", "DeliveryMissing"]),
+                summary=f"deliver item {inp.delivery_id} (retried for up to {inp.give_up_hours:g} hours)",
             )
         except ActivityError as err:
             cause = err.cause
@@ -67,5 +68,6 @@ class DeliverItem:
                 reason = str(err)
             await workflow.execute_activity_method(
                 DeliveryActivities.give_up_delivery, GiveUpRequest(delivery_id=inp.delivery_id, reason=reason),
-                start_to_close_timeout=timedelta(seconds=60), retry_policy=ACTIVITY_RETRY)
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=ACTIVITY_RETRY,
+                summary=f"mark delivery {inp.delivery_id} failed: {reason}"[:200])
             return DeliveryOutcome(delivery_id=inp.delivery_id, status="failed", detail=reason)

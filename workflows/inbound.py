@@ -21,8 +21,12 @@ class InboundMail:
 
     @workflow.run
     async def run(self, input: InboundInput) -> InboundOutcome:
-        outcome = await run_activity(InboundActivities.apply_inbound_mail, input.inbound_id)
+        outcome = await run_activity(InboundActivities.apply_inbound_mail, input.inbound_id,
+                                     summary=f"act on inbound message {input.inbound_id} (bounce, complaint or reply)")
         while outcome.retry_at is not None:
-            await workflow.sleep(max(outcome.retry_at - workflow.now(), timedelta(0)))
-            outcome = await run_activity(InboundActivities.resend_after_soft_bounce, input.inbound_id)
+            await workflow.sleep(max(outcome.retry_at - workflow.now(), timedelta(0)),
+                                 summary=f"wait until resending after a soft bounce, "
+                                         f"{outcome.retry_at:%Y-%m-%d %H:%M} UTC")
+            outcome = await run_activity(InboundActivities.resend_after_soft_bounce, input.inbound_id,
+                                         summary=f"resend the e-mail soft-bounced by message {input.inbound_id}")
         return outcome

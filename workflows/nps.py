@@ -60,7 +60,8 @@ class NpsCycle:
             await self._batches("reminding")
         if st.phase == "closing":
             await self._wait_sweeping(self._expires_at)
-            st.closed = await run_activity(NpsActivities.close_nonresponses, input.cycle_id)
+            st.closed = await run_activity(NpsActivities.close_nonresponses, input.cycle_id,
+                                           summary=f"close cycle {input.cycle_id}: unanswered invitations expire")
             st.phase = "closed"
         workflow.logger.info("nps.cycle_closed", extra={"cycle": input.cycle_id, "sent": st.sent,
                                                          "reminded": st.reminded, "closed": st.closed})
@@ -75,7 +76,9 @@ class NpsCycle:
                 template=self._input.playbook.template(kind), expires_at=self._expires_at,
                 account_ids=self._input.account_ids, tiers=self._input.tiers, after=st.cursor, limit=c.batch_size,
                 defer=st.defers,
-            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT)
+            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT,
+                summary=f"{kind} batch {st.batches + 1} of cycle {self._input.cycle_id}: up to {c.batch_size} contacts"
+                        + (f" after {st.cursor}" if st.cursor else ""))
             st.cursor, st.batches = result.last, st.batches + 1
             self._count(kind, result)
             if result.done:
@@ -104,20 +107,26 @@ class NpsCycle:
         invited at 09:00 Tokyo time, one over the weekly cap when there is room)."""
         st = self._state
         while st.deferred_next is not None and st.deferred_next < until:
-            await workflow.sleep(max(st.deferred_next - workflow.now(), timedelta(0)))
+            await workflow.sleep(max(st.deferred_next - workflow.now(), timedelta(0)),
+                                 summary=f"wait until deferred invitations fall due, "
+                                         f"{st.deferred_next:%Y-%m-%d %H:%M} UTC")
             playbook = self._input.playbook
             result = await run_activity(NpsActivities.send_deferred_invitations, DeferredInvitationsRequest(
                 play=_cycle_play(self._input.cycle_id), cycle_id=self._input.cycle_id,
                 survey=playbook.template("survey"), reminder=playbook.template("reminder"),
                 expires_at=self._expires_at, limit=playbook.content.batch_size,
-            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT)
+            ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT,
+                summary=f"deferred invitations of cycle {self._input.cycle_id} now in their window (up to "
+                        f"{playbook.content.batch_size})")
             st.batches += 1
             st.sent += result.sent  # a deferred reminder counts as sent: it is rare, and sent it was
             st.suppressed += result.suppressed
             st.deferred_next = result.next_at
             if result.done:
                 self._continue_as_new_if_long()
-        await workflow.sleep(max(until - workflow.now(), timedelta(0)))
+        what = "the reminders" if st.phase == "waiting" else "the links expire"
+        await workflow.sleep(max(until - workflow.now(), timedelta(0)),
+                             summary=f"wait until {what}, {until:%Y-%m-%d %H:%M} UTC")
 
     def progress(self) -> CycleProgress:
         st = self._state
@@ -160,7 +169,9 @@ class NpsFollowUp(SteerablePlay):
         await self._play.load_account()
         self._play.log("followup_started", category=self._category, score=self._input.score)
         await self._play.attempt("nps-metric", self._state.failed_steps,
-                                 run_activity(NpsActivities.feed_account_nps, self._play.ref))
+                                 run_activity(NpsActivities.feed_account_nps, self._play.ref,
+                                              summary=f"feed the account's NPS ({self._input.score}/10, "
+                                                      f"{self._category})"))
         while True:
             await self._play.hold_while_paused()
             now = workflow.now()
@@ -175,7 +186,7 @@ class NpsFollowUp(SteerablePlay):
             step, at = self._next()
             self._play.search.set(PHASE, self._state.path or self._category)
             self._play.search.set(NEXT_ACTION_AT, at)
-            await self._play.sleep_until(at)
+            await self._play.sleep_until(at, step, waiting_for="a detractor path (choose_path) or a task completion")
         await self._play.finish("done")
         return self.status()
 
@@ -208,22 +219,23 @@ class NpsFollowUp(SteerablePlay):
         template_prefix = step.rsplit("/", 1)[0] if step.startswith("path/") else self._category
         if action.task:
             t = action.task
-            await self._play.create_tasks(self._state.tasks, [dict(
+            await self._play.create_tasks(self._state.tasks, summary=f"{self._category} follow-up task", requests=[dict(
                 step=f"{step}/task", title=f"{t.title} ({inp.respondent.name}, {inp.score}/10)", detail=t.detail,
                 owner_role=t.owner_role, priority=t.priority, due_at=at + timedelta(hours=t.due_hours),
             )])
         if action.email:
             await self._play.email(f"{step}/email", f"{template_prefix}/{action.key}/email", action.email.to,
-                                   action.email.cc, data)
+                                   action.email.cc, data, summary=f"{self._category} follow-up: {action.key} e-mail")
         if action.to_respondent:
             key = f"{template_prefix}/{action.key}/respondent"
             if self._play.calendars is not None:  # the respondent's send window, suppressions, the cap
-                await self._play.email(f"{step}/respondent", key, [], ["csm"], data, people=[inp.respondent])
+                await self._play.email(f"{step}/respondent", key, [], ["csm"], data, people=[inp.respondent],
+                                       summary=f"{action.key} e-mail to the respondent")
             else:
                 await run_activity(NpsActivities.email_respondent, RespondentEmailRequest(
                     play=self._play.ref, step=f"{step}/respondent", to=inp.respondent, data=data,
                     template=inp.playbook.template(key),
-                ))
+                ), summary=f"{action.key} e-mail to the respondent {inp.respondent.name}")
         if action.resurvey:
             self._state.resurveys += 1
             cycle = f"{inp.cycle_id}-r{self._state.resurveys}"
@@ -231,7 +243,7 @@ class NpsFollowUp(SteerablePlay):
                 play=self._play.ref, cycle_id=cycle, kind="survey", template=inp.playbook.template("survey"),
                 expires_at=workflow.now() + timedelta(days=self._content.expires_after_days),
                 account_ids=[inp.account_id], only_email=str(inp.respondent.email), limit=1,
-            ))  # a re-survey goes at once: the respondent just answered; suppressions still hold
+            ), summary=f"re-survey {inp.respondent.name} (cycle {cycle})")  # a re-survey goes at once: the respondent just answered; suppressions still hold
 
     async def _escalate_unchosen(self, step: str) -> None:
         inp, account = self._input, self._play.account
@@ -243,7 +255,8 @@ class NpsFollowUp(SteerablePlay):
             needs=["A decision on the path"], success_criteria=["Path chosen and under way"],
             next_steps=[f"{account.csm.name}: choose the path with the CS manager"],
         )
-        await self._play.escalate(step, 1, "cs_manager", "detractor path not chosen in time", report)
+        await self._play.escalate(step, 1, "cs_manager", "detractor path not chosen in time", report,
+                                  summary=f"detractor {inp.respondent.name} ({inp.score}/10)")
 
     def _next(self) -> tuple[str, datetime | None]:
         pending = self._pending()

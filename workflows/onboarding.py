@@ -60,7 +60,8 @@ class OnboardingPlan(SteerablePlay):
         while True:
             await self._play.hold_while_paused()
             await self._close_signed_tasks()
-            await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks())
+            await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks(),
+                                              summary="the plan moved (a late milestone or a new go-live day)")
             now = workflow.now()
             due = self._timeline.due(now)
             for action in due:
@@ -72,7 +73,9 @@ class OnboardingPlan(SteerablePlay):
             step, wake = self._timeline.next_action(now)
             self._search.set(PHASE, self._content.phases[self._timeline.current_phase_index()].key)
             self._search.set(NEXT_ACTION_AT, wake)
-            await self._play.sleep_until(self._timeline.next_wake(now))
+            wake = self._timeline.next_wake(now)
+            await self._play.sleep_until(wake, step, day=f"day {self._timeline.today(wake)}" if wake else "",
+                                         waiting_for="task completions, the readiness sign-off or a blocker")
         await self._play.finish("completed")
         self._play.log("completed", slip_days=self._timeline.slip_base())
         return OnboardingResult(
@@ -101,7 +104,7 @@ class OnboardingPlan(SteerablePlay):
     async def _start_phase(self, phase_key: str) -> None:
         phase = next(p for p in self._content.phases if p.key == phase_key)
         self._search.set(PHASE, phase.key)
-        refs = await self._play.create_tasks(self._state.tasks, [
+        refs = await self._play.create_tasks(self._state.tasks, summary=f"{phase.name} phase task", requests=[
             dict(step=task.step, title=task.title, detail=task.detail, owner_role=task.owner_role,
                  due_at=self._timeline.due_at(task.day), priority=task.priority, milestone=task.milestone)
             for task in phase.tasks
@@ -113,7 +116,9 @@ class OnboardingPlan(SteerablePlay):
         data = self._timeline.status_data(workflow.now())
         if email.trigger.kind == "daily_after_milestone":
             data["health_check_day"] = action.occurrence
-        await self._play.email(action.step, action.ref, email.to, email.cc, {**data, **(extra or {})})
+        occurrence = f" #{action.occurrence}" if action.occurrence else ""
+        await self._play.email(action.step, action.ref, email.to, email.cc, {**data, **(extra or {})},
+                               summary=f"{action.ref.replace('_', ' ')} e-mail{occurrence}")
 
     async def _escalate_slip(self, action: Action) -> None:
         rule = self._content.slip_escalations[int(action.ref)]
@@ -136,14 +141,15 @@ class OnboardingPlan(SteerablePlay):
             next_steps=[f"{self._play.account.csm.name}: agree recovery plan with {self._play.account.sponsor.name}"],
         )
         await self._play.escalate(action.step, rule.level, rule.to_role, f"slip of {slip} days exceeds {rule.over_days}",
-                                  report)
+                                  report, summary=f"{rule.label} (onboarding slip)")
         self._play.log("escalated", escalation_level=rule.level, slip_days=slip, label=rule.label)
 
     async def _record_churn_risk(self, action: Action) -> None:
         rule = self._content.churn_risk
         slip = self._timeline.slip_days(workflow.now())
         await self._play.record_risk(action.step, rule.indicator, rule.points,
-                                     f"onboarding delayed {slip} days (over {rule.over_days})")
+                                     f"onboarding delayed {slip} days (over {rule.over_days})",
+                                     summary="churn risk of a long onboarding delay")
 
     async def _alert_blocker(self, action: Action) -> None:
         rule = self._content.blockers
@@ -152,8 +158,9 @@ class OnboardingPlan(SteerablePlay):
         data = self._timeline.status_data(now)
         data["blocker"] = {"key": blocker.key, "title": blocker.title, "opened_at": blocker.opened_at,
                            "open_days": (now - blocker.opened_at).days}
-        await self._play.email(action.step, "blocker_alert", rule.alert.to, rule.alert.cc, data)
-        await self._play.create_tasks(self._state.tasks, [dict(
+        await self._play.email(action.step, "blocker_alert", rule.alert.to, rule.alert.cc, data,
+                               summary=f"blocker alert e-mail ({blocker.title})")
+        await self._play.create_tasks(self._state.tasks, summary="blocker task", requests=[dict(
             step=f"{blocker.step}/task", title=f"{rule.task_title}: {blocker.title}",
             owner_role=rule.task_owner_role, priority=rule.task_priority,
             due_at=self._play.staff_due(now, rule.task_due_days),
@@ -161,7 +168,8 @@ class OnboardingPlan(SteerablePlay):
 
     async def _close_signed_tasks(self) -> None:
         while self._signoffs:
-            await self._play.complete_tasks(self._state.tasks, [self._signoffs[0]], "signal")
+            await self._play.complete_tasks(self._state.tasks, [self._signoffs[0]], "signal",
+                                            summary="close the signed-off milestone task")
             self._signoffs.pop(0)
 
     # -- steering (SteerablePlay) ---------------------------------------------------

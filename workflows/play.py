@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import AccountActivities
@@ -31,10 +31,11 @@ with workflow.unsafe.imports_passed_through():
     from playbooks.schema import PlaybookSnapshot
     from workflows.common import (
         ACCOUNT_ID, ACTIVITY_RETRY, ACTIVITY_TIMEOUT, CSM_EMAIL, NEXT_ACTION_AT, PHASE, PLAYBOOK,
-        SearchAttributeTracker, business_failure, play_log, run_activity,
+        SearchAttributeTracker, business_failure, local_time, play_log, run_activity, short,
     )
+    from workflows.summaries import describe_step, markdown_text, recipients
     from workflows.messages import (
-        ControlEntry, PausePlay, PlayControl, ResumePlay, SkipResult, SkipStep, TaskCompleted,
+        PlayControl, TaskCompleted,
     )
 
 # Play events (started, step done, finished) for chat, CRM write-back and outbound webhooks came
@@ -80,27 +81,57 @@ class Play:
         self.calendars: PlayCalendars | None = None
         self.tasks = tasks  # the play's task ledger, for the tasks Play itself creates (reach a customer)
 
+    # -- what the Temporal UI shows -------------------------------------------------
+    @property
+    def tz(self) -> str:
+        """The zone people read this play's times in: the account's once loaded, else the playbook's."""
+        return self.account.timezone if self.account is not None else self.snapshot.content.timezone
+
+    def when(self, at: datetime) -> str:
+        """A moment as the UI shows it: "Tue 2026-12-01 09:00 America/New_York" (the account's zone)."""
+        return local_time(at, self.tz)
+
+    def show(self, waiting_for: str, next_action: str | None = None, next_at: datetime | None = None) -> None:
+        """Keep the play's current details (Temporal UI, `describe()`) up to date: phase, what it waits
+        for, the next action and when. Metadata only: no command, nothing a replay compares."""
+        lines = [f"**Phase:** {self.search.get(PHASE) or 'starting'}", f"**Waiting for:** {waiting_for}"]
+        if next_action:
+            lines.append(f"**Next action:** {describe_step(next_action)}"
+                         + (f", {self.when(next_at)}" if next_at else ""))
+        if self.control.paused_at is not None:
+            lines.append(f"**Paused** by {markdown_text(self.control.paused_by)}: "
+                         f"{markdown_text(self.control.pause_reason or 'no reason given')}")
+        workflow.set_current_details("\n\n".join(lines))
+
     def wake(self) -> None:
         """A signal or update changed the plan: the main loop looks again now."""
         self._woken = True
 
-    async def sleep_until(self, wake_at: datetime | None) -> None:
-        """Sleep until the next planned action (or for good) unless woken first."""
+    async def sleep_until(self, wake_at: datetime | None, next_step: str, *, day: str = "",
+                          waiting_for: str = "") -> None:
+        """Sleep until the next planned action (or for good) unless woken first. `next_step` is the
+        step due at `wake_at` (the timer's summary and the current details name it); `day` the plan's
+        own name for the date ("day 2"); `waiting_for` what else wakes the play (a signal)."""
         await self.flush_events()
         self._woken = False
+        what = describe_step(next_step)
+        summary = short(f"wait until {what}, {(day + ' ') if day else ''}{self.when(wake_at)}") if wake_at else ""
+        self.show(summary.removeprefix("wait until ") if wake_at else (waiting_for or "a signal (nothing planned)"),
+                  next_step, wake_at)
         if self._keep_timers:
-            await self._sleep_keeping_timers(wake_at)
+            await self._sleep_keeping_timers(wake_at, summary)
             return
         timeout = wake_at - workflow.now() if wake_at else None
         try:
-            await workflow.wait_condition(lambda: self._woken, timeout=timeout)
+            await workflow.wait_condition(lambda: self._woken, timeout=timeout, timeout_summary=summary or None)
         except asyncio.TimeoutError:
             pass
 
-    async def _sleep_keeping_timers(self, wake_at: datetime | None) -> None:
+    async def _sleep_keeping_timers(self, wake_at: datetime | None, summary: str) -> None:
         if wake_at is not None and wake_at != self._timer_at:
             self._timer_at = wake_at
-            self._timer = asyncio.ensure_future(asyncio.sleep((wake_at - workflow.now()).total_seconds()))
+            # workflow.sleep starts the same timer command as asyncio.sleep, with a summary
+            self._timer = asyncio.ensure_future(workflow.sleep(wake_at - workflow.now(), summary=summary))
         timer = self._timer
         await workflow.wait_condition(lambda: self._woken or (timer is not None and timer.done()))
         if timer is not None and timer.done():
@@ -114,6 +145,7 @@ class Play:
         await self.flush_events()
         self.search.set(PHASE, "paused")
         self.search.set(NEXT_ACTION_AT, None)
+        self.show("resume_play (the play is paused)")
         await workflow.wait_condition(lambda: self.control.paused_at is None)
 
     async def run_cancellable(self, main: Awaitable, tasks: dict[str, TaskRef]):
@@ -122,7 +154,8 @@ class Play:
             return await main
         except asyncio.CancelledError:
             # New activities still run after a cancel request: the cleanup is durable too.
-            for ref in await run_activity(TaskActivities.cancel_open_tasks, self.ref):
+            for ref in await run_activity(TaskActivities.cancel_open_tasks, self.ref,
+                                          summary="cancel the play's open tasks (play cancelled)"):
                 tasks[ref.step] = ref
             self.log("cancelled", open_tasks_cancelled=sum(1 for t in tasks.values() if t.status == "cancelled"))
             await self.play_event(FINISHED_PATCH, "play.finished", outcome="cancelled")
@@ -146,22 +179,26 @@ class Play:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.search.set(PHASE, phase)
         self.search.set(NEXT_ACTION_AT, None)
+        self.show(f"nothing: the play ended ({phase})")
         await self.play_event(FINISHED_PATCH, "play.finished", outcome=phase)
         await self.flush_events()
 
     async def load_account(self) -> Account:
-        self.account = await run_activity(AccountActivities.load_account, self.ref.account_id)
+        self.account = await run_activity(AccountActivities.load_account, self.ref.account_id,
+                                          summary=f"load account {self.ref.account_id}")
         self.search.set(ACCOUNT_ID, self.ref.account_id)
         self.search.set(PLAYBOOK, self.playbook)
         self.search.set(CSM_EMAIL, str(self.account.csm.email))
         if workflow.patched(WORKING_TIME):
             content = self.snapshot.content
+            where = "/".join(p for p in (self.account.country, self.account.region) if p)
             self.calendars = await run_activity(CalendarActivities.load_calendars, CalendarsRequest(
                 account=CalendarPlace(tz=self.account.timezone, country=self.account.country,
                                       region=self.account.region),
                 staff=CalendarPlace(tz=content.timezone, country=content.team_country, region=content.team_region),
                 start=workflow.now().date() - timedelta(days=1), years=CALENDAR_YEARS,
-            ))
+            ), summary=f"load working days: account {self.account.timezone}{' ' + where if where else ''}, "
+                       f"staff {content.timezone}, {CALENDAR_YEARS} years")
         if workflow.info().continued_run_id is None:  # a continued run is the same play going on
             await self.play_event(STARTED_PATCH, "play.started")
         return self.account
@@ -178,7 +215,9 @@ class Play:
             PlayEventActivities.record_play_event, PlayEventRequest(
                 play=self.ref, event=event, playbook=self.playbook, at=workflow.now(), step=step,
                 phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY))
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+            summary=short(f"tell chat, CRM and webhooks: {event}" + (f" {step}" if step else "")
+                          + (f" ({outcome})" if outcome else ""))))
 
     async def flush_events(self) -> None:
         """Wait for the play events on their way (none: no command, no history event)."""
@@ -218,20 +257,22 @@ class Play:
         await self.play_event(STEPS_PATCH, "play.step_done", step=step, outcome=outcome)
 
     # -- the shared activities ----------------------------------------------------
-    async def email(self, step: str, template_key: str, to: list, cc: list, data: dict, *,
+    async def email(self, step: str, template_key: str, to: list, cc: list, data: dict, *, summary: str,
                     people: list[Person] | None = None, stop_if_replied: list[str] | None = None,
                     still_wanted: Callable[[], bool] | None = None) -> EmailResult | None:
         """Send a playbook e-mail once. A lifecycle or survey e-mail waits for the account's send
         window (a durable timer, visible in the history); the activity checks suppressions and the
         weekly cap at send time and may answer "deferred until T": the play waits and asks again.
         `still_wanted` is asked after every wait (a renewal signed meanwhile): None when it says no.
+        `summary` names the e-mail for the Temporal UI ("welcome e-mail"); the recipients are added.
         Returns the outcome; None when it was no longer wanted."""
+        summary = f"{summary} to {self.recipients(to, cc, people)}"
         req = SendEmailRequest(play=self.ref, step=step, template=self.snapshot.template(template_key), to=to,
                                cc=cc, data=data, people=people or [], stop_if_replied=stop_if_replied or [])
         if self.calendars is None:
-            return await run_activity(EmailActivities.send_templated_email, req)
+            return await run_activity(EmailActivities.send_templated_email, req, summary=summary)
         try:
-            result = await self._email_in_window(req, still_wanted)
+            result = await self._email_in_window(req, still_wanted, summary)
         except ActivityError as err:
             if isinstance(err.cause, CancelledError) and workflow.patched(CANCEL_IN_STEP):
                 raise asyncio.CancelledError(f"cancelled during {req.step}") from err
@@ -242,7 +283,11 @@ class Play:
                                         for r in result.unreached_customers()])
         return result
 
-    async def _email_in_window(self, req: SendEmailRequest, still_wanted) -> EmailResult | None:
+    def recipients(self, to: list, cc: list, people: list[Person] | None = None) -> str:
+        """Who an e-mail goes to, for a summary (see workflows/summaries.recipients)."""
+        return recipients(to, cc, people, self.account)
+
+    async def _email_in_window(self, req: SendEmailRequest, still_wanted, summary: str) -> EmailResult | None:
         template, cal = req.template, self.calendars.account
         planned = workflow.now()
         while True:
@@ -257,18 +302,18 @@ class Play:
                 if slot > now:
                     self.log("email_held", step=req.step, until=slot.isoformat(),
                              why=f"outside the send window ({template.window.describe()}, {cal.tz})")
-                    await self._wait(slot, still_wanted)
+                    await self._wait(slot, still_wanted, f"the send window for the {summary}, {self.when(slot)}")
                     continue
                 send_by = template.window.closes_at(now, cal)
             if template.meeting is not None and req.meeting is None:
                 req = self._with_meeting(req, now)
             result = await run_activity(EmailActivities.send_templated_email, req.model_copy(update={
-                "send_by": send_by, "planned_at": planned if planned < now else None}))
+                "send_by": send_by, "planned_at": planned if planned < now else None}), summary=summary)
             if result.outcome != "deferred":
                 return result
             until = max(result.deferred_until or now, now + timedelta(minutes=1))
             self.log("email_deferred", step=req.step, until=until.isoformat(), why=result.reason)
-            await self._wait(until, still_wanted)
+            await self._wait(until, still_wanted, f"a new try of the {summary} ({result.reason}), {self.when(until)}")
 
     def _with_meeting(self, req: SendEmailRequest, now: datetime) -> SendEmailRequest:
         """The meeting the e-mail proposes: a working-hours slot in the account's zone (see meeting_slot)."""
@@ -282,18 +327,21 @@ class Play:
                                         "minutes": spec.duration_minutes, "location": spec.location}}
         return req.model_copy(update={"meeting": meeting, "data": data})
 
-    async def _wait(self, until: datetime, still_wanted) -> None:
-        """Sleep until `until`; with `still_wanted`, wake early when it stops holding or the play is paused."""
+    async def _wait(self, until: datetime, still_wanted, what: str) -> None:
+        """Sleep until `until`; with `still_wanted`, wake early when it stops holding or the play is paused.
+        `what` is what the play waits for (the timer's summary and the current details)."""
         now = workflow.now()
         if until <= now:
             return
         self.search.set(NEXT_ACTION_AT, until)
+        self.show(what)
+        summary = short(f"wait until {what}")
         if still_wanted is None:
-            await workflow.sleep(until - now)  # no CancelTimer: plays that keep their timers need that
+            await workflow.sleep(until - now, summary=summary)  # no CancelTimer: plays that keep their timers need that
             return
         try:
             await workflow.wait_condition(lambda: not still_wanted() or self.control.paused_at is not None,
-                                          timeout=until - now)
+                                          timeout=until - now, timeout_summary=summary)
         except asyncio.TimeoutError:
             pass
 
@@ -301,48 +349,60 @@ class Play:
         """Where a step matters, a customer the e-mail did not reach gets the CSM a task to reach them another way."""
         if not (req.template.reach_another_way and missed and self.tasks is not None):
             return
-        await self.create_tasks(self.tasks, [dict(
+        await self.create_tasks(self.tasks, summary="reach-out task", requests=[dict(
             step=f"{req.step}/reach-out", title=f"Reach the customer another way: {req.step} was not e-mailed",
             detail="Not reached by e-mail: " + "; ".join(missed), owner_role="csm", priority="P1",
             due_at=self.staff_due(workflow.now(), 1),
         )])
 
-    async def create_tasks(self, tasks: dict[str, TaskRef], requests: list[dict]) -> list[TaskRef]:
-        """Create tasks in parallel; `tasks` learns them in the order asked for."""
+    async def create_tasks(self, tasks: dict[str, TaskRef], requests: list[dict], *, summary: str) -> list[TaskRef]:
+        """Create tasks in parallel; `tasks` learns them in the order asked for. `summary` says what
+        they are for ("kickoff phase tasks"); each call's summary adds the task's title, owner and due time."""
+        n = len(requests)
         refs = await asyncio.gather(*(
-            run_activity(TaskActivities.create_task, CreateTaskRequest(play=self.ref, **fields)) for fields in requests
+            run_activity(TaskActivities.create_task, CreateTaskRequest(play=self.ref, **fields),
+                         summary=f"{summary} {i}/{n}: {fields['title']!r} for {fields['owner_role']}"
+                                 + (f", due {self.when(fields['due_at'])}" if fields.get("due_at") else ""))
+            for i, fields in enumerate(requests, start=1)
         ))
         for ref in refs:
             tasks.setdefault(ref.step, ref)
         return refs
 
-    async def complete_tasks(self, tasks: dict[str, TaskRef], steps: list[str], completed_by: str) -> None:
+    async def complete_tasks(self, tasks: dict[str, TaskRef], steps: list[str], completed_by: str, *,
+                             summary: str) -> None:
+        """Mark tasks completed (one call each); `summary` says why ("close tasks made moot by the renewal")."""
         refs = await asyncio.gather(*(
             run_activity(TaskActivities.complete_task, CompleteTaskRequest(
                 play=self.ref, step=step, completed_by=completed_by,
-            ))
+            ), summary=f"{summary}: {tasks[step].title if step in tasks else step}")
             for step in steps
         ))
         for ref in refs:
             tasks[ref.step] = ref
 
-    async def reschedule_tasks(self, tasks: dict[str, TaskRef], changes: dict[str, datetime]) -> None:
+    async def reschedule_tasks(self, tasks: dict[str, TaskRef], changes: dict[str, datetime], *, summary: str) -> None:
+        """Give open tasks new due times (UTC); `summary` says why ("the plan moved")."""
         if not changes:
             return
-        await run_activity(TaskActivities.reschedule_tasks, RescheduleTasksRequest(play=self.ref, due_dates=changes))
+        await run_activity(TaskActivities.reschedule_tasks, RescheduleTasksRequest(play=self.ref, due_dates=changes),
+                           summary=f"re-date {len(changes)} open task{'s' if len(changes) != 1 else ''}: {summary}")
         for step, due in changes.items():
             tasks[step] = tasks[step].model_copy(update={"due_at": due})
 
-    async def escalate(self, step: str, level: int, to_role: Role, reason: str, report: EscalationReport) -> None:
+    async def escalate(self, step: str, level: int, to_role: Role, reason: str, report: EscalationReport, *,
+                       summary: str) -> None:
+        """Escalate (e-mail and record); `summary` names it for the UI ("slip escalation")."""
         await run_activity(EscalationActivities.escalate, EscalateRequest(
             play=self.ref, step=step, level=level, to_role=to_role, reason=reason, report=report,
             template=self.snapshot.template("escalation"),
-        ))
+        ), summary=f"{summary}: L{level} to {to_role}, {reason}")
 
-    async def record_risk(self, step: str, indicator: str, points: int, reason: str) -> None:
+    async def record_risk(self, step: str, indicator: str, points: int, reason: str, *, summary: str) -> None:
+        """Add churn-risk points; `summary` names the rule for the UI."""
         await run_activity(EscalationActivities.record_risk_points, RiskPointsRequest(
             play=self.ref, step=step, indicator=indicator, points=points, reason=reason,
-        ))
+        ), summary=f"{summary}: +{points} risk points ({indicator}), {reason}")
 
     # -- messages ------------------------------------------------------------------
     def task_completed(self, tasks: dict[str, TaskRef], done: TaskCompleted) -> TaskRef | None:
@@ -356,58 +416,4 @@ class Play:
         return ref
 
 
-class SteerablePlay:
-    """Pause, resume and skip-step, the same for every playbook workflow (their
-    handlers are inherited). A subclass keeps `self._play` and says which of its
-    pending steps a person may skip, and how to skip one."""
-
-    _play: Play
-
-    def _skippable(self) -> dict[str, str]:
-        """Pending steps that may be skipped: step -> title."""
-        raise NotImplementedError
-
-    def _skip(self, step: str, why: str) -> None:
-        raise NotImplementedError
-
-    def _next(self) -> tuple[str, datetime | None]:
-        raise NotImplementedError
-
-    def _control(self, kind: str, by: str, note: str = "") -> None:
-        self._play.control.log.append(ControlEntry(kind=kind, at=workflow.now(), by=by, note=note))
-        self._play.log(f"play_{kind}", by=by, note=note)
-        self._play.wake()
-
-    @workflow.signal
-    def pause_play(self, req: PausePlay) -> None:
-        control = self._play.control
-        if control.paused_at is None:
-            control.paused_at, control.paused_by, control.pause_reason = workflow.now(), req.by, req.reason
-            self._control("paused", req.by, req.reason)
-
-    @workflow.signal
-    def resume_play(self, req: ResumePlay) -> None:
-        control = self._play.control
-        if control.paused_at is not None:
-            control.paused_at, control.paused_by, control.pause_reason = None, "", ""
-            self._control("resumed", req.by)
-
-    @workflow.update
-    def skip_step(self, req: SkipStep) -> SkipResult:
-        self._skip(req.step, f"skipped by {req.by}" + (f": {req.reason}" if req.reason else ""))
-        self._control("skipped", req.by, f"{req.step} {req.reason}".strip())
-        step, at = self._next()
-        return SkipResult(skipped=req.step, next_step=step, next_at=at)
-
-    @workflow.query
-    def skippable_steps(self) -> dict[str, str]:
-        """What `skip_step` would accept now (the console offers these); step -> title."""
-        return self._skippable()
-
-    @skip_step.validator
-    def _validate_skip_step(self, req: SkipStep) -> None:
-        skippable = self._skippable()
-        if req.step not in skippable:
-            choices = ", ".join(skippable) or "none right now"
-            raise ApplicationError(f"{req.step!r} is not a pending step that can be skipped (can skip: {choices})",
-                                   type="InvalidSkip")
+from workflows.steerable import SteerablePlay  # noqa: E402,F401 (re-exported: every play imports it from here)

@@ -66,7 +66,8 @@ class RenewalCountdown(SteerablePlay):
                   skipped=list(self._state.skipped_steps))
         while True:
             await self._play.hold_while_paused()
-            await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks())
+            await self._play.reschedule_tasks(self._state.tasks, self._timeline.rescheduled_tasks(),
+                                              summary="the renewal date moved")
             now = workflow.now()
             due = self._timeline.due(now)
             for action in due:
@@ -78,7 +79,10 @@ class RenewalCountdown(SteerablePlay):
             self._search.set(PHASE, self._timeline.phase())
             self._search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
             await self._play.continue_as_new_if_long(input, self._state)
-            await self._play.sleep_until(self._timeline.next_wake(now))
+            wake = self._timeline.next_wake(now)
+            days = f"{self._timeline.days_to_renewal(wake)} days to renewal," if wake else ""
+            await self._play.sleep_until(wake, self._timeline.next_action()[0], day=days.rstrip(","),
+                                         waiting_for="renewed or churned, or a task completion")
         await self._play.finish(self._timeline.phase())
         st = self._state
         self._log("completed", outcome=st.outcome, runs=st.runs)
@@ -112,12 +116,13 @@ class RenewalCountdown(SteerablePlay):
         wanted = (lambda: self._state.outcome is None) if isinstance(step, CountdownStep) else None
         for email in step.emails_for(tier):
             await self._email(email_step(sid, email.key), email_key(step.key, email.key), email.to, email.cc, data,
-                              still_wanted=wanted)
+                              still_wanted=wanted, summary=f"{step.name}: {email.key.replace('_', ' ')} e-mail")
         self._log("step", step=sid, phase=step.phase, days_to_renewal=data["days_to_renewal"])
 
     async def _create_tasks(self, parent: str, tasks: list[StepTask], step: RenewalStep | None) -> None:
         now = workflow.now()
-        await self._play.create_tasks(self._state.tasks, [
+        what = f"{step.name} task" if step is not None else f"{parent} task"
+        await self._play.create_tasks(self._state.tasks, summary=what, requests=[
             dict(step=task_step(parent, task), title=task.title, detail=task.detail,
                  owner_role=task.owner_for(self._state.tier), priority=task.priority,
                  due_at=self._timeline.task_due(step, task, now))
@@ -141,7 +146,8 @@ class RenewalCountdown(SteerablePlay):
         earlier = [parent] + [follow_up_step(parent, k) for k in range(1, int(n))]
         data = self._timeline.status_data(workflow.now(), step)
         result = await self._email(action.step, follow_up_key(step_key, key, int(n)), email.to, email.cc, data,
-                                   stop_if_replied=earlier, still_wanted=lambda: self._state.outcome is None)
+                                   stop_if_replied=earlier, still_wanted=lambda: self._state.outcome is None,
+                                   summary=f"{step.name}: {key.replace('_', ' ')} reminder #{n}")
         if result is None:
             self._timeline.skip(action.step, f"the account {self._state.outcome}")
         elif result.outcome == "stopped":
@@ -150,14 +156,15 @@ class RenewalCountdown(SteerablePlay):
     async def _final_window(self, action: Action) -> None:
         rule = self._content.final_window
         await self._play.record_risk(action.step, rule.indicator, rule.points,
-                                     f"renewal on {self._state.renewal_date.isoformat()}: final {rule.days_before} days")
+                                     f"renewal on {self._state.renewal_date.isoformat()}: final {rule.days_before} days",
+                                     summary="final window before the renewal")
 
     async def _past_due(self) -> None:
         rule = self._content.past_due
         date = self._state.renewal_date.isoformat()
         await self._create_tasks(PAST_DUE, [rule.task], None)
         await self._play.record_risk(f"{PAST_DUE}/risk", rule.indicator, rule.points,
-                                     f"renewal date {date} passed without renewal")
+                                     f"renewal date {date} passed without renewal", summary="renewal past due")
         self._log("past_due", renewal_date=date, severity="warning")
 
     async def _escalate_past_due(self, action: Action) -> None:
@@ -177,23 +184,27 @@ class RenewalCountdown(SteerablePlay):
             success_criteria=["Signed renewal agreement", "Or a confirmed churn with close-out started"],
             next_steps=[f"{account.csm.name}: call {account.sponsor.name} today"],
         )
-        await self._play.escalate(action.step, rung.level, rung.to_role, f"renewal {overdue} days past due", report)
+        await self._play.escalate(action.step, rung.level, rung.to_role, f"renewal {overdue} days past due", report,
+                                  summary=rung.label)
         self._log("escalated", escalation_level=rung.level, days_past_due=overdue)
 
     async def _apply_outcome(self) -> None:
         st = self._state
         await run_activity(AccountActivities.record_renewal_outcome, RenewalOutcomeRequest(
             play=self._play.ref, outcome=st.outcome, new_renewal_date=st.new_renewal_date,
-        ))
+        ), summary=f"record the account {st.outcome}" + (
+            f" (next renewal {st.new_renewal_date.isoformat()})" if st.new_renewal_date else ""))
         moot = self._timeline.open_tasks_to_close()
-        await self._play.complete_tasks(st.tasks, moot, f"renewal {st.outcome}")
+        await self._play.complete_tasks(st.tasks, moot, f"renewal {st.outcome}",
+                                        summary=f"close a task made moot: the account {st.outcome}")
         self._log(st.outcome, by=st.outcome_by, closed_tasks=len(moot))
 
     async def _close_churned(self) -> None:
         rule = self._content.churned
         await self._create_tasks(CHURN_CLOSE, [rule.task], None)
         data = self._timeline.status_data(workflow.now())
-        await self._email(f"{CHURN_CLOSE}/email", "churn_notice", rule.notify.to, rule.notify.cc, data)
+        await self._email(f"{CHURN_CLOSE}/email", "churn_notice", rule.notify.to, rule.notify.cc, data,
+                          summary="churn notice e-mail")
 
     def _log(self, event: str, severity: str = "info", **fields) -> None:
         self._play.log(event, severity, **fields)

@@ -70,7 +70,8 @@ class SlaClock(SteerablePlay):
             self._play.search.set(PHASE, self._state.status)
             self._play.search.set(NEXT_ACTION_AT, self._timeline.next_action()[1])
             await self._play.continue_as_new_if_long(input, self._state)
-            await self._play.sleep_until(self._timeline.next_wake(now))
+            await self._play.sleep_until(self._timeline.next_wake(now), self._timeline.next_action()[0],
+                                         waiting_for=f"ticket {self._state.ticket_id} updates")
         await self._play.finish("closed")
         st, now = self._state, workflow.now()
         self._play.log("closed", level=st.level, credits=st.credits)
@@ -100,19 +101,21 @@ class SlaClock(SteerablePlay):
         label = rule.label if action.clock is None else f"{rule.label} ({action.clock})"
         for level in range(st.level + 1, target + 1):
             role = self._timeline.ladder_role(level)
-            await self._play.escalate(f"escalation/L{level}", level, role, label, self._report(label, action, now))
+            await self._play.escalate(f"escalation/L{level}", level, role, label, self._report(label, action, now),
+                                      summary=f"SLA escalation of {st.priority} ticket {st.ticket_id}")
             st.escalations.append(Escalation(level=level, to_role=role, rule=label, at=now))
             st.level = level
         if rule.notify:
             await self._play.email(f"{action.step}/notify", "breach_notice", rule.notify,
-                                   self._content.breach_notice.cc, self._notice_data(label, action))
+                                   self._content.breach_notice.cc, self._notice_data(label, action),
+                                   summary=f"breach notice e-mail ({label}, ticket {st.ticket_id})")
         if rule.credit and action.clock is not None and action.clock not in st.credits:
             percent = getattr(self._content.tiers[st.tier].credits, action.clock)
             await run_activity(SlaActivities.record_service_credit, ServiceCreditRequest(
                 play=self._play.ref, step=f"credit/{action.clock}", ticket_id=st.ticket_id, clock=action.clock,
                 percent=percent, reason=f"{st.priority} {action.clock} SLA ({self._timeline.target(action.clock)}) "
                                         f"missed twice over",
-            ))
+            ), summary=f"service credit {percent}% on ticket {st.ticket_id} ({action.clock} SLA missed twice over)")
             st.credits[action.clock] = percent
         self._play.log("ladder", rule=label, level=st.level, severity="warning")
 
@@ -152,12 +155,13 @@ class SlaClock(SteerablePlay):
         c = self._content.p0_updates
         data = {"ticket": self._timeline.ticket_data(), "update_number": action.occurrence,
                 "every_minutes": c.every_minutes, "level": self._state.level}
-        await self._play.email(action.step, "p0_update", c.to, c.cc, data)
+        await self._play.email(action.step, "p0_update", c.to, c.cc, data,
+                               summary=f"P0 status update #{action.occurrence} e-mail (ticket {self._state.ticket_id})")
         self._state.p0_updates_sent = action.occurrence
 
     async def _root_cause(self, action: Action) -> None:
         rule = self._content.root_cause
-        await self._play.create_tasks(self._state.tasks, [dict(
+        await self._play.create_tasks(self._state.tasks, summary="root-cause task", requests=[dict(
             step=f"{action.step}/task", title=f"{rule.title}: ticket {self._state.ticket_id}", detail=rule.detail,
             owner_role=rule.owner_role, priority=rule.priority, due_at=action.at + timedelta(hours=rule.due_hours),
         )])
@@ -175,7 +179,7 @@ class SlaClock(SteerablePlay):
             resolved_at=st.resolved_at, response_due_at=t.deadline("response"),
             resolution_due_at=t.deadline("resolution"), response_met=t.met("response", now),
             resolution_met=t.met("resolution", now), escalation_level=st.level,
-        ))
+        ), summary=f"record ticket {st.ticket_id}: {st.priority}, {st.status.replace('_', ' ')}, level {st.level}")
         self._changed = False
 
     # -- steering (SteerablePlay) ---------------------------------------------------

@@ -90,6 +90,23 @@ async def test_record_renewal_history(env, worker, pool, settings):
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_light_renewal_history(env, worker, pool, settings):
+    """A countdown launched with a light snapshot (issue 18: the templates' sources in the stored
+    playbook version, summaries on every call and timer) that e-mails, completes a task and is
+    renewed. The histories above were recorded before, with whole snapshots."""
+    start = await skip_to_next_monday(env)
+    renewal = start.date() + timedelta(days=120)
+    handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
+    await env.sleep(timedelta(days=45))
+    task_id = await pool.fetchval("SELECT min(id) FROM tasks WHERE workflow_id = $1", handle.id)
+    await complete_task(env.client, pool, task_id, "recorder")
+    await env.sleep(timedelta(days=20))
+    await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
+    await handle.result()
+    await save_history(handle, "renewal-light-snapshot-renewed")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
 async def test_record_sla_history(env, worker, pool, settings):
     """A P2 raised to P0 that climbs the ladder, goes on hold, resumes, is resolved, reopened and closed."""
     start = await skip_to_next_monday(env)
