@@ -240,3 +240,24 @@ async def test_record_nps_cycle_send_checks_history(env, worker, pool, settings)
                                              id="nps-cycle-2026-10", task_queue=settings.task_queue)
     await handle.result()
     await save_history(handle, "nps-cycle-tokyo-deferred")
+
+
+async def record_onboarding_tokyo(env, pool, settings, name: str) -> None:
+    from activities.accounts import upsert_account
+    from datetime import date
+
+    from starter.demo import demo_account
+
+    tokyo = demo_account(date.today()).model_copy(update={"timezone": "Asia/Tokyo", "country": "JP"})
+    await upsert_account(pool, tokyo)
+    await skip_to_next_monday(env)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", settings.task_queue)
+    await PlayDriver(env, pool, handle).run(hold={"data_migration": 3})
+    await save_history(handle, name)
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_before_batching_history(env, worker, pool, settings):
+    """Issue 18, recorded before the batching patches: an onboarding on working days with play events
+    (one create_task per task, one record_play_event per event, load_account then load_calendars)."""
+    await record_onboarding_tokyo(env, pool, settings, "onboarding-tokyo-play-events-unbatched")
