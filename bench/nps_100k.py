@@ -201,10 +201,15 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     client = await start_temporal(stack)
     say(f"- Temporal dev server on {client.service_client.config.target_host}")
 
-    worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms)
+    workers = [start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms,
+                            log_name="worker.log" if i == 0 else f"worker{i + 1}.log") for i in range(args.workers)]
     start_inbound(stack, client, url, smtp_port, TASK_QUEUE, inbound_port)
-    await wait_for_worker(client, worker, stack, TASK_QUEUE)
-    say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}; inbound listener on 127.0.0.1:{inbound_port}")
+    for i, w in enumerate(workers):
+        await wait_for_worker(client, w, stack, TASK_QUEUE, log_name="worker.log" if i == 0 else f"worker{i + 1}.log")
+    await asyncio.sleep(3)  # the others' pollers: wait_for_worker sees the queue's, not each process's
+    say(f"- {len(workers)} worker process(es) (pids {', '.join(str(w.pid) for w in workers)}) polling task queue "
+        f"{TASK_QUEUE!r}; inbound listener on 127.0.0.1:{inbound_port}; load average {load()}")
+    worker = Workers(workers)
 
     settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
                         smtp_port=smtp_port, data_dir=stack.root / "data",
@@ -212,8 +217,8 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     pool = await create_pool(url, 2)
     try:
         await pool.execute("SELECT pg_stat_reset()")  # table scans counted from the launch on
-        rss0 = proc_status(worker.pid)["VmRSS"]
-        cpu0 = proc_cpu_seconds(worker.pid)
+        rss0 = worker.status()["VmRSS"]
+        cpu0 = worker.cpu()
         machine0, bench0 = machine_cpu(), time.process_time()
         launched_at, started = datetime.now(timezone.utc), time.monotonic()
         handle = await launch_nps_cycle(client, pool, settings, cycle_id=CYCLE_ID, launched_by="bench",
@@ -230,6 +235,36 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
         await pool.close()
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Workers:
+    """Several worker processes seen as one: RSS and CPU summed, alive while all are."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs = procs
+        self.pid = procs[0].pid
+        self.returncode = None
+
+    def poll(self):
+        for p in self.procs:
+            if p.poll() is not None:
+                self.returncode = p.returncode
+                return p.returncode
+        return None
+
+    def status(self) -> dict[str, int]:
+        each = [proc_status(p.pid) for p in self.procs]
+        return {"VmRSS": sum(e["VmRSS"] for e in each), "VmHWM": sum(e["VmHWM"] for e in each)}
+
+    def each_rss(self) -> str:
+        return " + ".join(mb(proc_status(p.pid)["VmRSS"]) for p in self.procs)
+
+    def cpu(self) -> float:
+        return sum(proc_cpu_seconds(p.pid) for p in self.procs)
+
+
 async def bounces_done(pool, relay: CountingRelay, bouncing: int, started: float, deadline: float) -> dict:
     """Wait (within the deadline) until every bounce the relay returned has been acted on."""
     while time.monotonic() < deadline:
@@ -242,12 +277,12 @@ async def bounces_done(pool, relay: CountingRelay, bouncing: int, started: float
             "waited": time.monotonic() - started}
 
 
-async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount, worker_log: Path,
+async def watch(args, client: Client, worker: "Workers", sink: SinkCount, worker_log: Path,
                 started: float, deadline: float) -> dict:
     """Query the cycle every few seconds until its phase leaves 'sending' (or time runs out)."""
     handle = client.get_workflow_handle(cycle_workflow_id(CYCLE_ID))  # the latest run, across continue-as-new
     rss_peak, progress, outcome, ended = 0, None, "timeout", None
-    last_received, last_t, last_cpu = 0, started, proc_cpu_seconds(worker.pid)
+    last_received, last_t, last_cpu = 0, started, worker.cpu()
     try:
         while time.monotonic() < deadline:
             await asyncio.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
@@ -256,8 +291,8 @@ async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount,
                 outcome = f"worker exited ({worker.returncode})"
                 say(f"the worker exited:\n{log_tail(worker_log)}")
                 break
-            rss = proc_status(worker.pid)["VmRSS"]
-            cpu = proc_cpu_seconds(worker.pid)
+            rss = worker.status()["VmRSS"]
+            cpu = worker.cpu()
             rss_peak = max(rss_peak, rss)
             try:
                 progress = await handle.query(NpsCycle.status, rpc_timeout=timedelta(seconds=20))
@@ -281,9 +316,9 @@ async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount,
     except asyncio.CancelledError:
         outcome = "interrupted"  # Ctrl-C: still report what was reached, then stop everything
     return {"progress": progress, "rss_peak": rss_peak, "outcome": outcome, "ended": ended,
-            "rss_end": proc_status(worker.pid)["VmRSS"] if worker.poll() is None else None,
-            "hwm": proc_status(worker.pid)["VmHWM"] if worker.poll() is None else None,
-            "cpu_end": proc_cpu_seconds(worker.pid) if worker.poll() is None else None,
+            "rss_end": worker.status()["VmRSS"] if worker.poll() is None else None,
+            "hwm": worker.status()["VmHWM"] if worker.poll() is None else None,
+            "cpu_end": worker.cpu() if worker.poll() is None else None,
             "machine_end": machine_cpu(), "bench_end": time.process_time(),
             "stopped": time.monotonic()}
 
@@ -315,7 +350,7 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     observed = (watched["ended"] or watched["stopped"]) - started
 
     say()
-    say(f"NPS cycle, {args.accounts:,} accounts ({outcome})")
+    say(f"NPS cycle, {args.accounts:,} accounts, {args.workers} worker(s) ({outcome}); load average now {load()}")
     say(f"  command                 {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
     say(f"  accounts / contacts     {args.accounts:,} / {args.accounts:,} (status active, one contact each)")
     say(f"  invitations (rows)      {invited:,}")
@@ -343,6 +378,7 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     if gaps:
         say(f"  between batches         median {statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
     if watched["rss_end"] is not None:
+        say(f"  worker RSS at the end   {worker.each_rss()} ({len(worker.procs)} process(es); the figures below are summed)")
         say(f"  worker RSS              start {mb(rss0)}, peak {mb(max(watched['rss_peak'], rss0))} sampled "
             f"({mb(watched['hwm'])} kernel high-water mark), end {mb(watched['rss_end'])}")
         say(f"  worker CPU              {watched['cpu_end'] - cpu0:,.1f} s over {observed:,.1f} s "
@@ -374,6 +410,7 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the cycle's batches")
     parser.add_argument("--batch-size", type=int, default=1000, help="the NPS playbook's batch_size (1-5000)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before the bench stops by itself")
     parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")

@@ -90,6 +90,7 @@ class Stack:
         self.sink_controller = None
         self.temporal: WorkflowEnvironment | None = None
         self.worker: subprocess.Popen | None = None
+        self.more_workers: list[subprocess.Popen] = []  # a bench with several worker processes
         self.inbound: subprocess.Popen | None = None
 
     def stop_inbound(self) -> None:
@@ -102,13 +103,15 @@ class Stack:
                 self.inbound.wait()
 
     def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()  # the worker stops gracefully on SIGTERM (up to 10 s for activities)
+        workers = [w for w in (self.worker, *self.more_workers) if w is not None and w.poll() is None]
+        for w in workers:
+            w.terminate()  # a worker stops gracefully on SIGTERM (up to 10 s for activities)
+        for w in workers:
             try:
-                self.worker.wait(timeout=20)
+                w.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+                w.kill()
+                w.wait()
 
     async def stop_temporal(self) -> None:
         if self.temporal is not None:
@@ -401,8 +404,12 @@ def start_worker(stack: Stack, client: Client, url: str, smtp_port: int, task_qu
         # than slow_ms reach pgdata/log, not the bench's own COPY and counting.
         url = f"{url}{'&' if '?' in url else '?'}log_min_duration_statement={slow_ms}"
     env = product_env(stack, client, url, smtp_port, task_queue, **(extra_env or {}))
-    stack.worker = start_product_process(stack, [str(PROJECT_ROOT / "worker.py")], env, log_name)
-    return stack.worker
+    worker = start_product_process(stack, [str(PROJECT_ROOT / "worker.py")], env, log_name)
+    if stack.worker is None or stack.worker.poll() is not None:
+        stack.worker = worker
+    else:
+        stack.more_workers.append(worker)
+    return worker
 
 
 def start_inbound(stack: Stack, client: Client, url: str, smtp_port: int, task_queue: str, port: int) -> subprocess.Popen:
