@@ -64,6 +64,7 @@ class NpsActivities:
         self.mailer = Mailer(pool, settings)
         self.feed = feed  # an activities.churn.ChurnFeed: answers move the account's NPS metric
         self._staff_cache: tuple[datetime, dict] | None = None
+        self._gate: asyncio.Semaphore | None = None  # shared by the batches this process runs (see _each)
 
     @activity.defn(name="send_survey_batch")
     async def send_survey_batch(self, req: SurveyBatchRequest) -> SurveyBatchResult:
@@ -78,9 +79,11 @@ class NpsActivities:
                 SELECT c.account_id, c.email, c.name FROM contacts c JOIN accounts a ON a.id = c.account_id
                 WHERE a.status = ANY($1::text[]) AND ($2::text[] IS NULL OR a.id = ANY($2::text[]))
                   AND a.merged_into IS NULL AND c.email IS NOT NULL AND (c.account_id, c.email) > ($3, $4) AND ($6::text IS NULL OR c.email = $6)
+                  AND ($7::int = 1 OR mod(hashtext(c.account_id)::bigint + 2147483648, $7::int) = $8::int)
                 ORDER BY c.account_id, c.email LIMIT $5
                 """,
-                list(ACTIVE), req.account_ids, after_account, after_email, req.limit, req.only_email,
+                list(ACTIVE), req.account_ids, after_account, after_email, req.limit, req.only_email, req.shards,
+                req.shard,
             )
         else:
             rows = await self.pool.fetch(
@@ -88,6 +91,7 @@ class NpsActivities:
                 SELECT i.account_id, i.contact_email AS email, i.contact_name AS name FROM nps_invitations i
                 WHERE i.cycle_id = $1 AND i.closed_at IS NULL AND (i.account_id, i.contact_email) > ($2, $3)
                   AND i.deferred_kind IS DISTINCT FROM 'survey'
+                  AND ($7::int = 1 OR mod(hashtext(i.account_id)::bigint + 2147483648, $7::int) = $8::int)
                   AND NOT EXISTS (SELECT 1 FROM nps_responses r WHERE r.cycle_id = i.cycle_id
                                   AND r.contact_email = i.contact_email)
                   AND NOT ($5 AND EXISTS (
@@ -97,6 +101,7 @@ class NpsActivities:
                 ORDER BY i.account_id, i.contact_email LIMIT $4
                 """,
                 req.cycle_id, after_account, after_email, req.limit, req.template.stop_on_reply, req.play.key(""),
+                req.shards, req.shard,
             )
         fetched = rows  # the cursor and the end follow what was read, whatever the tier filter keeps
         accounts = await self._accounts({r["account_id"] for r in rows})
@@ -139,8 +144,12 @@ class NpsActivities:
         return result
 
     async def _each(self, rows, one) -> list[str]:
-        """Contacts of a batch go out side by side (bounded by the pool), each still keyed once."""
-        gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
+        """Contacts of a batch go out side by side, each still keyed once. At most
+        `email_batch_concurrency` e-mails at a time in this worker process, however many batches of
+        a sharded cycle it runs at once: its memory and its PostgreSQL connections stay bounded."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
+        gate = self._gate
         done = 0
 
         async def guarded(r) -> str:

@@ -392,6 +392,10 @@ class SurveyBatchRequest(Model):
     # Cycles launched since issue 17: a contact outside their account's send window, or over the weekly
     # cap, is invited later (the cycle sweeps them up) instead of at once.
     defer: bool = False
+    # Since issue 18: only the contacts of the accounts of shard `shard` of `shards` (a stable hash of the
+    # account id), so that batches of different shards can run side by side without overlapping.
+    shard: int = Field(0, ge=0)
+    shards: int = Field(1, ge=1, le=32)
 
 
 class SurveyBatchResult(Model):
