@@ -16,12 +16,13 @@ grows, so nothing should accumulate). This script measures exactly that:
 
 It starts a private stack on free ports in a temp dir, never the one of
 ./run.sh: embedded PostgreSQL, the SMTP sink, the Temporal dev server (with
-our search attributes) and ONE `worker.py` process, bulk-loads the accounts,
+our search attributes) and `--workers` `worker.py` processes (one by default; since issue 18
+a cycle's shards of batches run on all of them), bulk-loads the accounts,
 launches cycle "bench" and follows it with the `status` query. Everything it
 started is stopped at the end, on Ctrl-C, and after --timeout.
 
-    .venv/bin/python bench/nps_100k.py [--accounts 100000] [--batch-size 1000] [--timeout 900]
-        [--suppressed-pct 5] [--bouncing-pct 2]
+    .venv/bin/python bench/nps_100k.py [--accounts 100000] [--workers 1] [--batch-size 1000] [--timeout 900]
+        [--suppressed-pct 5] [--bouncing-pct 2] [--profile stacks.txt]
 
 With issue 17's send-time checks: 5% of the contacts are suppressed (half unsubscribed from surveys
 on our list, half opted out in the CRM) and 2% bounce: the relay accepts their copy and returns a
@@ -224,8 +225,15 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
         handle = await launch_nps_cycle(client, pool, settings, cycle_id=CYCLE_ID, launched_by="bench",
                                         task_queue=TASK_QUEUE)
         say(f"- launched {handle.id}; worker RSS {mb(rss0)}")
+        if args.profile:  # py-spy samples the first worker while the cycle sends (collapsed stacks)
+            stack.spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                          str(worker.pid), "--format", "raw", "--rate", "50", "-o", args.profile],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         say()
         watched = await watch(args, client, worker, sink, stack.root / "worker.log", started, deadline)
+        if getattr(stack, "spy", None) is not None:
+            stack.spy.send_signal(signal.SIGINT)
+            stack.spy.wait(30)
         # Bounces come back while the cycle sends; once it is done, wait for the last ones to be acted on.
         watched["bounces"] = await bounces_done(pool, relay, len(bouncing) if watched["outcome"] == "done" else 0,
                                                 started, deadline)
@@ -415,6 +423,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds before the bench stops by itself")
     parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")
     parser.add_argument("--slow-ms", type=int, default=100, help="worker statements slower than this are listed")
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the first worker here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     parser.add_argument("--suppressed-pct", type=float, default=5, help="contacts suppressed (ours and the CRM's)")
     parser.add_argument("--bouncing-pct", type=float, default=2, help="contacts whose mailbox does not exist")
