@@ -313,7 +313,8 @@ class Play:
         if until <= now:
             return
         self.search.set(NEXT_ACTION_AT, until)
-        self.send_events()  # what the play did before an e-mail's wait is news now, not when it is sent
+        if self._queued:  # BATCHED_EVENTS: what the play did before an e-mail's wait is news now
+            await self.flush_events()  # and awaited, so that the play then rests on its timer alone
         if still_wanted is None:
             await workflow.sleep(until - now)  # no CancelTimer: plays that keep their timers need that
             return
