@@ -37,7 +37,7 @@ from temporalio import workflow  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
-    CountingRelay, Stack, accounts_in_send_window, bulk_load, free_port, mb, prepare_database, proc_cpu_seconds, proc_status, run_bench, say,
+    CountingRelay, Stack, accounts_in_send_window, bulk_load, child_pids, free_port, mb, prepare_database, proc_cpu_seconds, proc_status, run_bench, say,
     start_postgres,
     start_temporal, start_worker, wait_for_worker,
 )
@@ -122,7 +122,7 @@ async def bench(args, stack: Stack) -> None:
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(worker.pid),
                                     "--format", "raw", "--rate", "50", "-o", args.profile],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        began = time.monotonic()
+        began, server0 = time.monotonic(), server_cpu()
         cpu0 = proc_cpu_seconds(worker.pid)
         # A play's welcome goes to the sponsor and the contact, one copy each (VERP): count plays, not copies.
         welcomed = 0
@@ -132,6 +132,7 @@ async def bench(args, stack: Stack) -> None:
                                            " AND status = 'sent'")
         seconds = time.monotonic() - began
         cpu = proc_cpu_seconds(worker.pid) - cpu0
+        server = server_cpu() - server0
         rss = proc_status(worker.pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -140,11 +141,26 @@ async def bench(args, stack: Stack) -> None:
             f"{seconds:.1f} s to drain the backlog on one worker = {welcomed / seconds:.1f} plays/s; "
             f"worker CPU {cpu:.0f} s = {100 * cpu / seconds:.0f}% of a core, RSS {mb(rss.get('VmRSS', 0))}, "
             f"peak {mb(rss.get('VmHWM', 0))})")
+        say(f"  CPU per play: dev server {1000 * server / max(welcomed, 1):.0f} ms, "
+            f"worker {1000 * cpu / max(welcomed, 1):.1f} ms")
         raw_rate, rate = args.drain / raw_seconds, welcomed / seconds
         say(f"  drain ratio product / raw    {rate / raw_rate:.2f}  ({rate:.1f} plays/s against {raw_rate:.1f} raw "
             f"workflows/s; load average now {load()})")
     finally:
         await pool.close()
+
+
+def server_cpu() -> float:
+    """CPU seconds of the Temporal dev server (this process's `temporal` child) so far: a figure that
+    contention for the cores changes far less than wall time."""
+    total = 0.0
+    for pid in child_pids():
+        try:
+            if "temporal" in Path(f"/proc/{pid}/cmdline").read_text():
+                total += proc_cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
 
 
 def load() -> str:
@@ -161,17 +177,19 @@ async def raw_drain(args, stack: Stack, client) -> float:
                             DRAIN_QUEUE], cwd=stack.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_for_worker(client, raw, stack, DRAIN_QUEUE)
-        began = time.monotonic()
+        began, server0, raw_cpu0 = time.monotonic(), server_cpu(), proc_cpu_seconds(raw.pid)
         query = f"TaskQueue = '{DRAIN_QUEUE}' AND ExecutionStatus = 'Completed'"
         while (await client.count_workflows(query)).count < args.drain:
             if time.monotonic() - began > args.timeout:
                 raise SystemExit("error: the raw drain did not finish")
             await asyncio.sleep(0.2)
         seconds = time.monotonic() - began
+        server, worker_cpu = server_cpu() - server0, proc_cpu_seconds(raw.pid) - raw_cpu0
     finally:
         raw.terminate()
         raw.wait(10)
-    say(f"  raw one-activity workflows: {args.drain} in {seconds:.1f} s = {args.drain / seconds:.1f}/s")
+    say(f"  raw one-activity workflows: {args.drain} in {seconds:.1f} s = {args.drain / seconds:.1f}/s; CPU per "
+        f"workflow: dev server {1000 * server / args.drain:.0f} ms, worker {1000 * worker_cpu / args.drain:.1f} ms")
     return seconds
 
 
