@@ -64,7 +64,6 @@ class NpsActivities:
         self.mailer = Mailer(pool, settings)
         self.feed = feed  # an activities.churn.ChurnFeed: answers move the account's NPS metric
         self._staff_cache: tuple[datetime, dict] | None = None
-        self._gate: asyncio.Semaphore | None = None  # shared by the batches this process runs (see _each)
 
     @activity.defn(name="send_survey_batch")
     async def send_survey_batch(self, req: SurveyBatchRequest) -> SurveyBatchResult:
@@ -142,12 +141,11 @@ class NpsActivities:
         return result
 
     async def _each(self, rows, one) -> list[str]:
-        """Contacts of a batch go out side by side, each still keyed once. At most
-        `email_batch_concurrency` e-mails at a time in this worker process, however many batches of
-        a sharded cycle it runs at once: its memory and its PostgreSQL connections stay bounded."""
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
-        gate = self._gate
+        """Contacts of a batch go out side by side (at most `email_batch_concurrency` at once), each still
+        keyed once. The gate is the batch's own: a gate shared by the batches of a sharded cycle that one
+        worker runs served them first come, first served, so a batch could wait past its heartbeat
+        timeout without sending anything and be run a second time meanwhile (duplicates, issue 18)."""
+        gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
         done = 0
 
         async def guarded(r) -> str:
