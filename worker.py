@@ -60,10 +60,12 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     inbound = InboundActivities(pool, settings)
     return [
         accounts.load_account,
+        accounts.load_play_context,
         CalendarActivities().load_calendars,
         accounts.record_renewal_outcome,
         email.send_templated_email,
         tasks.create_task,
+        tasks.create_tasks,
         tasks.complete_task,
         tasks.reschedule_tasks,
         tasks.cancel_open_tasks,
@@ -79,6 +81,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         nps.email_respondent,
         nps.feed_account_nps,
         events.record_play_event,
+        events.record_play_events,
         deliveries.deliver,
         deliveries.give_up_delivery,
         inbound.apply_inbound_mail,

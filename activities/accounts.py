@@ -10,7 +10,11 @@ from temporalio import activity
 from activities.addresses import AddressProblem, parse_address
 from activities.common import not_retryable, play_logger
 from core.logs import get_logger
-from core.models import Account, Contact, Person, RenewalOutcomeRequest, StaffMember
+from core.holiday_calendars import work_calendar
+from core.models import (
+    Account, CalendarPlace, Contact, Person, PlayCalendars, PlayContext, PlayContextRequest, RenewalOutcomeRequest,
+    StaffMember,
+)
 
 log = get_logger("accounts")
 
@@ -130,6 +134,18 @@ class AccountActivities:
     @activity.defn(name="load_account")
     async def load_account(self, account_id: str) -> Account:
         return await account_for_activity(self.pool, account_id)
+
+    @activity.defn(name="load_play_context")
+    async def load_play_context(self, req: PlayContextRequest) -> PlayContext:
+        """A play's start in one activity: its account (AccountNotFound, non-retryable) and, when asked,
+        both working-day calendars (as `load_calendars`, the account's from its own zone and country)."""
+        account = await account_for_activity(self.pool, req.account_id)
+        calendars = None
+        if req.calendars:
+            place = CalendarPlace(tz=account.timezone, country=account.country, region=account.region)
+            calendars = PlayCalendars(account=work_calendar(place, req.start, req.years),
+                                      staff=work_calendar(req.staff, req.start, req.years))
+        return PlayContext(account=account, calendars=calendars)
 
     @activity.defn(name="record_renewal_outcome")
     async def record_renewal_outcome(self, req: RenewalOutcomeRequest) -> None:

@@ -78,9 +78,11 @@ class NpsActivities:
                 SELECT c.account_id, c.email, c.name FROM contacts c JOIN accounts a ON a.id = c.account_id
                 WHERE a.status = ANY($1::text[]) AND ($2::text[] IS NULL OR a.id = ANY($2::text[]))
                   AND a.merged_into IS NULL AND c.email IS NOT NULL AND (c.account_id, c.email) > ($3, $4) AND ($6::text IS NULL OR c.email = $6)
+                  AND ($7::int = 1 OR mod(hashtext(c.account_id)::bigint + 2147483648, $7::int) = $8::int)
                 ORDER BY c.account_id, c.email LIMIT $5
                 """,
-                list(ACTIVE), req.account_ids, after_account, after_email, req.limit, req.only_email,
+                list(ACTIVE), req.account_ids, after_account, after_email, req.limit, req.only_email, req.shards,
+                req.shard,
             )
         else:
             rows = await self.pool.fetch(
@@ -88,6 +90,7 @@ class NpsActivities:
                 SELECT i.account_id, i.contact_email AS email, i.contact_name AS name FROM nps_invitations i
                 WHERE i.cycle_id = $1 AND i.closed_at IS NULL AND (i.account_id, i.contact_email) > ($2, $3)
                   AND i.deferred_kind IS DISTINCT FROM 'survey'
+                  AND ($7::int = 1 OR mod(hashtext(i.account_id)::bigint + 2147483648, $7::int) = $8::int)
                   AND NOT EXISTS (SELECT 1 FROM nps_responses r WHERE r.cycle_id = i.cycle_id
                                   AND r.contact_email = i.contact_email)
                   AND NOT ($5 AND EXISTS (
@@ -97,15 +100,15 @@ class NpsActivities:
                 ORDER BY i.account_id, i.contact_email LIMIT $4
                 """,
                 req.cycle_id, after_account, after_email, req.limit, req.template.stop_on_reply, req.play.key(""),
+                req.shards, req.shard,
             )
         fetched = rows  # the cursor and the end follow what was read, whatever the tier filter keeps
         accounts = await self._accounts({r["account_id"] for r in rows})
         if req.tiers:
             rows = [r for r in rows if accounts[r["account_id"]].tier in req.tiers]
         checks = await self._checks(req.template, [r["email"] for r in rows], req.defer)
-        outcomes = await self._each(rows, lambda r: self._invite_one(req.play, req.cycle_id, req.kind, req.template,
-                                                                     req.expires_at, r, accounts[r["account_id"]],
-                                                                     checks, req.defer))
+        outcomes = await self._invite(req.play, req.cycle_id, req.kind, req.template, req.expires_at, rows, accounts,
+                                      checks, req.defer)
         last = (fetched[-1]["account_id"], fetched[-1]["email"]) if fetched else req.after
         result = self._tally(outcomes, last, done=len(fetched) < req.limit)
         if result.deferred:
@@ -129,9 +132,8 @@ class NpsActivities:
         for kind in ("survey", "reminder"):
             mine = [r for r in rows if r["deferred_kind"] == kind]
             checks = await self._checks(templates[kind], [r["email"] for r in mine], True)
-            outcomes += await self._each(mine, lambda r, kind=kind: self._invite_one(
-                req.play, req.cycle_id, kind, templates[kind], req.expires_at, r, accounts[r["account_id"]], checks,
-                True))
+            outcomes += await self._invite(req.play, req.cycle_id, kind, templates[kind], req.expires_at, mine,
+                                           accounts, checks, True)
         result = self._tally(outcomes, None, done=len(rows) < req.limit)
         result.next_at = await self._next_deferred(req.cycle_id)
         play_logger("nps", req.play).info("nps.deferred_batch", sent=result.sent, suppressed=result.suppressed,
@@ -139,7 +141,10 @@ class NpsActivities:
         return result
 
     async def _each(self, rows, one) -> list[str]:
-        """Contacts of a batch go out side by side (bounded by the pool), each still keyed once."""
+        """Contacts of a batch go out side by side (at most `email_batch_concurrency` at once), each still
+        keyed once. The gate is the batch's own: a gate shared by the batches of a sharded cycle that one
+        worker runs served them first come, first served, so a batch could wait past its heartbeat
+        timeout without sending anything and be run a second time meanwhile (duplicates, issue 18)."""
         gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
         done = 0
 
@@ -148,8 +153,9 @@ class NpsActivities:
             async with gate:
                 outcome = await one(r)
             done += 1
-            if done % 100 == 0:
-                activity.heartbeat(done)
+            # Every e-mail (the SDK sends at most one heartbeat per 80% of the timeout): a batch that
+            # shares its worker's gate with others must not look stuck and be run twice meanwhile.
+            activity.heartbeat(done)
             return outcome
 
         return list(await asyncio.gather(*(guarded(r) for r in rows)))
@@ -174,56 +180,89 @@ class NpsActivities:
             "SELECT min(deferred_until) FROM nps_invitations WHERE cycle_id = $1 AND deferred_until IS NOT NULL"
             " AND closed_at IS NULL", cycle_id)
 
-    async def _invite_one(self, play: PlayRef, cycle_id: str, kind: str, template: EmailTemplate,
-                          expires_at: datetime, r, account: Account, checks: SendChecks, defer: bool) -> str:
-        """Invite (or remind) one contact: "sent", "already" (a retried batch), "suppressed" or "deferred"."""
-        email, now = r["email"], activity_now()
-        step = f"{kind}/{cycle_id}/{email}"
-        play = play.model_copy(update={"account_id": r["account_id"]})
-        data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
-                "expires_at": expires_at}
-        if email in checks.blocked:
-            # Recorded in the outbox as suppressed (the check runs again there, so it says why).
-            await self.mailer.deliver(play, step, template, [Person(name=r["name"], email=email)], [], data,
-                                      account, await self._staff())
-            return "suppressed"
-        if defer:
-            when = send_slot(template, account, now, checks.holds.get(address_key(email)))
-            if when > now:
-                await self._defer(cycle_id, kind, r, when, expires_at)
+    async def _invite(self, play: PlayRef, cycle_id: str, kind: str, template: EmailTemplate, expires_at: datetime,
+                      rows, accounts: dict[str, Account], checks: SendChecks, defer: bool) -> list[str]:
+        """Invite (or remind) each contact of `rows`: "sent", "already" (a retried batch), "suppressed" or
+        "deferred", in order. Who is deferred is decided first and the invitation rows of the batch are
+        written in two statements (issue 18: not one per contact), before any of its e-mails goes."""
+        now = activity_now()
+        verdict: dict[int, str] = {}
+        later: list[tuple] = []
+        for i, r in enumerate(rows):
+            if r["email"] in checks.blocked:
+                verdict[i] = "suppressed"
+            elif defer and (when := send_slot(template, accounts[r["account_id"]], now,
+                                              checks.holds.get(address_key(r["email"])))) > now:
+                verdict[i] = "deferred"
+                later.append((r, when))
+        await self._defer_many(cycle_id, kind, later, expires_at)
+        await self._mark_invited(cycle_id, kind, [r for i, r in enumerate(rows) if i not in verdict], expires_at)
+        staff = await self._staff()
+
+        async def one(item) -> str:
+            i, r = item
+            if verdict.get(i) == "deferred":
                 return "deferred"
+            email, account = r["email"], accounts[r["account_id"]]
+            step = f"{kind}/{cycle_id}/{email}"
+            one_play = play.model_copy(update={"account_id": r["account_id"]})
+            data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
+                    "expires_at": expires_at}
+            person = [Person(name=r["name"], email=email)]
+            if verdict.get(i) == "suppressed":
+                # Recorded in the outbox as suppressed (the check runs again there, so it says why).
+                await self.mailer.deliver(one_play, step, template, person, [], data, account, staff)
+                return "suppressed"
+            result = await self.mailer.deliver(one_play, step, template, person, [], data, account, staff,
+                                               checks=False)
+            return "already" if result.already_sent else "sent"
+
+        return await self._each(list(enumerate(rows)), one)
+
+    async def _mark_invited(self, cycle_id: str, kind: str, rows, expires_at: datetime) -> None:
+        """The invitation rows of the contacts about to be e-mailed (one statement; a contact whose
+        address two accounts share is invited once, as the table's key says)."""
+        first = {r["email"]: r for r in reversed(rows)}  # the first row of each address wins
+        if not first:
+            return
         if kind == "survey":
             await self.pool.execute(
                 "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cycle_id, contact_email) DO UPDATE"
+                " SELECT $1, a, e, n, $5 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(a, e, n)"
+                " ON CONFLICT (cycle_id, contact_email) DO UPDATE"
                 " SET deferred_until = NULL, deferred_kind = NULL, sent_at = now()"
                 " WHERE nps_invitations.deferred_kind IS NOT NULL",
-                cycle_id, r["account_id"], email, r["name"], expires_at,
+                cycle_id, [r["account_id"] for r in first.values()], list(first), [r["name"] for r in first.values()],
+                expires_at,
             )
         else:
             await self.pool.execute(
                 "UPDATE nps_invitations SET reminded_at = COALESCE(reminded_at, now()), deferred_until = NULL,"
-                " deferred_kind = NULL WHERE cycle_id = $1 AND contact_email = $2", cycle_id, email,
+                " deferred_kind = NULL WHERE cycle_id = $1 AND contact_email = ANY($2::text[])", cycle_id, list(first),
             )
-        result = await self.mailer.deliver(
-            play, step, template, [Person(name=r["name"], email=email)], [], data, account, await self._staff(),
-            checks=False,
-        )
-        return "already" if result.already_sent else "sent"
 
-    async def _defer(self, cycle_id: str, kind: str, r, when: datetime, expires_at: datetime) -> None:
+    async def _defer_many(self, cycle_id: str, kind: str, later: list[tuple], expires_at: datetime) -> None:
+        """Record when each deferred contact is to be invited (reminded) instead (one statement)."""
+        first = {r["email"]: (r, when) for r, when in reversed(later)}
+        if not first:
+            return
+        emails, whens = list(first), [when for _, when in first.values()]
         if kind == "survey":
             await self.pool.execute(
                 "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at,"
-                " deferred_until, deferred_kind) VALUES ($1, $2, $3, $4, $5, $6, 'survey')"
-                " ON CONFLICT (cycle_id, contact_email) DO UPDATE SET deferred_until = $6"
+                " deferred_until, deferred_kind)"
+                " SELECT $1, a, e, n, $5, w, 'survey' FROM unnest($2::text[], $3::text[], $4::text[],"
+                " $6::timestamptz[]) AS t(a, e, n, w)"
+                " ON CONFLICT (cycle_id, contact_email) DO UPDATE SET deferred_until = EXCLUDED.deferred_until"
                 " WHERE nps_invitations.deferred_kind = 'survey'",
-                cycle_id, r["account_id"], r["email"], r["name"], expires_at, when,
+                cycle_id, [r["account_id"] for r, _ in first.values()], emails,
+                [r["name"] for r, _ in first.values()], expires_at, whens,
             )
         else:
             await self.pool.execute(
-                "UPDATE nps_invitations SET deferred_until = $3, deferred_kind = 'reminder'"
-                " WHERE cycle_id = $1 AND contact_email = $2", cycle_id, r["email"], when,
+                "UPDATE nps_invitations i SET deferred_until = t.w, deferred_kind = 'reminder'"
+                " FROM unnest($2::text[], $3::timestamptz[]) AS t(e, w)"
+                " WHERE i.cycle_id = $1 AND i.contact_email = t.e", cycle_id, emails, whens,
             )
 
     async def _staff(self):

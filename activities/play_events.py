@@ -31,7 +31,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.common import play_logger
-from core.models import Model, PlayEventRequest, PlayRef, Priority
+from core.models import Model, PlayEventRequest, PlayEventsRequest, PlayRef, Priority
 
 EVENTS: dict[str, str] = {
     "play.started": "a play started",
@@ -129,6 +129,19 @@ class PlayEventActivities:
     @activity.defn(name="record_play_event")
     async def record_play_event(self, req: PlayEventRequest) -> None:
         """Record it once per play and step, and keep `play_phases` (the phase CRM write-back names)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._record(conn, req)
+
+    @activity.defn(name="record_play_events")
+    async def record_play_events(self, req: PlayEventsRequest) -> None:
+        """Several of a play's events (what it did since it last waited), in order, in one transaction:
+        each recorded once, as `record_play_event` does."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for one in req.events:
+                await self._record(conn, one)
+
+    @staticmethod
+    async def _record(conn: asyncpg.Connection, req: PlayEventRequest) -> None:
         p = req.play
         key_step = {"play.started": "play.started", "play.finished": "play.finished"}.get(
             req.event, f"play.step_done/{req.step}")
@@ -137,20 +150,19 @@ class PlayEventActivities:
             f" ({req.outcome})" if req.outcome and req.event == "play.finished" else "")
         event = PlayEvent.of_play(p, req.event, key_step, step=req.step, occurred_at=req.at, title=title,
                                   data={"phase": req.phase, "outcome": req.outcome})
-        async with self.pool.acquire() as conn, conn.transaction():
-            if p.account_id:
-                await conn.execute(
-                    """
-                    INSERT INTO play_phases (workflow_id, play_id, account_id, playbook, phase, running, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (workflow_id) DO UPDATE SET play_id = EXCLUDED.play_id,
-                        phase = coalesce(EXCLUDED.phase, play_phases.phase), running = EXCLUDED.running,
-                        updated_at = EXCLUDED.updated_at
-                    WHERE play_phases.updated_at <= EXCLUDED.updated_at
-                    """,
-                    p.workflow_id, p.play_id, p.account_id, req.playbook,
-                    req.outcome if req.event == "play.finished" else req.phase,
-                    req.event != "play.finished", req.at)
-            await record_events(conn, [event])
+        if p.account_id:
+            await conn.execute(
+                """
+                INSERT INTO play_phases (workflow_id, play_id, account_id, playbook, phase, running, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (workflow_id) DO UPDATE SET play_id = EXCLUDED.play_id,
+                    phase = coalesce(EXCLUDED.phase, play_phases.phase), running = EXCLUDED.running,
+                    updated_at = EXCLUDED.updated_at
+                WHERE play_phases.updated_at <= EXCLUDED.updated_at
+                """,
+                p.workflow_id, p.play_id, p.account_id, req.playbook,
+                req.outcome if req.event == "play.finished" else req.phase,
+                req.event != "play.finished", req.at)
+        await record_events(conn, [event])
         play_logger("play_events", p, req.step).info("play_event.recorded", play_event=req.event, phase=req.phase,
                                                      outcome=req.outcome)

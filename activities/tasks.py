@@ -16,7 +16,9 @@ from activities.common import not_retryable, play_logger
 from activities.email import resolve_roles
 from activities.play_events import record_events, task_event
 from core.metrics import count
-from core.models import CompleteTaskRequest, CreateTaskRequest, PlayRef, RescheduleTasksRequest, TaskRef
+from core.models import (
+    CompleteTaskRequest, CreateTaskRequest, CreateTasksRequest, PlayRef, RescheduleTasksRequest, TaskRef,
+)
 
 
 class TaskNotFound(LookupError):
@@ -94,6 +96,50 @@ class TaskActivities:
             "task.created" if created else "task.already_exists", task_id=row["id"], title=row["title"]
         )
         return task_ref(row)
+
+    @activity.defn(name="create_tasks")
+    async def create_tasks(self, req: CreateTasksRequest) -> list[TaskRef]:
+        """Every task of one play step at once: one statement and one transaction for the rows and
+        their `task.created` events, one read of the account and the staff for the owners. Each
+        task is still created once per (play, step) (its idempotency key); a retry returns the
+        rows written before. Returns one TaskRef per requested task, in the order asked for."""
+        if not req.tasks:
+            return []
+        p = req.play
+        owners: dict[str, str | None] = {}
+        if any(t.owner_email is None and t.owner_role is not None for t in req.tasks):
+            account = await account_for_activity(self.pool, p.account_id)
+            staff = await fetch_staff(self.pool)
+            for role in {t.owner_role for t in req.tasks if t.owner_role is not None}:
+                found = resolve_roles([role], account, staff)
+                owners[role] = str(found[0].email) if found else None
+        keys = [p.key(t.step) for t in req.tasks]
+        cols = list(zip(*[
+            (key, t.step, t.title, t.detail, t.owner_role,
+             t.owner_email if t.owner_email is not None else owners.get(t.owner_role), t.due_at, t.priority,
+             t.milestone)
+            for key, t in zip(keys, req.tasks)]))
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetch(
+                """
+                INSERT INTO tasks (idem_key, workflow_id, play_id, step, account_id, title, detail,
+                                   owner_role, owner_email, due_at, priority, milestone)
+                SELECT k, $10, $11, s, $12, ti, d, o_r, o_e, due, pr, m
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                            $7::timestamptz[], $8::text[], $9::text[]) AS t(k, s, ti, d, o_r, o_e, due, pr, m)
+                ON CONFLICT (idem_key) DO NOTHING RETURNING id
+                """,
+                *[list(c) for c in cols], p.workflow_id, p.play_id, p.account_id,
+            )
+            rows = {r["idem_key"]: r for r in await conn.fetch("SELECT * FROM tasks WHERE idem_key = ANY($1::text[])",
+                                                                keys)}
+            # On every attempt, after the rows: a retry after a crash records what it missed (once each).
+            await record_events(conn, [task_event("task.created", rows[k]) for k in dict.fromkeys(keys)])
+        if created:
+            count("tasks_created", value=len(created), playbook=p.workflow_id.split("-", 1)[0])
+        play_logger("tasks", p).info("tasks.created", created=len(created), asked=len(keys),
+                                     steps=[t.step for t in req.tasks])
+        return [task_ref(rows[k]) for k in keys]
 
     @activity.defn(name="complete_task")
     async def complete_task(self, req: CompleteTaskRequest) -> TaskRef:

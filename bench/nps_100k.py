@@ -16,12 +16,13 @@ grows, so nothing should accumulate). This script measures exactly that:
 
 It starts a private stack on free ports in a temp dir, never the one of
 ./run.sh: embedded PostgreSQL, the SMTP sink, the Temporal dev server (with
-our search attributes) and ONE `worker.py` process, bulk-loads the accounts,
+our search attributes) and `--workers` `worker.py` processes (one by default; since issue 18
+a cycle's shards of batches run on all of them), bulk-loads the accounts,
 launches cycle "bench" and follows it with the `status` query. Everything it
 started is stopped at the end, on Ctrl-C, and after --timeout.
 
-    .venv/bin/python bench/nps_100k.py [--accounts 100000] [--batch-size 1000] [--timeout 900]
-        [--suppressed-pct 5] [--bouncing-pct 2]
+    .venv/bin/python bench/nps_100k.py [--accounts 100000] [--workers 1] [--batch-size 1000] [--timeout 900]
+        [--suppressed-pct 5] [--bouncing-pct 2] [--profile stacks.txt]
 
 With issue 17's send-time checks: 5% of the contacts are suppressed (half unsubscribed from surveys
 on our list, half opted out in the CRM) and 2% bounce: the relay accepts their copy and returns a
@@ -201,10 +202,15 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     client = await start_temporal(stack)
     say(f"- Temporal dev server on {client.service_client.config.target_host}")
 
-    worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms)
+    workers = [start_worker(stack, client, url, smtp_port, TASK_QUEUE, args.slow_ms,
+                            log_name="worker.log" if i == 0 else f"worker{i + 1}.log") for i in range(args.workers)]
     start_inbound(stack, client, url, smtp_port, TASK_QUEUE, inbound_port)
-    await wait_for_worker(client, worker, stack, TASK_QUEUE)
-    say(f"- one worker (pid {worker.pid}) polling task queue {TASK_QUEUE!r}; inbound listener on 127.0.0.1:{inbound_port}")
+    for i, w in enumerate(workers):
+        await wait_for_worker(client, w, stack, TASK_QUEUE, log_name="worker.log" if i == 0 else f"worker{i + 1}.log")
+    await asyncio.sleep(3)  # the others' pollers: wait_for_worker sees the queue's, not each process's
+    say(f"- {len(workers)} worker process(es) (pids {', '.join(str(w.pid) for w in workers)}) polling task queue "
+        f"{TASK_QUEUE!r}; inbound listener on 127.0.0.1:{inbound_port}; load average {load()}")
+    worker = Workers(workers)
 
     settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
                         smtp_port=smtp_port, data_dir=stack.root / "data",
@@ -212,15 +218,22 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
     pool = await create_pool(url, 2)
     try:
         await pool.execute("SELECT pg_stat_reset()")  # table scans counted from the launch on
-        rss0 = proc_status(worker.pid)["VmRSS"]
-        cpu0 = proc_cpu_seconds(worker.pid)
+        rss0 = worker.status()["VmRSS"]
+        cpu0 = worker.cpu()
         machine0, bench0 = machine_cpu(), time.process_time()
         launched_at, started = datetime.now(timezone.utc), time.monotonic()
         handle = await launch_nps_cycle(client, pool, settings, cycle_id=CYCLE_ID, launched_by="bench",
                                         task_queue=TASK_QUEUE)
         say(f"- launched {handle.id}; worker RSS {mb(rss0)}")
+        if args.profile:  # py-spy samples the first worker while the cycle sends (collapsed stacks)
+            stack.spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                          str(worker.pid), "--format", "raw", "--rate", "50", "-o", args.profile],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         say()
         watched = await watch(args, client, worker, sink, stack.root / "worker.log", started, deadline)
+        if getattr(stack, "spy", None) is not None:
+            stack.spy.send_signal(signal.SIGINT)
+            stack.spy.wait(30)
         # Bounces come back while the cycle sends; once it is done, wait for the last ones to be acted on.
         watched["bounces"] = await bounces_done(pool, relay, len(bouncing) if watched["outcome"] == "done" else 0,
                                                 started, deadline)
@@ -228,6 +241,36 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
                      launched_at, started, rss0, cpu0, machine0, bench0)
     finally:
         await pool.close()
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Workers:
+    """Several worker processes seen as one: RSS and CPU summed, alive while all are."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs = procs
+        self.pid = procs[0].pid
+        self.returncode = None
+
+    def poll(self):
+        for p in self.procs:
+            if p.poll() is not None:
+                self.returncode = p.returncode
+                return p.returncode
+        return None
+
+    def status(self) -> dict[str, int]:
+        each = [proc_status(p.pid) for p in self.procs]
+        return {"VmRSS": sum(e["VmRSS"] for e in each), "VmHWM": sum(e["VmHWM"] for e in each)}
+
+    def each_rss(self) -> str:
+        return " + ".join(mb(proc_status(p.pid)["VmRSS"]) for p in self.procs)
+
+    def cpu(self) -> float:
+        return sum(proc_cpu_seconds(p.pid) for p in self.procs)
 
 
 async def bounces_done(pool, relay: CountingRelay, bouncing: int, started: float, deadline: float) -> dict:
@@ -242,12 +285,12 @@ async def bounces_done(pool, relay: CountingRelay, bouncing: int, started: float
             "waited": time.monotonic() - started}
 
 
-async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount, worker_log: Path,
+async def watch(args, client: Client, worker: "Workers", sink: SinkCount, worker_log: Path,
                 started: float, deadline: float) -> dict:
     """Query the cycle every few seconds until its phase leaves 'sending' (or time runs out)."""
     handle = client.get_workflow_handle(cycle_workflow_id(CYCLE_ID))  # the latest run, across continue-as-new
     rss_peak, progress, outcome, ended = 0, None, "timeout", None
-    last_received, last_t, last_cpu = 0, started, proc_cpu_seconds(worker.pid)
+    last_received, last_t, last_cpu = 0, started, worker.cpu()
     try:
         while time.monotonic() < deadline:
             await asyncio.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
@@ -256,8 +299,8 @@ async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount,
                 outcome = f"worker exited ({worker.returncode})"
                 say(f"the worker exited:\n{log_tail(worker_log)}")
                 break
-            rss = proc_status(worker.pid)["VmRSS"]
-            cpu = proc_cpu_seconds(worker.pid)
+            rss = worker.status()["VmRSS"]
+            cpu = worker.cpu()
             rss_peak = max(rss_peak, rss)
             try:
                 progress = await handle.query(NpsCycle.status, rpc_timeout=timedelta(seconds=20))
@@ -281,9 +324,9 @@ async def watch(args, client: Client, worker: subprocess.Popen, sink: SinkCount,
     except asyncio.CancelledError:
         outcome = "interrupted"  # Ctrl-C: still report what was reached, then stop everything
     return {"progress": progress, "rss_peak": rss_peak, "outcome": outcome, "ended": ended,
-            "rss_end": proc_status(worker.pid)["VmRSS"] if worker.poll() is None else None,
-            "hwm": proc_status(worker.pid)["VmHWM"] if worker.poll() is None else None,
-            "cpu_end": proc_cpu_seconds(worker.pid) if worker.poll() is None else None,
+            "rss_end": worker.status()["VmRSS"] if worker.poll() is None else None,
+            "hwm": worker.status()["VmHWM"] if worker.poll() is None else None,
+            "cpu_end": worker.cpu() if worker.poll() is None else None,
             "machine_end": machine_cpu(), "bench_end": time.process_time(),
             "stopped": time.monotonic()}
 
@@ -315,7 +358,7 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     observed = (watched["ended"] or watched["stopped"]) - started
 
     say()
-    say(f"NPS cycle, {args.accounts:,} accounts ({outcome})")
+    say(f"NPS cycle, {args.accounts:,} accounts, {args.workers} worker(s) ({outcome}); load average now {load()}")
     say(f"  command                 {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
     say(f"  accounts / contacts     {args.accounts:,} / {args.accounts:,} (status active, one contact each)")
     say(f"  invitations (rows)      {invited:,}")
@@ -343,6 +386,7 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
     if gaps:
         say(f"  between batches         median {statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
     if watched["rss_end"] is not None:
+        say(f"  worker RSS at the end   {worker.each_rss()} ({len(worker.procs)} process(es); the figures below are summed)")
         say(f"  worker RSS              start {mb(rss0)}, peak {mb(max(watched['rss_peak'], rss0))} sampled "
             f"({mb(watched['hwm'])} kernel high-water mark), end {mb(watched['rss_end'])}")
         say(f"  worker CPU              {watched['cpu_end'] - cpu0:,.1f} s over {observed:,.1f} s "
@@ -374,10 +418,12 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the cycle's batches")
     parser.add_argument("--batch-size", type=int, default=1000, help="the NPS playbook's batch_size (1-5000)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before the bench stops by itself")
     parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")
     parser.add_argument("--slow-ms", type=int, default=100, help="worker statements slower than this are listed")
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the first worker here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     parser.add_argument("--suppressed-pct", type=float, default=5, help="contacts suppressed (ours and the CRM's)")
     parser.add_argument("--bouncing-pct", type=float, default=2, help="contacts whose mailbox does not exist")

@@ -158,6 +158,29 @@ class PlayEventRequest(Model):
     outcome: str | None = None
 
 
+class PlayEventsRequest(Model):
+    """Several play events at once (`record_play_events`: one activity, one transaction), in order."""
+
+    events: list[PlayEventRequest]
+
+
+class PlayContextRequest(Model):
+    """What a play reads at its start, in one activity (`load_play_context`): its account and, with
+    `calendars`, the account's working-day calendar (its own zone, country, region) and our staff's
+    (`staff`), from the year of `start` for `years` years."""
+
+    account_id: str
+    calendars: bool = False
+    staff: CalendarPlace | None = None
+    start: date | None = None
+    years: int = Field(3, ge=1, le=10)
+
+
+class PlayContext(Model):
+    account: Account
+    calendars: PlayCalendars | None = None
+
+
 class CreateTaskRequest(Model):
     play: PlayRef
     step: str
@@ -168,6 +191,27 @@ class CreateTaskRequest(Model):
     due_at: datetime
     priority: Priority = "P2"
     milestone: str | None = None
+
+
+class NewTask(Model):
+    """One task of a `CreateTasksRequest`: the fields of `CreateTaskRequest` but the play (due_at UTC)."""
+
+    step: str
+    title: str
+    detail: str = ""
+    owner_role: Role | None = None
+    owner_email: str | None = None
+    due_at: datetime
+    priority: Priority = "P2"
+    milestone: str | None = None
+
+
+class CreateTasksRequest(Model):
+    """All the tasks one play step creates, for `create_tasks` (one activity, one transaction).
+    `tasks` as `CreateTaskRequest` without the play, in the order the play wants them back."""
+
+    play: PlayRef
+    tasks: list[NewTask]
 
 
 class CompleteTaskRequest(Model):
@@ -351,6 +395,10 @@ class SurveyBatchRequest(Model):
     # Cycles launched since issue 17: a contact outside their account's send window, or over the weekly
     # cap, is invited later (the cycle sweeps them up) instead of at once.
     defer: bool = False
+    # Since issue 18: only the contacts of the accounts of shard `shard` of `shards` (a stable hash of the
+    # account id), so that batches of different shards can run side by side without overlapping.
+    shard: int = Field(0, ge=0)
+    shards: int = Field(1, ge=1, le=32)
 
 
 class SurveyBatchResult(Model):

@@ -798,6 +798,9 @@ class NpsContent(PlaybookContent):
     reminder_after_days: PositiveInt = 4
     expires_after_days: PositiveInt = 7
     batch_size: int = Field(1000, ge=1, le=5000)
+    parallel_batches: int = Field(4, ge=1, le=32, description=(
+        "a cycle's contacts are split into this many shards (by account), whose batches run side by side "
+        "on every worker polling the task queue"))
     promoter: list[FollowUpAction] = Field(min_length=1)
     passive: list[FollowUpAction] = Field(min_length=1)
     detractor: list[FollowUpAction] = Field(min_length=1)

@@ -21,8 +21,9 @@ from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.holiday_calendars import work_calendar
 from core.models import (
-    Account, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, DeferredInvitationsRequest, EmailResult,
-    EmailTemplate, EscalateRequest, EscalationResult, Person, PlayCalendars, PlayEventRequest, PlayRef,
+    Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, CreateTasksRequest,
+    DeferredInvitationsRequest, EmailResult, EmailTemplate, EscalateRequest, EscalationResult, Person, PlayCalendars,
+    PlayContext, PlayContextRequest, PlayEventRequest, PlayEventsRequest, PlayRef,
     RenewalOutcomeRequest,
     RescheduleTasksRequest, RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest,
     SendEmailRequest, ServiceCreditRequest, StaffMember, SurveyBatchRequest, SurveyBatchResult, TaskRef,
@@ -126,6 +127,16 @@ class RecordingActivities:
         return PlayCalendars(account=work_calendar(req.account, req.start, req.years),
                              staff=work_calendar(req.staff, req.start, req.years))
 
+    @activity.defn(name="load_play_context")
+    async def load_play_context(self, req: PlayContextRequest) -> PlayContext:
+        account = await self.load_account(req.account_id)
+        calendars = None
+        if req.calendars:
+            calendars = await self.load_calendars(CalendarsRequest(
+                account=CalendarPlace(tz=account.timezone, country=account.country, region=account.region),
+                staff=req.staff, start=req.start, years=req.years))
+        return PlayContext(account=account, calendars=calendars)
+
     @activity.defn(name="send_templated_email")
     async def send_templated_email(self, req: SendEmailRequest) -> EmailResult:
         key = req.play.key(req.step)
@@ -164,6 +175,10 @@ class RecordingActivities:
             owner = req.owner_role or owner_email or "nobody"
             self.record("task", req.step, f"{req.title} (owner {owner}, {req.priority}, due {self._local(req.due_at)})")
         return self.tasks[key]
+
+    @activity.defn(name="create_tasks")
+    async def create_tasks(self, req: CreateTasksRequest) -> list[TaskRef]:
+        return [await self.create_task(CreateTaskRequest(play=req.play, **t.model_dump())) for t in req.tasks]
 
     @activity.defn(name="complete_task")
     async def complete_task(self, req: CompleteTaskRequest) -> TaskRef:
@@ -291,6 +306,10 @@ class RecordingActivities:
     @activity.defn(name="record_play_event")
     async def record_play_event(self, req: PlayEventRequest) -> None:
         return None  # news for chat, CRM and webhooks: a preview tells nobody
+
+    @activity.defn(name="record_play_events")
+    async def record_play_events(self, req: PlayEventsRequest) -> None:
+        return None
 
     @activity.defn(name="deliver")
     async def deliver(self, delivery_id: int) -> DeliveryOutcome:

@@ -413,7 +413,7 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
             id=cycle_workflow_id(cycle_id), task_queue=task_queue or settings.task_queue,
             static_summary=f"NPS survey cycle {cycle_id}, playbook v{snapshot.content.version}",
             static_details="\n\n".join([
-                f"**Segment:** " + ("; ".join(filter(None, [
+                "**Segment:** " + ("; ".join(filter(None, [
                     f"accounts {', '.join(account_ids[:10])}" + (" ..." if len(account_ids) > 10 else "")
                     if account_ids else "", f"tiers {', '.join(tiers)}" if tiers else ""])) or "every active account"),
                 f"**Playbook:** nps v{snapshot.content.version}, digest {snapshot.digest[:12]}",

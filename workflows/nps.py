@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -17,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
     from workflows.nps_messages import (
-        NPS, ChoosePath, CycleInput, CycleProgress, CycleState, FollowUpInput, FollowUpState, FollowUpStatus,
+        NPS, ChoosePath, CycleInput, CycleProgress, CycleState, FollowUpInput, FollowUpState, FollowUpStatus, Lane,
     )
     from workflows.play import Play, SteerablePlay
 
@@ -28,6 +29,9 @@ BATCH_TIMEOUT = timedelta(minutes=15)
 BATCH_HEARTBEAT = timedelta(seconds=60)
 # Cycles started from here on invite each contact inside their own send window (issue 17).
 SEND_CHECKS = "nps-send-checks-v1"
+# Cycles started from here on split their contacts into shards whose batches run side by side, so that
+# every worker process takes part in a big cycle (issue 18). Older cycles go on with their one cursor.
+SHARDED = "nps-sharded-batches-v1"
 
 
 @workflow.defn(name="NpsCycle")
@@ -52,6 +56,8 @@ class NpsCycle:
         st, input = self._state, self._input
         if input.state is None and workflow.patched(SEND_CHECKS):
             st.defers = True
+        if input.state is None and workflow.patched(SHARDED):
+            st.shards = input.playbook.content.parallel_batches
         if st.phase in ("sending", "reminding"):
             await self._batches(st.phase)
         if st.phase == "waiting":
@@ -68,6 +74,9 @@ class NpsCycle:
         return self.progress()
 
     async def _batches(self, phase: str) -> None:
+        if self._state.shards > 1:
+            await self._sharded_batches(phase)
+            return
         st, c = self._state, self._input.playbook.content
         kind = "survey" if phase == "sending" else "reminder"
         while True:
@@ -85,6 +94,43 @@ class NpsCycle:
                 break
             self._continue_as_new_if_long()
         st.phase, st.cursor = ("waiting" if phase == "sending" else "closing"), None
+
+    async def _sharded_batches(self, phase: str) -> None:
+        """The shards' batches side by side (one batch of each shard at a time, on whichever workers
+        poll the queue); when the history grows, the lanes finish their batch and the cycle continues
+        as new with each shard's cursor."""
+        st, c, cycle = self._state, self._input.playbook.content, self._input.cycle_id
+        kind = "survey" if phase == "sending" else "reminder"
+        if st.lanes is None:
+            st.lanes = [Lane() for _ in range(st.shards)]
+        handing_over = False
+
+        async def lane(i: int) -> None:
+            nonlocal handing_over
+            while not st.lanes[i].done and not handing_over:
+                result = await run_activity(NpsActivities.send_survey_batch, SurveyBatchRequest(
+                    play=_cycle_play(cycle), cycle_id=cycle, kind=kind, template=self._input.playbook.template(kind),
+                    expires_at=self._expires_at, account_ids=self._input.account_ids, tiers=self._input.tiers,
+                    after=st.lanes[i].cursor, limit=c.batch_size, defer=st.defers, shard=i, shards=st.shards,
+                ), timeout=BATCH_TIMEOUT, heartbeat=BATCH_HEARTBEAT,
+                    summary=f"{kind} batch of up to {c.batch_size}, shard {i + 1}/{st.shards}"
+                            + (f" after {st.lanes[i].cursor}" if st.lanes[i].cursor else ""))
+                st.lanes[i] = Lane(cursor=result.last, done=result.done)
+                st.batches += 1
+                earlier = st.deferred_next
+                self._count(kind, result)
+                if earlier is not None and st.deferred_next is not None:  # lanes answer out of order
+                    st.deferred_next = min(earlier, st.deferred_next)
+                info = workflow.info()
+                if info.is_continue_as_new_suggested() or \
+                        info.get_current_history_length() >= self._input.max_history_events:
+                    handing_over = True
+
+        await asyncio.gather(*(lane(i) for i in range(st.shards)))
+        if not all(lane_.done for lane_ in st.lanes):
+            st.runs += 1
+            workflow.continue_as_new(self._input.model_copy(update={"state": st}))
+        st.phase, st.lanes = ("waiting" if phase == "sending" else "closing"), None
 
     def _count(self, kind: str, result) -> None:
         st = self._state

@@ -21,6 +21,13 @@ def followup_workflow_id(cycle_id: str, email: str) -> str:
     return f"nps-{cycle_id}-{email.lower()}"
 
 
+class Lane(Message):
+    """One shard of a cycle's contacts (issue 18): where its batches got to."""
+
+    cursor: tuple[str, str] | None = None
+    done: bool = False
+
+
 class CycleState(Message):
     started_at: datetime
     phase: str = "sending"  # sending, waiting, reminding, closing, closed
@@ -34,6 +41,10 @@ class CycleState(Message):
     defers: bool = False
     deferred_next: datetime | None = None  # the earliest deferred invitation still waiting
     suppressed: int = 0
+    # Cycles launched since issue 18 split their contacts into `shards` by account; each shard's batches
+    # go one after another, the shards' side by side (any worker runs them). 1: one cursor, as before.
+    shards: int = 1
+    lanes: list[Lane] | None = None
 
 
 class CycleInput(Message):

@@ -23,9 +23,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.play_events import PlayEventActivities
     from activities.tasks import TaskActivities
     from core.models import (
-        Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, EmailResult,
-        EscalateRequest, EscalationReport, Meeting, Person, PlayCalendars, PlayEventRequest, PlayRef,
-        RescheduleTasksRequest, RiskPointsRequest, Role, SendEmailRequest, TaskRef,
+        Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, CreateTasksRequest,
+        EmailResult, EscalateRequest, EscalationReport, Meeting, NewTask, Person, PlayCalendars, PlayContextRequest,
+        PlayEventRequest, PlayEventsRequest, PlayRef, RescheduleTasksRequest, RiskPointsRequest, Role,
+        SendEmailRequest, TaskRef,
     )
     from core.working_time import SendWindow, meeting_slot
     from playbooks.schema import PlaybookSnapshot
@@ -54,6 +55,12 @@ WORKING_TIME = "working-time-v1"
 # failure (cause: CancelledError). Before this patch `attempt` recorded it as a failed step and
 # the play went on, losing the cancel; with it, the cancel ends the play (run_cancellable).
 CANCEL_IN_STEP = "cancel-in-step-v1"
+# Issue 18, fewer activities per play (a backlog of launches drains faster): the account and both
+# calendars in one activity, all the tasks of a step in one, the play events of a stretch of work
+# in one (sent when the play next waits). A run that recorded the old commands replays without them.
+PLAY_CONTEXT = "play-context-v1"
+BATCHED_TASKS = "batched-tasks-v1"
+BATCHED_EVENTS = "batched-play-events-v1"
 CALENDAR_YEARS = 5  # a renewal may be launched three years out, and runs a month past its date
 STAFF_HOURS = SendWindow()  # our staff's working hours, for choosing a meeting slot that suits both sides
 
@@ -77,6 +84,7 @@ class Play:
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
         self._events: list[asyncio.Future] = []  # play events on their way (see play_event)
+        self._queued: list[PlayEventRequest] = []  # play events to send as one batch (BATCHED_EVENTS)
         # Loaded with the account by plays started with WORKING_TIME; None: a play from before it.
         self.calendars: PlayCalendars | None = None
         self.tasks = tasks  # the play's task ledger, for the tasks Play itself creates (reach a customer)
@@ -184,24 +192,36 @@ class Play:
         await self.flush_events()
 
     async def load_account(self) -> Account:
-        self.account = await run_activity(AccountActivities.load_account, self.ref.account_id,
-                                          summary=f"load account {self.ref.account_id}")
-        self.search.set(ACCOUNT_ID, self.ref.account_id)
-        self.search.set(PLAYBOOK, self.playbook)
-        self.search.set(CSM_EMAIL, str(self.account.csm.email))
-        if workflow.patched(WORKING_TIME):
-            content = self.snapshot.content
-            where = "/".join(p for p in (self.account.country, self.account.region) if p)
-            self.calendars = await run_activity(CalendarActivities.load_calendars, CalendarsRequest(
-                account=CalendarPlace(tz=self.account.timezone, country=self.account.country,
-                                      region=self.account.region),
-                staff=CalendarPlace(tz=content.timezone, country=content.team_country, region=content.team_region),
-                start=workflow.now().date() - timedelta(days=1), years=CALENDAR_YEARS,
-            ), summary=f"load working days: account {self.account.timezone}{' ' + where if where else ''}, "
-                       f"staff {content.timezone}, {CALENDAR_YEARS} years")
+        content = self.snapshot.content
+        staff = CalendarPlace(tz=content.timezone, country=content.team_country, region=content.team_region)
+        start = workflow.now().date() - timedelta(days=1)
+        if workflow.patched(PLAY_CONTEXT):
+            context = await run_activity(AccountActivities.load_play_context, PlayContextRequest(
+                account_id=self.ref.account_id, calendars=workflow.patched(WORKING_TIME), staff=staff, start=start,
+                years=CALENDAR_YEARS), summary=f"load account {self.ref.account_id} and its working days "
+                                               f"(staff {content.timezone}, {CALENDAR_YEARS} years)")
+            self.account, self.calendars = context.account, context.calendars
+            self._set_account_attributes()
+        else:
+            self.account = await run_activity(AccountActivities.load_account, self.ref.account_id,
+                                              summary=f"load account {self.ref.account_id}")
+            self._set_account_attributes()
+            if workflow.patched(WORKING_TIME):
+                where = "/".join(p for p in (self.account.country, self.account.region) if p)
+                self.calendars = await run_activity(CalendarActivities.load_calendars, CalendarsRequest(
+                    account=CalendarPlace(tz=self.account.timezone, country=self.account.country,
+                                          region=self.account.region),
+                    staff=staff, start=start, years=CALENDAR_YEARS,
+                ), summary=f"load working days: account {self.account.timezone}{' ' + where if where else ''}, "
+                           f"staff {content.timezone}, {CALENDAR_YEARS} years")
         if workflow.info().continued_run_id is None:  # a continued run is the same play going on
             await self.play_event(STARTED_PATCH, "play.started")
         return self.account
+
+    def _set_account_attributes(self) -> None:
+        self.search.set(ACCOUNT_ID, self.ref.account_id)
+        self.search.set(PLAYBOOK, self.playbook)
+        self.search.set(CSM_EMAIL, str(self.account.csm.email))
 
     async def play_event(self, patch: str, event: str, step: str | None = None, outcome: str | None = None) -> None:
         """Tell chat, CRM write-back and webhook subscribers (activities/play_events.py). The
@@ -210,17 +230,33 @@ class Play:
         fails the play: a business failure is logged and the play goes on."""
         if not workflow.patched(patch):
             return
+        req = PlayEventRequest(play=self.ref, event=event, playbook=self.playbook, at=workflow.now(), step=step,
+                               phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None)
+        if workflow.patched(BATCHED_EVENTS):
+            self._queued.append(req)  # sent with the others when the play next waits (send_events)
+            return
         self._events = [e for e in self._events if not e.done()]
         self._events.append(workflow.start_activity_method(
-            PlayEventActivities.record_play_event, PlayEventRequest(
-                play=self.ref, event=event, playbook=self.playbook, at=workflow.now(), step=step,
-                phase=self.search.get(PHASE), outcome=outcome[:500] if outcome else None),
+            PlayEventActivities.record_play_event, req,
             start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
             summary=short(f"tell chat, CRM and webhooks: {event}" + (f" {step}" if step else "")
                           + (f" ({outcome})" if outcome else ""))))
 
+    def send_events(self) -> None:
+        """Send the queued play events as one activity, without waiting for it (BATCHED_EVENTS)."""
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, []
+        self._events = [e for e in self._events if not e.done()]
+        names = ", ".join(dict.fromkeys(e.event for e in queued))
+        self._events.append(workflow.start_activity_method(
+            PlayEventActivities.record_play_events, PlayEventsRequest(events=queued),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+            summary=short(f"tell chat, CRM and webhooks: {len(queued)} play event(s): {names}")))
+
     async def flush_events(self) -> None:
-        """Wait for the play events on their way (none: no command, no history event)."""
+        """Send the queued play events and wait for those on their way (none: no command, no history event)."""
+        self.send_events()
         pending, self._events = self._events, []
         for handle in pending:
             try:
@@ -334,6 +370,8 @@ class Play:
         if until <= now:
             return
         self.search.set(NEXT_ACTION_AT, until)
+        if self._queued:  # BATCHED_EVENTS: what the play did before an e-mail's wait is news now
+            await self.flush_events()  # and awaited, so that the play then rests on its timer alone
         self.show(what)
         summary = short(f"wait until {what}")
         if still_wanted is None:
@@ -356,15 +394,28 @@ class Play:
         )])
 
     async def create_tasks(self, tasks: dict[str, TaskRef], requests: list[dict], *, summary: str) -> list[TaskRef]:
-        """Create tasks in parallel; `tasks` learns them in the order asked for. `summary` says what
-        they are for ("kickoff phase tasks"); each call's summary adds the task's title, owner and due time."""
+        """Create a step's tasks (one activity and one transaction for all of them; in parallel, one
+        activity each, in a run from before BATCHED_TASKS); `tasks` learns them in the order asked for.
+        `summary` says what they are for ("kickoff phase tasks"); the UI's summary adds the titles,
+        owners and due times."""
+        if not requests:
+            return []
         n = len(requests)
-        refs = await asyncio.gather(*(
-            run_activity(TaskActivities.create_task, CreateTaskRequest(play=self.ref, **fields),
-                         summary=f"{summary} {i}/{n}: {fields['title']!r} for {fields['owner_role']}"
-                                 + (f", due {self.when(fields['due_at'])}" if fields.get("due_at") else ""))
-            for i, fields in enumerate(requests, start=1)
-        ))
+
+        def one(i: int, fields: dict) -> str:
+            return (f"{i}/{n}: {fields['title']!r} for {fields['owner_role']}"
+                    + (f", due {self.when(fields['due_at'])}" if fields.get("due_at") else ""))
+
+        if workflow.patched(BATCHED_TASKS):
+            refs = await run_activity(TaskActivities.create_tasks, CreateTasksRequest(
+                play=self.ref, tasks=[NewTask(**fields) for fields in requests]),
+                summary=f"{summary}: " + "; ".join(one(i, f) for i, f in enumerate(requests, start=1)))
+        else:
+            refs = await asyncio.gather(*(
+                run_activity(TaskActivities.create_task, CreateTaskRequest(play=self.ref, **fields),
+                             summary=f"{summary} {one(i, fields)}")
+                for i, fields in enumerate(requests, start=1)
+            ))
         for ref in refs:
             tasks.setdefault(ref.step, ref)
         return refs

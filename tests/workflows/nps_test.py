@@ -45,7 +45,9 @@ async def test_cycle_invites_in_batches_reminds_the_silent_and_closes_the_rest(e
     await skip_to_next_monday(env)
     await more_accounts(pool, 5)  # 6 accounts x 2 contacts
     snapshot = load_named("nps")
-    snapshot = snapshot.model_copy(update={"content": snapshot.content.model_copy(update={"batch_size": 5})})
+    # One shard: its batches one after another from one cursor, as cycles from before issue 18 run.
+    snapshot = snapshot.model_copy(update={"content": snapshot.content.model_copy(
+        update={"batch_size": 5, "parallel_batches": 1})})
     handle = await env.client.start_workflow(
         NpsCycle.run, CycleInput(cycle_id="2026-10", playbook=snapshot, max_history_events=12),
         id="nps-cycle-2026-10", task_queue=settings.task_queue)
@@ -65,6 +67,31 @@ async def test_cycle_invites_in_batches_reminds_the_silent_and_closes_the_rest(e
     result = await handle.result()
     assert (result.phase, result.reminded, result.closed) == ("closed", 11, 11)
     assert await pool.fetchval("SELECT count(*) FROM nps_invitations WHERE closed_at IS NOT NULL") == 11
+
+
+async def test_a_sharded_cycle_invites_and_reminds_each_contact_once_across_continue_as_new(
+        env, worker, pool, settings, sink):
+    """Issue 18: three shards' batches side by side; the history limit hands over between batches."""
+    await skip_to_next_monday(env)
+    await more_accounts(pool, 7)  # 8 accounts x 2 contacts
+    snapshot = load_named("nps")
+    snapshot = snapshot.model_copy(update={"content": snapshot.content.model_copy(
+        update={"batch_size": 2, "parallel_batches": 3})})
+    handle = await env.client.start_workflow(
+        NpsCycle.run, CycleInput(cycle_id="2026-10", playbook=snapshot, max_history_events=20),
+        id="nps-cycle-2026-10", task_queue=settings.task_queue)
+    await env.sleep(timedelta(hours=1))
+    progress = await handle.query(NpsCycle.status)
+    assert (progress.phase, progress.sent) == ("waiting", 16)
+    assert progress.run_count >= 2, "the history limit must have forced continue-as-new between batches"
+    surveys = [m for m in sink.messages if m.step.startswith("survey/")]
+    assert len(surveys) == 16 and len({m.rcpt_to[0] for m in surveys}) == 16
+    assert await pool.fetchval("SELECT count(*) FROM nps_invitations WHERE cycle_id = '2026-10'") == 16
+    await env.sleep(timedelta(days=4))
+    reminders = [m for m in sink.messages if m.step.startswith("reminder/")]
+    assert len(reminders) == 16 and len({m.rcpt_to[0] for m in reminders}) == 16
+    result = await handle.result()
+    assert (result.phase, result.reminded, result.closed) == ("closed", 16, 16)
 
 
 async def test_promoter_path(env, worker, pool, settings, sink, http):

@@ -257,3 +257,49 @@ async def test_record_nps_cycle_send_checks_history(env, worker, pool, settings)
                                              id="nps-cycle-2026-10", task_queue=settings.task_queue)
     await handle.result()
     await save_history(handle, "nps-cycle-tokyo-deferred")
+
+
+async def record_onboarding_tokyo(env, pool, settings, name: str) -> None:
+    from activities.accounts import upsert_account
+    from datetime import date
+
+    from starter.demo import demo_account
+
+    tokyo = demo_account(date.today()).model_copy(update={"timezone": "Asia/Tokyo", "country": "JP"})
+    await upsert_account(pool, tokyo)
+    await skip_to_next_monday(env)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", settings.task_queue)
+    await PlayDriver(env, pool, handle).run(hold={"data_migration": 3})
+    await save_history(handle, name)
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_before_batching_history(env, worker, pool, settings):
+    """Issue 18, recorded before the batching patches: an onboarding on working days with play events
+    (one create_task per task, one record_play_event per event, load_account then load_calendars)."""
+    await record_onboarding_tokyo(env, pool, settings, "onboarding-tokyo-play-events-unbatched")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_batched_history(env, worker, pool, settings):
+    """Issue 18, after the batching patches: load_play_context, create_tasks, record_play_events."""
+    await record_onboarding_tokyo(env, pool, settings, "onboarding-tokyo-batched")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_nps_sharded_cycle_history(env, worker, pool, settings):
+    """Issue 18: a cycle of 8 accounts in 3 shards of batches of 2, continued as new on the way."""
+    from playbooks.loader import load_named
+    from tests.workflows.nps_test import more_accounts
+    from workflows.nps import NpsCycle
+    from workflows.nps_messages import CycleInput
+
+    await skip_to_next_monday(env)
+    await more_accounts(pool, 7)
+    snapshot = load_named("nps")
+    snapshot = snapshot.model_copy(update={"content": snapshot.content.model_copy(
+        update={"batch_size": 2, "parallel_batches": 3})})
+    handle = await env.client.start_workflow(NpsCycle.run, CycleInput(cycle_id="2026-10", playbook=snapshot),
+                                             id="nps-cycle-2026-10", task_queue=settings.task_queue)
+    await handle.result()
+    await save_history(handle, "nps-cycle-sharded")

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.devstack import dev_server_args
 from starter.steering import launch_onboarding
-from tests.conftest import DEV_SERVER, asleep_on_timer, eventually, free_port
+from tests.conftest import DEV_SERVER, asleep_on_timer, free_port
 from tests.round_the_clock import round_the_clock
 from worker import build_worker
 from workflows.summaries import describe_step, markdown_text, recipients
@@ -61,12 +61,13 @@ async def test_onboarding_history_and_describe_show_readable_summaries(dev, pool
     by_kind = {}
     for event_type, kind, summary in events:
         by_kind.setdefault(kind, []).append(summary)
-    assert by_kind["load_account"] == [f"load account {DEMO_ACCOUNT_ID}"]
+    assert by_kind["load_play_context"] == [  # the account and both calendars in one activity (issue 18)
+        f"load account {DEMO_ACCOUNT_ID} and its working days (staff America/New_York, 5 years)"]
     (welcome,) = [s for s in by_kind["send_templated_email"] if s.startswith("welcome e-mail")]
     assert "welcome e-mail to 3 contacts (sponsor, contacts), cc csm" == welcome, welcome
-    tasks = by_kind["create_task"]
-    assert tasks and all(t.startswith("Planning & Assessment phase task ") for t in tasks), tasks
-    assert any("for csm, due " in t and "America/New_York" in t for t in tasks), tasks
+    (tasks,) = by_kind["create_tasks"]  # a step's tasks in one activity (issue 18)
+    assert tasks.startswith("Planning & Assessment phase task"), tasks
+    assert "for csm, due " in tasks and "America/New_York" in tasks, tasks
     # Every timer says what it waits for and when, in the account's zone.
     timers = by_kind[""]
     assert timers and all(t.startswith("wait until the ") and "America/New_York" in t for t in timers), timers
