@@ -134,10 +134,10 @@ async def test_a_worker_killed_mid_delivery_leaves_no_duplicate_and_loses_nothin
     # HubSpot and Salesforce: one record per task and per e-mail.
     assert sorted(t["cs_playbook_key"] for t in hub.objects["tasks"].values()) == sorted(
         record_key(t["idem_key"]) for t in tasks)
-    print("DBG", [tuple(r) for r in await pool.fetch("SELECT step, status, reason FROM communications")],
-          [tuple(r) for r in await pool.fetch("SELECT event, step FROM play_events WHERE event = 'email.sent'")],
-          [tuple(r) for r in await pool.fetch("SELECT destination, operation, status, summary FROM deliveries")])
-    assert len(hub.objects["emails"]) == 1
+    assert len(hub.objects["emails"]) == 1, (  # what the outbox, the events and the deliveries say
+        [tuple(r) for r in await pool.fetch("SELECT step, status, reason FROM communications")],
+        [tuple(r) for r in await pool.fetch("SELECT event, step FROM play_events WHERE event = 'email.sent'")],
+        [tuple(r) for r in await pool.fetch("SELECT destination, operation, status, summary FROM deliveries")])
     keys = Counter(t["CS_Playbook_Key__c"] for t in sf.tasks.values())  # Lee Park is a HubSpot contact only
     assert all(n == 1 for n in keys.values()) and len(keys) == len(tasks)
     # The receiver: every delivery, any repeat with the same webhook-id.
