@@ -73,6 +73,14 @@ async def survey_form(token: str, score: int | None = None, state=Depends(deps))
              responses={403: {"description": "forged or damaged link"}, 409: {"description": "already answered"},
                         410: {"description": "expired link"}, 422: {"description": "score missing or out of range"}})
 async def survey_answer(token: str, request: Request, state=Depends(deps)):
+    from datetime import datetime, timezone
+
+    from activities.survey_links import LinkRefused, verify_link
+
+    try:  # the link first: a forged one learns nothing, not even the form
+        verify_link(state.settings.nps_link_secret.get_secret_value(), token, datetime.now(timezone.utc))
+    except LinkRefused as exc:
+        return page("This survey link cannot be used", exc.status, exc.detail)
     body = await request.body()
     try:
         if request.headers.get("content-type", "").startswith("application/json"):

@@ -53,7 +53,8 @@ class HubSpotEvent(BaseModel):
     subscriptionId: int | None = None
     portalId: int = Field(gt=0)
     appId: int | None = None
-    occurredAt: int = Field(gt=0, description="milliseconds since the epoch")
+    occurredAt: int = Field(gt=0, le=253_402_300_799_999,  # up to 9999-12-31T23:59:59.999Z
+                            description="milliseconds since the epoch")
     subscriptionType: str = Field(pattern=r"^[a-z_]{1,40}\.[A-Za-z]{1,40}$")
     attemptNumber: int = Field(0, ge=0)
     objectId: HubSpotId | None = Field(None, gt=0)

@@ -61,7 +61,8 @@ class CrmEvent(BaseModel):
 
     eventId: str = Field(min_length=1, max_length=300)
     subscriptionType: str = Field(min_length=1, max_length=100)
-    occurredAt: int = Field(gt=0, description="milliseconds since the epoch")
+    occurredAt: int = Field(gt=0, le=253_402_300_799_999,  # up to 9999-12-31T23:59:59.999Z
+                            description="milliseconds since the epoch")
     accountId: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     objectId: str | None = None
     propertyName: str | None = Field(None, max_length=100)

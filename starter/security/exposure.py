@@ -52,6 +52,9 @@ def exposed_because(settings: Settings) -> str | None:
             return f"PUBLIC_BASE_URL={settings.public_base_url} publishes it"
     if "*" in settings.allowed_hosts:
         return "ALLOWED_HOSTS=* answers any host name"
+    public = [h for h in settings.allowed_hosts if not _loopback(h.rsplit(":", 1)[0] if h.count(":") == 1 else h)]
+    if public:  # a reverse proxy forwards that name to this loopback port: the service is public
+        return f"ALLOWED_HOSTS names {public[0]}, served through a proxy"
     return None
 
 

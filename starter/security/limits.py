@@ -106,6 +106,11 @@ async def refuse(scope, send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def _has_nul(encoded: bytes) -> bool:
+    """True if URL-encoded text (a query string, a form body) holds NUL, raw or as %00."""
+    return b"\x00" in encoded or b"%00" in encoded
+
+
 class SecurityMiddleware:
     """See the module docstring. Settings are read per request from `app.state.settings`."""
 
@@ -125,6 +130,9 @@ class SecurityMiddleware:
         for name, value in scope["headers"]:
             if _CHECKED_HEADERS.match(name) and not _PRINTABLE.match(value):
                 return await refuse(scope, send, 400, f"{name.decode('latin-1')}: must be printable ASCII")
+        # PostgreSQL text cannot hold NUL (U+0000): refused at the door, never a 500 further in.
+        if "\x00" in scope["path"] or b"%00" in scope.get("raw_path", b"") or _has_nul(scope.get("query_string", b"")):
+            return await refuse(scope, send, 400, "URL: a NUL character (%00) is not allowed")
         if scope["method"] not in _BODY_METHODS:
             return await self.app(scope, receive, send)
         limit = body_limit(settings, scope["path"])
@@ -144,6 +152,9 @@ class SecurityMiddleware:
         kind = headers.get(b"content-type", b"").lower()
         if b"json" in kind and json_too_deep(body, settings.http_max_json_depth):
             return await refuse(scope, send, 422, f"body: JSON nested deeper than {settings.http_max_json_depth} levels")
+        if (b"json" in kind and (b"\x00" in body or b"\\u0000" in body)) or (
+                b"x-www-form-urlencoded" in kind and _has_nul(body)):
+            return await refuse(scope, send, 422, "body: a NUL character (U+0000) is not allowed in a value")
         sent = False
 
         async def replay():

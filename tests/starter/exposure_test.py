@@ -30,6 +30,7 @@ def test_on_this_machine_the_demo_defaults_still_run():
     ({"http_host": "192.0.2.10"}, "HTTP_HOST=192.0.2.10"),
     ({"public_base_url": "https://cs.tai.example"}, "PUBLIC_BASE_URL=https://cs.tai.example"),
     ({"allowed_hosts": ["*"]}, "ALLOWED_HOSTS=*"),
+    ({"allowed_hosts": ["cs.tai.example", "127.0.0.1"]}, "ALLOWED_HOSTS names cs.tai.example"),  # behind a proxy
 ])
 def test_reachable_from_outside_with_demo_secrets_names_every_variable(kw, why):
     found = problems(settings(**kw))
