@@ -80,7 +80,9 @@ async def test_410_stops_and_a_replay_sends_the_same_message_again(env, pool, se
         assert row["status"] == "failed" and "410 Gone" in row["last_error"]
         await replay_delivery(pool, env.client, s, row["id"], "test")
         (again,) = await settled(pool, "the replayed webhook", kind="webhook")
-    assert again["status"] == "delivered" and again["replays"] == 1
+    assert again["status"] == "delivered" and again["replays"] == 1, (again["last_error"], [
+        (a["outcome"], a["status_code"], a["detail"]) for a in await pool.fetch(
+            "SELECT outcome, status_code, detail FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id", row["id"])])
     first, second = receiver.requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"] and first.body == second.body
     log = await pool.fetch("SELECT outcome, status_code FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id",
