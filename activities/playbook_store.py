@@ -46,13 +46,14 @@ async def store_version(pool: asyncpg.Pool, snapshot: PlaybookSnapshot, playbook
     """Store the version once (a second store of the same files changes nothing) and return the
     light copy to launch the play with. Raises asyncpg errors (PostgreSQL down) as they come."""
     key = version_key(snapshot)
-    if key not in _cache:
-        await pool.execute(
-            "INSERT INTO playbook_versions (version_key, playbook, version, digest, snapshot)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version_key) DO NOTHING",
-            key, playbook, snapshot.content.version, snapshot.digest, snapshot.model_dump(mode="json"),
-        )
-        _remember(key, snapshot.templates)
+    # Written every time (one statement that finds it there): this process's cache says what some
+    # database held, not that this one does (a restored database, another DATABASE_URL).
+    await pool.execute(
+        "INSERT INTO playbook_versions (version_key, playbook, version, digest, snapshot)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version_key) DO NOTHING",
+        key, playbook, snapshot.content.version, snapshot.digest, snapshot.model_dump(mode="json"),
+    )
+    _remember(key, snapshot.templates)
     return light(snapshot, key)
 
 

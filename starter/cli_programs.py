@@ -232,7 +232,9 @@ async def churn_summary(month: str = typer.Option(None, help="YYYY-MM (default: 
 
 def parse_month(month: str | None) -> date:
     if month is None:
-        return (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
+        from activities.churn import NY  # the reports' months are New York months
+
+        return (datetime.now(NY).date().replace(day=1) - timedelta(days=1)).replace(day=1)
     try:
         return date.fromisoformat(f"{month}-01")
     except ValueError:

@@ -402,8 +402,11 @@ async def outbox_message(request: Request, message_id: int = PathParam(ge=1, le=
 
 # -- reports ----------------------------------------------------------------------------
 def _month(value: str) -> date:
+    """The report's month (its first day); this month in New York time, as the reports count it."""
     if not value:
-        return date.today().replace(day=1)
+        from activities.churn import NY
+
+        return datetime.now(NY).date().replace(day=1)
     try:
         return datetime.strptime(value[:7], "%Y-%m").date()
     except ValueError:

@@ -106,6 +106,15 @@ async def refuse(scope, send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def _utf8(body: bytes) -> bool:
+    """True if `body` is UTF-8 text (a body that is not is refused as such by its route)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _has_nul(encoded: bytes) -> bool:
     """True if URL-encoded text (a query string, a form body) holds NUL, raw or as %00."""
     return b"\x00" in encoded or b"%00" in encoded
@@ -152,7 +161,7 @@ class SecurityMiddleware:
         kind = headers.get(b"content-type", b"").lower()
         if b"json" in kind and json_too_deep(body, settings.http_max_json_depth):
             return await refuse(scope, send, 422, f"body: JSON nested deeper than {settings.http_max_json_depth} levels")
-        if (b"json" in kind and (b"\x00" in body or b"\\u0000" in body)) or (
+        if (b"json" in kind and (b"\\u0000" in body or (b"\x00" in body and _utf8(body)))) or (
                 b"x-www-form-urlencoded" in kind and _has_nul(body)):
             return await refuse(scope, send, 422, "body: a NUL character (U+0000) is not allowed in a value")
         sent = False
