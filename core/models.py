@@ -181,20 +181,8 @@ class PlayContext(Model):
     calendars: PlayCalendars | None = None
 
 
-class CreateTaskRequest(Model):
-    play: PlayRef
-    step: str
-    title: str
-    detail: str = ""
-    owner_role: Role | None = None
-    owner_email: str | None = None
-    due_at: datetime
-    priority: Priority = "P2"
-    milestone: str | None = None
-
-
 class NewTask(Model):
-    """One task of a `CreateTasksRequest`: the fields of `CreateTaskRequest` but the play (due_at UTC)."""
+    """One task a play step creates (due_at UTC); with its play, a `CreateTaskRequest`."""
 
     step: str
     title: str
@@ -204,6 +192,12 @@ class NewTask(Model):
     due_at: datetime
     priority: Priority = "P2"
     milestone: str | None = None
+
+
+class CreateTaskRequest(NewTask):
+    """One task for `create_task` (plays from before batched tasks): a `NewTask` and its play."""
+
+    play: PlayRef
 
 
 class CreateTasksRequest(Model):
