@@ -15,6 +15,7 @@ has passed. Every attempt is in `delivery_attempts`, which the console shows.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -113,10 +114,13 @@ class DeliveryActivities:
 
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, req: GiveUpRequest) -> None:
-        """Mark the delivery failed (unless it was delivered meanwhile): the console offers a replay."""
+        """Mark the delivery failed (unless it was delivered meanwhile, or replayed since this
+        workflow began: a replay's own workflow decides then): the console offers a replay."""
+        replays = _replays_of(activity.info().workflow_id)
         await self.pool.execute(
             "UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL, updated_at = now()"
-            " WHERE id = $1 AND status <> 'delivered'", req.delivery_id, req.reason[:1000])
+            " WHERE id = $1 AND status <> 'delivered' AND ($3::int IS NULL OR replays = $3)",
+            req.delivery_id, req.reason[:1000], replays)
         log.warning("delivery.failed", delivery_id=req.delivery_id, reason=req.reason[:300])
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -266,3 +270,12 @@ class DeliveryActivities:
         if previous == values:
             return Sent(remote_id=p["company_id"], detail="unchanged since the last write: nothing sent")
         return await writer.update_account(p["company_id"], values)
+
+
+def _replays_of(workflow_id: str) -> int | None:
+    """The replay number a DeliverItem workflow id carries (`delivery-7` is 0, `delivery-7-r2` is 2);
+    None for an id of another shape (then no replay check)."""
+    match = re.fullmatch(r"delivery-\d+(?:-r(\d+))?", workflow_id or "")
+    if match is None:
+        return None
+    return int(match.group(1) or 0)

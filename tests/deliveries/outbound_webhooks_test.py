@@ -89,3 +89,24 @@ async def test_410_stops_and_a_replay_sends_the_same_message_again(env, pool, se
                            row["id"])
     assert [(a["outcome"], a["status_code"]) for a in log] == [("failed", 410), ("delivered", 204)]
     assert not await deliveries(pool, status="pending")
+
+
+async def test_a_late_give_up_of_the_first_workflow_leaves_a_replay_alone(pool, settings):
+    """The first DeliverItem workflow marks its delivery failed once more as it ends (give_up_delivery);
+    if a replay started meanwhile, the replay's workflow decides: the row stays pending."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.delivery import DeliveryActivities, GiveUpRequest
+
+    delivery_id = await pool.fetchval(
+        "INSERT INTO deliveries (idem_key, kind, channel, destination, operation, event, summary, payload, status,"
+        " replays) VALUES ('k', 'webhook', 'webhook', 'tools', 'deliver', 'play.started', 's', '{}', 'pending', 1)"
+        " RETURNING id")
+    give_up = DeliveryActivities(pool, settings).give_up_delivery
+    first, replay = ActivityEnvironment(), ActivityEnvironment()
+    first.info = first.info.__class__(**{**first.info.__dict__, "workflow_id": f"delivery-{delivery_id}"})
+    replay.info = replay.info.__class__(**{**replay.info.__dict__, "workflow_id": f"delivery-{delivery_id}-r1"})
+    await first.run(give_up, GiveUpRequest(delivery_id=delivery_id, reason="410 Gone"))
+    assert await pool.fetchval("SELECT status FROM deliveries WHERE id = $1", delivery_id) == "pending"
+    await replay.run(give_up, GiveUpRequest(delivery_id=delivery_id, reason="410 Gone again"))
+    assert await pool.fetchval("SELECT last_error FROM deliveries WHERE id = $1", delivery_id) == "410 Gone again"
