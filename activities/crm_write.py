@@ -69,6 +69,14 @@ def _date(value) -> str:
     return value.date().isoformat()
 
 
+def _json_body(response: httpx.Response) -> object:
+    """The answer's JSON, or {} when it has no body or one that is not JSON (a proxy's HTML page)."""
+    try:
+        return response.json() if response.content else {}
+    except ValueError:
+        return {}
+
+
 class HubSpotWriter:
     def __init__(self, http: httpx.AsyncClient, api_url: str, token: str, idempotency_property: str):
         self.http, self.api, self.prop = http, api_url.rstrip("/"), idempotency_property
@@ -78,10 +86,7 @@ class HubSpotWriter:
         response = await call(self.http, method, f"{self.api}{path}", f"HubSpot {what}", headers=self.headers, **kw)
         common_retry(response, f"HubSpot {what}")
         code = response.status_code
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
+        body = _json_body(response)
         message = str(body.get("message") or excerpt(response)) if isinstance(body, dict) else excerpt(response)
         if code in (200, 201, 204):
             return code, body if isinstance(body, dict) else {}
@@ -157,10 +162,7 @@ class SalesforceWriter:
         response = await call(self.http, method, f"{self.base}{path}", f"Salesforce {what}", headers=self.headers, **kw)
         common_retry(response, f"Salesforce {what}")
         code = response.status_code
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
+        body = _json_body(response)
         if code in (200, 201, 204):
             return code, body
         errors = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
