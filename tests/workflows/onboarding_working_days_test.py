@@ -134,3 +134,48 @@ def test_slips_count_working_days():
     assert timeline.days_late(kickoff_due, monday) == 5  # the weekend does not count
     # Over 2 days late first at 09:00 on the 3rd working day after the due date.
     assert timeline.slip_crossing(2, started) == datetime(2027, 1, 7, 9, tzinfo=NY)
+
+
+def evening_plan(started_at: datetime, patched: bool = True) -> OnboardingTimeline:
+    timeline = plan(started_at)
+    timeline.state.due_after_launch = patched
+    return timeline
+
+
+def day_one_dues(timeline: OnboardingTimeline) -> set[datetime]:
+    first = CONTENT.phases[0]
+    return {timeline.due_at(t.day).astimezone(NY) for t in first.tasks if t.day == 1}
+
+
+def test_an_evening_launch_gets_its_day_one_tasks_due_the_next_working_day():
+    """Launched Monday 2026-11-30 at 20:00 New York, after our team's 18:00 due hour: day 1 is still
+    that Monday (the welcome e-mail waits for 09:00 Tuesday), but its tasks are due Tuesday 18:00, not
+    two hours before they were created."""
+    started = datetime(2026, 11, 30, 20, tzinfo=NY).astimezone(timezone.utc)
+    timeline = evening_plan(started)
+    assert timeline.date_of(1) == date(2026, 11, 30)
+    assert day_one_dues(timeline) == {datetime(2026, 12, 1, 18, tzinfo=NY)}
+    # Day 2's tasks keep their day: Tuesday 18:00 is also day 2's due hour.
+    assert timeline.due_at(2).astimezone(NY) == datetime(2026, 12, 1, 18, tzinfo=NY)
+    assert timeline.due_at(3).astimezone(NY) == datetime(2026, 12, 2, 18, tzinfo=NY)
+
+
+def test_a_friday_evening_launch_gets_its_day_one_tasks_due_monday():
+    started = datetime(2026, 12, 4, 19, 30, tzinfo=NY).astimezone(timezone.utc)  # Friday
+    assert day_one_dues(evening_plan(started)) == {datetime(2026, 12, 7, 18, tzinfo=NY)}
+
+
+def test_an_evening_launch_before_christmas_skips_the_holiday():
+    started = datetime(2026, 12, 24, 21, tzinfo=NY).astimezone(timezone.utc)  # Thursday; Friday is Christmas
+    assert day_one_dues(evening_plan(started)) == {datetime(2026, 12, 28, 18, tzinfo=NY)}
+
+
+def test_a_launch_before_the_due_hour_keeps_day_one_dues_that_day():
+    started = datetime(2026, 11, 30, 17, 59, tzinfo=NY).astimezone(timezone.utc)
+    assert day_one_dues(evening_plan(started)) == {datetime(2026, 11, 30, 18, tzinfo=NY)}
+
+
+def test_a_play_from_before_the_patch_keeps_its_overdue_day_one_tasks():
+    """Plays launched before "due-after-launch-v1" replay with the due times they recorded."""
+    started = datetime(2026, 11, 30, 20, tzinfo=NY).astimezone(timezone.utc)
+    assert day_one_dues(evening_plan(started, patched=False)) == {datetime(2026, 11, 30, 18, tzinfo=NY)}

@@ -303,3 +303,19 @@ async def test_record_nps_sharded_cycle_history(env, worker, pool, settings):
                                              id="nps-cycle-2026-10", task_queue=settings.task_queue)
     await handle.result()
     await save_history(handle, "nps-cycle-sharded")
+
+
+async def record_evening_onboarding(env, pool, settings, name: str) -> None:
+    """An onboarding launched on a Monday at 20:00 New York (after our team's 18:00 due hour), played to
+    the end on time."""
+    await skip_to_next_monday(env, hour=20)
+    handle = await launch_onboarding(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", settings.task_queue)
+    await PlayDriver(env, pool, handle).run()
+    await save_history(handle, name)
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_onboarding_evening_launch_history(env, worker, pool, settings):
+    """Recorded before "due-after-launch-v1" as onboarding-evening-overdue-day-one (its day-1 tasks due
+    two hours before the launch), and after it as onboarding-evening-due-next-day."""
+    await record_evening_onboarding(env, pool, settings, os.environ.get("HISTORY_NAME", "onboarding-evening-due-next-day"))
