@@ -34,15 +34,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 import httpx  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
 
 from activities.db import create_pool  # noqa: E402
 from bench.stack import (  # noqa: E402
-    CountingRelay, Stack, bulk_load, free_port, log_tail, machine_cpu, pct, prepare_database, product_env, run_bench, say,
-    start_postgres, start_product_process, start_temporal, start_worker, wait_for_worker,
+    CountingRelay, Stack, accounts_in_send_window, bulk_load, machine_cpu, pct, prepare_database, run_bench, say, start_postgres,
+    start_temporal, start_worker_and_http, wait_for_http,
 )
-from core.settings import Settings  # noqa: E402
-from starter.devstack import uvicorn_args  # noqa: E402
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign  # noqa: E402
 
 TASK_QUEUE = "concurrency"
@@ -50,11 +47,6 @@ SECRET = "bench-webhook-secret-0123456789abcdef"
 PASSWORD = "steady harbour lantern 77"
 GOAL_HEALTHZ_MS = 200
 
-
-def start_http(stack: Stack, client, url: str, smtp_port: int, port: int):
-    env = product_env(stack, client, url, smtp_port, TASK_QUEUE, CRM_WEBHOOK_SECRET=SECRET, HTTP_PORT=str(port))
-    args = uvicorn_args(Settings(_env_file=None, http_port=port))[1:]  # as ./run.sh starts it, minus the python
-    return start_product_process(stack, args, env, "http.log")
 
 
 PROBE = """
@@ -162,6 +154,7 @@ async def bench(args, stack: Stack) -> None:
     await asyncio.to_thread(start_postgres, stack)
     url = await prepare_database(stack, "concurrency")
     await bulk_load(url, args.webhooks, status="prospect", say_every=False)
+    say(f"  accounts in {await accounts_in_send_window(url)}: the welcome e-mails go out now")
     pool = await create_pool(url, 2)
     from starter.console.auth import add_user
 
@@ -169,26 +162,12 @@ async def bench(args, stack: Stack) -> None:
         await add_user(pool, f"person{n}@tai.example", f"Person {n}", PASSWORD, "viewer")
     client = await start_temporal(stack)
     relay = CountingRelay()
-    smtp_port, http_port = free_port(), free_port()
-    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
-    stack.sink_controller.start()
-    worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE)
-    await wait_for_worker(client, worker, stack, TASK_QUEUE)
-    http = start_http(stack, client, url, smtp_port, http_port)
-    base = f"http://127.0.0.1:{http_port}"
+    _, http, base = await start_worker_and_http(stack, client, url, relay, TASK_QUEUE, CRM_WEBHOOK_SECRET=SECRET)
     try:
         # Idle connections are dropped before the service's keep-alive timeout (5 s) could race a reuse.
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(
                 max_connections=args.webhooks + 10, keepalive_expiry=2)) as web:
-            for _ in range(200):
-                try:
-                    if (await web.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"the HTTP service did not start:\n{log_tail(stack.root / 'http.log')}")
+            await wait_for_http(web, stack, 20)
             probe = HealthzProbe(base, stack.root / "quiet.txt")
             await asyncio.sleep(3.0)
             quiet, _ = probe.stop()
@@ -199,7 +178,7 @@ async def bench(args, stack: Stack) -> None:
             await asyncio.gather(
                 *(webhook(web, base, i, first, final, tries) for i in range(args.webhooks)),
                 *(login(base, i, logins) for i in range(args.logins)),
-                *(slow_client(http_port, slow) for _ in range(args.slow)),
+                *(slow_client(int(base.rsplit(":", 1)[1]), slow) for _ in range(args.slow)),
             )
             wall = time.monotonic() - began
             busy_after, total_after = machine_cpu()

@@ -18,6 +18,7 @@ import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
@@ -440,6 +441,51 @@ async def wait_for_worker(client: Client, worker: subprocess.Popen, stack: Stack
         await asyncio.sleep(0.5)
 
 
+class ProductStack(NamedTuple):
+    """The product's processes a webhook bench talks to: the worker, the HTTP service, its base URL."""
+
+    worker: subprocess.Popen
+    http: subprocess.Popen
+    base: str
+
+
+async def start_worker_and_http(stack: Stack, client: Client, url: str, relay, task_queue: str,
+                                **http_env: str) -> ProductStack:
+    """A relay (an aiosmtpd handler) on a free port, one worker.py polling `task_queue`, and the HTTP
+    service started as ./run.sh starts it (`http_env`: extra settings, e.g. CRM_WEBHOOK_SECRET).
+    Returns once the worker polls; the HTTP service may still be starting (`wait_for_http`)."""
+    from aiosmtpd.controller import Controller
+
+    from core.settings import Settings
+    from starter.devstack import uvicorn_args
+
+    smtp_port, http_port = free_port(), free_port()
+    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
+    stack.sink_controller.start()
+    worker = start_worker(stack, client, url, smtp_port, task_queue)
+    await wait_for_worker(client, worker, stack, task_queue)
+    env = product_env(stack, client, url, smtp_port, task_queue, HTTP_PORT=str(http_port), **http_env)
+    args = uvicorn_args(Settings(_env_file=None, http_port=http_port))[1:]  # as ./run.sh, minus the python
+    http = start_product_process(stack, args, env, "http.log")
+    return ProductStack(worker, http, f"http://127.0.0.1:{http_port}")
+
+
+async def wait_for_http(web, stack: Stack, seconds: float = 20) -> None:
+    """Until the HTTP service answers /healthz with 200 (`web`: an httpx.AsyncClient on its base URL);
+    exits with the tail of its log when it does not within `seconds`."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if (await web.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"the HTTP service did not start:\n{log_tail(stack.root / 'http.log')}")
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -450,7 +496,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 # -- after the run: what the history and PostgreSQL say -----------------------------------------
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 # -- the bench -----------------------------------------------------------------------------------

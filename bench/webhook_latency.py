@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 import httpx  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
 
 from bench.stack import (  # noqa: E402
-    Stack, bulk_load, free_port, log_tail, pct, prepare_database, product_env, run_bench, say, start_postgres,
-    start_product_process, start_temporal, start_worker, wait_for_worker,
+    Stack, accounts_in_send_window, bulk_load, pct, prepare_database, run_bench, say, start_postgres, start_temporal, start_worker_and_http,
+    wait_for_http,
 )
 from starter.webhooks import SIGNATURE, TIMESTAMP, sign  # noqa: E402
 
@@ -58,37 +56,19 @@ class ArrivalRelay:
         return "250 Message accepted for delivery"
 
 
-def start_http(stack: Stack, client, url: str, smtp_port: int, port: int) -> subprocess.Popen:
-    env = product_env(stack, client, url, smtp_port, TASK_QUEUE, CRM_WEBHOOK_SECRET=SECRET, HTTP_PORT=str(port))
-    return start_product_process(stack, ["-m", "uvicorn", "starter.http:app", "--host", "127.0.0.1", "--port",
-                                         str(port), "--log-level", "warning"], env, "http.log")
-
 
 async def bench(args, stack: Stack) -> None:
     say(f"Webhook -> first e-mail latency: {args.events} closed-won events at {args.rate}/s")
     await asyncio.to_thread(start_postgres, stack)
     url = await prepare_database(stack, "latency")
     await bulk_load(url, args.events, status="prospect", say_every=False)
+    say(f"  accounts in {await accounts_in_send_window(url)}: the welcome e-mails go out now")
     client = await start_temporal(stack)
     relay = ArrivalRelay()
-    smtp_port, http_port = free_port(), free_port()
-    stack.sink_controller = Controller(relay, hostname="127.0.0.1", port=smtp_port)
-    stack.sink_controller.start()
-    worker = start_worker(stack, client, url, smtp_port, TASK_QUEUE)
-    await wait_for_worker(client, worker, stack, TASK_QUEUE)
-    http = start_http(stack, client, url, smtp_port, http_port)
-    base = f"http://127.0.0.1:{http_port}"
+    _, http, base = await start_worker_and_http(stack, client, url, relay, TASK_QUEUE, CRM_WEBHOOK_SECRET=SECRET)
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as web:
-            for _ in range(100):
-                try:
-                    if (await web.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"the HTTP service did not start:\n{log_tail(stack.root / 'http.log')}")
+            await wait_for_http(web, stack, 10)
             accepted: dict[str, float] = {}
             refused = 0
 
