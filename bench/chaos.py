@@ -61,6 +61,7 @@ from bench.stack import start_postgres_server, start_temporal, start_worker, sto
 from core.settings import Settings  # noqa: E402
 from starter import steering  # noqa: E402
 from starter.mail_sink import MailSink  # noqa: E402
+from tests.round_the_clock import round_the_clock  # noqa: E402
 from workflows.churn_messages import IndicatorFlag  # noqa: E402
 
 TASK_QUEUE = "chaos"
@@ -148,9 +149,13 @@ class Run:
         self.pool = await create_pool(self.url, 4)
         self.start_relay()
         self.client = await start_temporal(self.stack, db_name=f"temporal-{self.name}.db")
+        # The playbooks open round the clock, as the tests that run in real time use them: a chaos run at
+        # night must send what it counts, not defer every e-mail to 09:00 in the accounts' zone.
+        playbooks = round_the_clock(self.stack.root)
         self.settings = Settings(_env_file=None, database_url=self.url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
-                                 smtp_port=self.smtp_port, data_dir=self.stack.root / "data")
-        self.worker = Worker(self.stack, self.client, self.url, self.smtp_port, {"LOG_LEVEL": "INFO", **self.extra_env},
+                                 smtp_port=self.smtp_port, data_dir=self.stack.root / "data", playbooks_dir=playbooks)
+        self.worker = Worker(self.stack, self.client, self.url, self.smtp_port,
+                             {"LOG_LEVEL": "INFO", "PLAYBOOKS_DIR": str(playbooks), **self.extra_env},
                              f"worker-{self.name}.log")
         await self.worker.start()
         return self
