@@ -50,8 +50,12 @@ from playbooks.rendering import RenderError, render_email
 
 CLAIM_SEED = 5108517  # the advisory-lock namespace of batch claims
 CLAIM_POLL_SECONDS = 0.5
+# An earlier attempt of a batch is cancelled within about a heartbeat timeout (60 s) of its last heartbeat;
+# a lock held longer than this belongs to a session nobody is behind any more.
+CLAIM_WAIT_SECONDS = 180.0
 HEARTBEAT_EVERY = 1.0  # seconds: the SDK sends one per 80% of the heartbeat timeout (60 s) anyway
 YIELD_EVERY = 50  # e-mails rendered between two turns of the event loop (other activities, heartbeats)
+CHUNK = 250  # e-mails rendered, written and sent together: 4 statements, a few MB of messages
 
 
 @dataclass
@@ -146,11 +150,13 @@ class BatchContext:
 
 
 class _Heartbeat:
+    """The batch's heartbeats: at most one a second (each one costs a task and an encoding in the SDK)."""
+
     def __init__(self):
         self.done, self._last = 0, 0.0
 
-    def tick(self) -> None:
-        self.done += 1
+    def tick(self, done: int = 1) -> None:
+        self.done += done
         now = time.monotonic()
         if now - self._last >= HEARTBEAT_EVERY and activity.in_activity():
             self._last = now
@@ -160,9 +166,9 @@ class _Heartbeat:
 async def deliver_batch(mailer, template: EmailTemplate, emails: list[OneEmail], staff: dict[str, StaffMember],
                         claim: str) -> list[str]:
     """Send each of `emails` once per (play, step): "sent" (or deferred by a soft bounce), "already" (sent
-    or settled before: a retried batch), "suppressed" (recorded with why, now or before), in order. `claim` names the
-    batch: a second attempt of it (a retry while the first still runs) waits for the first to end, then
-    finds its e-mails settled. Raises what `Mailer.deliver` raises (the first error; the e-mails not yet
+    or settled before: a retried batch), "suppressed" (recorded with why, now or before), in order.
+    `claim` names the batch: a second attempt of it (a retry while the first still runs) waits for the
+    first to end, then finds its e-mails settled. Raises what `Mailer.deliver` raises (the first error; the e-mails not yet
     started are left for the retry); an e-mail nobody could be reached by fails the batch
     non-retryably, after the others were sent and recorded."""
     if not emails:
@@ -170,36 +176,47 @@ async def deliver_batch(mailer, template: EmailTemplate, emails: list[OneEmail],
     pool = mailer.pool
     template = await full_template(pool, template)
     async with pool.acquire() as conn:
-        await _claim(conn, claim)
+        held = await _claim(conn, claim, emails[0].play)
         try:
             return await _deliver(mailer, conn, template, emails, staff)
         finally:
-            with suppress(Exception):
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", claim, CLAIM_SEED)
+            if held:
+                with suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", claim, CLAIM_SEED)
 
 
-async def _claim(conn: asyncpg.Connection, claim: str) -> None:
-    """Hold the batch's lock (session-level, on the batch's connection: a worker that dies drops it)."""
+async def _claim(conn: asyncpg.Connection, claim: str, play: PlayRef) -> bool:
+    """Hold the batch's lock (session-level, on the batch's connection: a worker that dies drops it), waiting
+    for an earlier attempt that holds it. A holder still there after CLAIM_WAIT_SECONDS is taken for a
+    session whose worker host vanished (PostgreSQL notices only at its TCP keepalive): go on without it."""
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, $2))", claim, CLAIM_SEED):
+        if time.monotonic() > deadline:
+            play_logger("email", play).warning("email.batch_claim_stale", claim=claim, waited=CLAIM_WAIT_SECONDS)
+            return False
         if activity.in_activity():
             activity.heartbeat()
         await asyncio.sleep(CLAIM_POLL_SECONDS)
+    return True
 
 
 async def _deliver(mailer, conn: asyncpg.Connection, template: EmailTemplate, emails: list[OneEmail],
                    staff: dict[str, StaffMember]) -> list[str]:
+    """The batch in chunks of CHUNK e-mails (rendered, written, sent, finished), so that a batch of
+    5,000 holds no more rendered messages in memory than a chunk's."""
     settings = mailer.settings
-    rows, recips, plain, twice = await _render_all(settings, template, emails, staff)
-    written = await _write_outbox(conn, rows, recips)
-    mine = {i: w for i, w in zip(plain, written) if w is not None}
+    beat = _Heartbeat()
+    context, staff_keys = BatchContext(staff), our_people(None, staff)
     writer = OutcomeWriter(conn)
     outcomes: dict[int, str] = {}
     gate = asyncio.Semaphore(settings.email_batch_concurrency)
     log = play_logger("email", emails[0].play)
-    beat = _Heartbeat()
     now = activity_now()
     failures: list[ApplicationError] = []
     errors: list[BaseException] = []
+    keys: set[str] = set()
+    twice: list[int] = []  # a key met before in this batch (an address two accounts share): afterwards
+    mine: dict[int, tuple[dict, dict]] = {}
 
     async def send(i: int) -> None:
         async with gate:
@@ -224,73 +241,79 @@ async def _deliver(mailer, conn: asyncpg.Connection, template: EmailTemplate, em
                 errors.append(exc)
         beat.tick()
 
-    await asyncio.gather(*(send(i) for i in range(len(emails)) if i not in twice))
-    await writer.drain()
-    await _finish_many(conn, [w for i, w in mine.items() if i in outcomes], now)
-    if errors:
-        raise errors[0]
+    for start in range(0, len(emails), CHUNK):
+        chunk = [i for i in range(start, min(start + CHUNK, len(emails)))]
+        rows, recips, plain = [], [], []
+        for i in chunk:
+            e = emails[i]
+            key = e.play.key(e.step)
+            if key in keys:
+                twice.append(i)
+                continue
+            keys.add(key)
+            if i % YIELD_EVERY == 0:
+                beat.tick(0)
+                await asyncio.sleep(0)  # a turn for the worker's other work (workflows, heartbeats)
+            written = _render_one(settings, template, e, key, context, staff_keys)
+            if written is not None:
+                rows.append(written[0])
+                recips.append(written[1])
+                plain.append(i)
+        mine = {i: w for i, w in zip(plain, await _write_outbox(conn, rows, recips)) if w is not None}
+        await asyncio.gather(*(send(i) for i in chunk if i not in twice))
+        await writer.drain()
+        await _finish_many(conn, [w for i, w in mine.items() if i in outcomes], now)
+        failures += [not_retryable(f"nobody could be reached: {row['reason']}", "Undeliverable")
+                     for row, _ in mine.values() if row["status"] == "failed"]
+        if errors:
+            raise errors[0]
+    mine = {}
     for i in twice:  # the first e-mail with its key is settled by now: this one finds it so
         await send(i)
     if errors:
         raise errors[0]
-    failures += [not_retryable(f"nobody could be reached: {row['reason']}", "Undeliverable")
-                 for row, _ in mine.values() if row["status"] == "failed"]
     if failures:
         raise failures[0]
     return [outcomes[i] for i in range(len(emails))]
 
 
-async def _render_all(settings, template: EmailTemplate, emails: list[OneEmail], staff: dict[str, StaffMember]):
-    """The outbox rows of the plain e-mails (a customer's address that plain SMTP can carry), rendered:
-    (communications rows, recipients rows, their indexes in `emails`, indexes of repeated keys)."""
-    context = BatchContext(staff)
-    staff_keys = our_people(None, staff)
-    plain: list[int] = []
-    twice: dict[int, None] = {}  # a key met before in this batch (an address two accounts share): afterwards
-    keys: set[str] = set()
-    rows: list[dict] = []
-    recips: list[dict] = []
-    for i, e in enumerate(emails):
-        key = e.play.key(e.step)
-        if key in keys:
-            twice[i] = None
-            continue
-        keys.add(key)
-        if i and i % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a turn for the worker's other work (workflows, heartbeats)
-        email = str(e.person.email)
-        category = template.category or legacy_category(e.play)
-        if address_key(email) in staff_keys | {address_key(str(e.account.csm.email))} \
-                or category not in CUSTOMER_CATEGORIES:
-            continue  # one of our staff: an internal e-mail, as the one-by-one path decides
-        try:
-            listed = parse_address(email, e.person.name)
-        except AddressProblem:
-            continue  # refused with why by the one-by-one path
-        if listed.needs_smtputf8:
-            continue
-        try:
-            subject, html, text = render_email(template, context(e.account, e.step, e.data, e.person))
-        except RenderError as exc:
-            raise not_retryable(f"template {exc}", "TemplateError") from None
-        rows.append({
-            "idem_key": key, "workflow_id": e.play.workflow_id, "play_id": e.play.play_id, "step": e.step,
-            "account_id": e.play.account_id or None, "template": template.name,
-            "message_id": message_id_for(key, settings.mail_from), "mail_from": settings.mail_from,
-            "to_addrs": [format_for_display(e.person.name, email)], "cc_addrs": [], "subject": subject,
-            "body_html": html, "body_text": text, "status": "pending", "attempts": 1, "category": category,
-            "reason": "", "reply_token": new_token(), "calendar": None, "deferred_until": None, "sent_at": None,
-        })
-        recips.append({
-            "position": 0, "kind": "to", "name": e.person.name, "address": email, "address_key": listed.key,
-            "customer": True, "status": "suppressed" if e.blocked else "pending", "reason": e.blocked or "",
-            "token": new_token(), "attempts": 0, "retry_at": None, "sent_at": None,
-        })
-        plain.append(i)
-    return rows, recips, plain, twice
+def _render_one(settings, template: EmailTemplate, e: OneEmail, key: str, context: BatchContext,
+                staff_keys: set[str]) -> tuple[dict, dict] | None:
+    """The e-mail's communications and recipients rows, rendered, when it is the plain case (a customer's
+    address that plain SMTP can carry); None for the one-by-one path."""
+    email = str(e.person.email)
+    category = template.category or legacy_category(e.play)
+    if address_key(email) in staff_keys | {address_key(str(e.account.csm.email))} \
+            or category not in CUSTOMER_CATEGORIES:
+        return None  # one of our staff: an internal e-mail, as the one-by-one path decides
+    try:
+        listed = parse_address(email, e.person.name)
+    except AddressProblem:
+        return None  # refused with why by the one-by-one path
+    if listed.needs_smtputf8:
+        return None
+    try:
+        subject, html, text = render_email(template, context(e.account, e.step, e.data, e.person))
+    except RenderError as exc:
+        raise not_retryable(f"template {exc}", "TemplateError") from None
+    row = {
+        "idem_key": key, "workflow_id": e.play.workflow_id, "play_id": e.play.play_id, "step": e.step,
+        "account_id": e.play.account_id or None, "template": template.name,
+        "message_id": message_id_for(key, settings.mail_from), "mail_from": settings.mail_from,
+        "to_addrs": [format_for_display(e.person.name, email)], "cc_addrs": [], "subject": subject,
+        "body_html": html, "body_text": text, "status": "pending", "attempts": 1, "category": category,
+        "reason": "", "reply_token": new_token(), "calendar": None, "deferred_until": None, "sent_at": None,
+    }
+    recipient = {
+        "position": 0, "kind": "to", "name": e.person.name, "address": email, "address_key": listed.key,
+        "customer": True, "status": "suppressed" if e.blocked else "pending", "reason": e.blocked or "",
+        "token": new_token(), "attempts": 0, "retry_at": None, "sent_at": None,
+    }
+    return row, recipient
 
 
-async def _write_outbox(conn: asyncpg.Connection, rows: list[dict], recips: list[dict]) -> list[tuple[dict, dict] | None]:
+async def _write_outbox(conn: asyncpg.Connection, rows: list[dict],
+                        recips: list[dict]) -> list[tuple[dict, dict] | None]:
     """The communications rows and their recipients rows, two statements in all. Returns, per row,
     (row, recipient) as written now, or None where a row with its key was there before."""
     if not rows:
@@ -378,7 +401,8 @@ async def _finish_many(conn: asyncpg.Connection, done: list[tuple[dict, dict]], 
         """
         WITH done AS (
             UPDATE communications c SET status = u.status, reason = u.reason, deferred_until = u.until,
-                updated_at = now(), sent_at = CASE WHEN u.status = 'sent' THEN coalesce(c.sent_at, $5) ELSE c.sent_at END
+                updated_at = now(),
+                sent_at = CASE WHEN u.status = 'sent' THEN coalesce(c.sent_at, $5) ELSE c.sent_at END
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, status, reason, until)
             WHERE c.id = u.id RETURNING c.*),
         ev AS (

@@ -99,3 +99,17 @@ async def test_the_batch_context_is_the_one_email_context(pool):
     context = BatchContext(staff)
     for _ in range(2):  # the second one from what the first dumped
         assert context(account, "survey/x", data, person) == email_context(account, staff, "survey/x", data, person)
+
+
+async def test_a_batch_in_several_chunks_e_mails_an_address_two_accounts_share_once(pool, settings, sink, monkeypatch):
+    """Chunks of 5 (12 contacts, 13 rows): the shared address's second row, in a later chunk, finds its
+    e-mail sent."""
+    import activities.mail_batch
+
+    monkeypatch.setattr(activities.mail_batch, "CHUNK", 5)
+    await twelve_contacts_two_suppressed(pool)
+    await pool.execute("INSERT INTO contacts (account_id, name, email) VALUES ('acct03', 'Shared', 'c0@acct02.example')")
+    result = await NpsActivities(pool, settings).send_survey_batch(request())
+    assert (result.sent, result.suppressed, result.already) == (10, 2, 1)
+    assert len(sink.copies) == 10 and len({m.rcpt_to[0] for m in sink.copies}) == 10
+    assert await outbox(pool) == {"sent": 10, "suppressed": 2}
