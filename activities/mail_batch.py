@@ -17,7 +17,9 @@ thousand e-mails of one template, one contact each, so here the same outbox is w
 - every message's final status and its `email.sent` event in one statement at the end (a crash
   before it leaves settled recipients, which a retry finishes without sending anything);
 - one log line per batch (the caller's), the rendering context's staff part built once, heartbeats
-  at most once a second.
+  at most once a second;
+- in chunks of CHUNK e-mails (rendered, written, sent, finished), so that memory does not grow with
+  the batch size.
 
 A suppressed contact is written as such in the same two statements (with the reason the batch's
 bulk check gave). Whatever is not the plain case (a row that existed, an address that cannot be
@@ -75,7 +77,8 @@ class OutcomeWriter:
     """Recipients' outcomes, written as `outbox.settle` writes them but several in one statement: while
     one write is in flight, the outcomes that come in meanwhile wait and go in the next (group commit).
     Each `settle` returns once its own outcome is in the table. `conn`: the batch's own connection (one
-    statement at a time on it, which is what a group commit does anyway)."""
+    statement at a time on it, which is what a group commit does anyway). (`id = ANY(...)` besides the
+    join: the planner takes unnest() for 100 rows and would hash-join a sequential scan of the table.)"""
 
     _SQL = """
         UPDATE communication_recipients r SET status = t.status, reason = t.reason, retry_at = t.retry_at,
@@ -84,7 +87,8 @@ class OutcomeWriter:
             attempts = r.attempts + t.tried, updated_at = now()
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[])
             AS t(id, status, reason, retry_at, sent_at, tried)
-        WHERE r.id = t.id RETURNING r.id, r.status, r.reason, r.retry_at, r.sent_at, r.attempts
+        WHERE r.id = ANY($1::bigint[]) AND r.id = t.id
+        RETURNING r.id, r.status, r.reason, r.retry_at, r.sent_at, r.attempts
     """
 
     def __init__(self, conn: asyncpg.Connection | asyncpg.Pool):
@@ -404,7 +408,7 @@ async def _finish_many(conn: asyncpg.Connection, done: list[tuple[dict, dict]], 
                 updated_at = now(),
                 sent_at = CASE WHEN u.status = 'sent' THEN coalesce(c.sent_at, $5) ELSE c.sent_at END
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, status, reason, until)
-            WHERE c.id = u.id RETURNING c.*),
+            WHERE c.id = ANY($1::bigint[]) AND c.id = u.id RETURNING c.*),
         ev AS (
             INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
                                      occurred_at, title, data)
