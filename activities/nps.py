@@ -9,7 +9,6 @@ row and the outbox key), resumable after a crash from the batch's cursor.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -20,6 +19,7 @@ from activities.accounts import account_from_row, fetch_staff
 from activities.addresses import address_key
 from activities.common import activity_now, not_retryable, play_logger
 from activities.email import Mailer, send_report
+from activities.mail_batch import OneEmail, deliver_batch
 from activities.mail_policy import cap_holds, suppressions_for
 from activities.survey_links import SurveyLink, sign_link
 from core.holiday_calendars import work_calendar
@@ -107,8 +107,10 @@ class NpsActivities:
         if req.tiers:
             rows = [r for r in rows if accounts[r["account_id"]].tier in req.tiers]
         checks = await self._checks(req.template, [r["email"] for r in rows], req.defer)
+        # A second attempt of this batch (a retry while the first still runs) waits for the first (mail_batch).
+        claim = f"{req.play.key('')}{req.kind}/{req.shard}/{req.shards}/{req.after}/{req.only_email}"
         outcomes = await self._invite(req.play, req.cycle_id, req.kind, req.template, req.expires_at, rows, accounts,
-                                      checks, req.defer)
+                                      checks, req.defer, claim)
         last = (fetched[-1]["account_id"], fetched[-1]["email"]) if fetched else req.after
         result = self._tally(outcomes, last, done=len(fetched) < req.limit)
         if result.deferred:
@@ -133,32 +135,12 @@ class NpsActivities:
             mine = [r for r in rows if r["deferred_kind"] == kind]
             checks = await self._checks(templates[kind], [r["email"] for r in mine], True)
             outcomes += await self._invite(req.play, req.cycle_id, kind, templates[kind], req.expires_at, mine,
-                                           accounts, checks, True)
+                                           accounts, checks, True, f"{req.play.key('')}deferred/{kind}")
         result = self._tally(outcomes, None, done=len(rows) < req.limit)
         result.next_at = await self._next_deferred(req.cycle_id)
         play_logger("nps", req.play).info("nps.deferred_batch", sent=result.sent, suppressed=result.suppressed,
                                           deferred=result.deferred, cycle=req.cycle_id)
         return result
-
-    async def _each(self, rows, one) -> list[str]:
-        """Contacts of a batch go out side by side (at most `email_batch_concurrency` at once), each still
-        keyed once. The gate is the batch's own: a gate shared by the batches of a sharded cycle that one
-        worker runs served them first come, first served, so a batch could wait past its heartbeat
-        timeout without sending anything and be run a second time meanwhile (duplicates, issue 18)."""
-        gate = asyncio.Semaphore(self.settings.email_batch_concurrency)
-        done = 0
-
-        async def guarded(r) -> str:
-            nonlocal done
-            async with gate:
-                outcome = await one(r)
-            done += 1
-            # Every e-mail (the SDK sends at most one heartbeat per 80% of the timeout): a batch that
-            # shares its worker's gate with others must not look stuck and be run twice meanwhile.
-            activity.heartbeat(done)
-            return outcome
-
-        return list(await asyncio.gather(*(guarded(r) for r in rows)))
 
     @staticmethod
     def _tally(outcomes: list[str], last, done: bool) -> SurveyBatchResult:
@@ -181,7 +163,7 @@ class NpsActivities:
             " AND closed_at IS NULL", cycle_id)
 
     async def _invite(self, play: PlayRef, cycle_id: str, kind: str, template: EmailTemplate, expires_at: datetime,
-                      rows, accounts: dict[str, Account], checks: SendChecks, defer: bool) -> list[str]:
+                      rows, accounts: dict[str, Account], checks: SendChecks, defer: bool, claim: str) -> list[str]:
         """Invite (or remind) each contact of `rows`: "sent", "already" (a retried batch), "suppressed" or
         "deferred", in order. Who is deferred is decided first and the invitation rows of the batch are
         written in two statements (issue 18: not one per contact), before any of its e-mails goes."""
@@ -198,26 +180,16 @@ class NpsActivities:
         await self._defer_many(cycle_id, kind, later, expires_at)
         await self._mark_invited(cycle_id, kind, [r for i, r in enumerate(rows) if i not in verdict], expires_at)
         staff = await self._staff()
-
-        async def one(item) -> str:
-            i, r = item
-            if verdict.get(i) == "deferred":
-                return "deferred"
-            email, account = r["email"], accounts[r["account_id"]]
-            step = f"{kind}/{cycle_id}/{email}"
-            one_play = play.model_copy(update={"account_id": r["account_id"]})
-            data = {"link": survey_link(self.settings, cycle_id, r["account_id"], email, expires_at),
-                    "expires_at": expires_at}
-            person = [Person(name=r["name"], email=email)]
-            if verdict.get(i) == "suppressed":
-                # Recorded in the outbox as suppressed (the check runs again there, so it says why).
-                await self.mailer.deliver(one_play, step, template, person, [], data, account, staff)
-                return "suppressed"
-            result = await self.mailer.deliver(one_play, step, template, person, [], data, account, staff,
-                                               checks=False)
-            return "already" if result.already_sent else "sent"
-
-        return await self._each(list(enumerate(rows)), one)
+        emails = [OneEmail(play=play.model_copy(update={"account_id": r["account_id"]}),
+                           step=f"{kind}/{cycle_id}/{r['email']}", person=Person(name=r["name"], email=r["email"]),
+                           account=accounts[r["account_id"]],
+                           data={"link": survey_link(self.settings, cycle_id, r["account_id"], r["email"], expires_at),
+                                 "expires_at": expires_at},
+                           blocked=checks.blocked[r["email"]] if verdict.get(i) == "suppressed" else None)
+                  for i, r in enumerate(rows) if verdict.get(i) != "deferred"]
+        # One outbox write for the batch, each copy's outcome as the relay answers (activities/mail_batch.py).
+        sent = iter(await deliver_batch(self.mailer, template, emails, staff, claim))
+        return ["deferred" if verdict.get(i) == "deferred" else next(sent) for i in range(len(rows))]
 
     async def _mark_invited(self, cycle_id: str, kind: str, rows, expires_at: datetime) -> None:
         """The invitation rows of the contacts about to be e-mailed (one statement; a contact whose

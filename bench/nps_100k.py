@@ -391,6 +391,10 @@ async def report(args, client, pool, stack, sink: SinkCount, first_run_id, worke
             f"({mb(watched['hwm'])} kernel high-water mark), end {mb(watched['rss_end'])}")
         say(f"  worker CPU              {watched['cpu_end'] - cpu0:,.1f} s over {observed:,.1f} s "
             f"({100 * (watched['cpu_end'] - cpu0) / observed:.0f}% of one core)")
+        handled = sent + by_status.get("suppressed", 0)
+        if handled:  # what contention changes least: compare runs by this, not by their wall time
+            say(f"  worker CPU per e-mail   {1000 * (watched['cpu_end'] - cpu0) / handled:.2f} ms "
+                f"(sent or suppressed; bounces' InboundMail plays and the notice relay included)")
     (busy1, total1), (busy0, total0) = watched["machine_end"], machine0
     say(f"  machine CPU             {100 * (busy1 - busy0) / (total1 - total0):.0f}% busy over {os.cpu_count()} cores "
         f"(PostgreSQL, Temporal, worker, and this process with the sink: "

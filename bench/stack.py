@@ -176,6 +176,12 @@ class CountingRelay:
         self.dsn_failures = 0
         self._pending: set[asyncio.Task] = set()
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        """Offer PIPELINING (RFC 2920) as Postfix and the hosted relays do (aiosmtpd reads pipelined
+        commands in order but does not say so by itself)."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):

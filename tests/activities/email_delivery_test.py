@@ -261,3 +261,22 @@ def test_the_copy_writer_produces_what_the_email_library_reads_back():
     assert plain.replace("\r\n", "\n").startswith(text.replace("\r\n", "\n").rstrip())
     assert f"Unsubscribe: {settings.survey_base_url}/unsubscribe/" in plain and "é" * 1200 in rich and "a=b" in rich
     assert build_copy(row, rcpt, listed, settings, False).data == copy.data  # a resent copy: the same bytes
+
+
+@pytest.mark.parametrize(("name", "address"), [
+    ("Lee Park", "lee.park@acct-000001.example"), ("", "ops@acme.example"), ("O'Neil J-P", "o'neil+x@a-b.example"),
+    ("Park, Lee", "lee@acme.example"), ('Dana "DJ" Reyes', "dj@acme.example"), ("Zoë 🚀 Ops", "zoe@acme.example"),
+    ("Dr. Who", "who@acme.example"), ("=?utf-8?q?x?=", "x@acme.example"), ("Hans", "hans@münchen.example"),
+    ("Lee  Park", "lee@acme.example"), (" Lee", "lee@acme.example"), ("x" * 300, "long@acme.example"),
+])
+def test_address_headers_written_directly_are_what_the_library_writes(name, address):
+    """The copy writer writes a plain `Name <address>` itself and leaves every other one to the library:
+    either way the bytes are the library's."""
+    from activities.addresses import parse_address
+    from activities.mail_message import ASCII_POLICY, UTF8_POLICY, _header_line
+
+    for pol, utf8 in ((ASCII_POLICY, False), (UTF8_POLICY, True)):
+        parsed = parse_address(address, name)
+        value = [parsed.header(utf8), parse_address("casey.morgan@tai.example", "Casey Morgan").header(utf8)]
+        library = pol.header_factory("To", value).fold(policy=pol).encode("utf-8")
+        assert _header_line("To", value, pol) == library, (name, address, utf8)
