@@ -303,3 +303,21 @@ async def test_record_nps_sharded_cycle_history(env, worker, pool, settings):
                                              id="nps-cycle-2026-10", task_queue=settings.task_queue)
     await handle.result()
     await save_history(handle, "nps-cycle-sharded")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_sla_profile_calendar_history(env, worker, pool, settings):
+    """Issue 19, after organisation profiles: a P2 ticket whose business hours come from the default
+    profile's support region (the input's `calendar`), credited at the response miss (section 8.1),
+    raised to P1, acknowledged, resolved and closed. Record changes to the SLA clock against it."""
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-PROFILE", DEMO_ACCOUNT_ID, "P2", "Export stalls", start,
+                               "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=5))
+    await handle.signal(SlaClock.priority_changed, PriorityChanged(priority="P1", by="recorder"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await env.sleep(timedelta(hours=3))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, "sla-p2-profile-calendar")
