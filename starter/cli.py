@@ -516,13 +516,20 @@ def validate(folder: Path = typer.Option(None, help="playbooks folder (default: 
              profile: str = typer.Option(None, help="organisation profile (default: PROFILE)")):
     """Check an organisation profile and every playbook YAML and template it uses; errors as
     file:line: field: message. With --profile, also which files are the profile's own."""
+    from playbooks.profiles import load_profile
     from starter.profiles_cli import show_sources
 
-    problems = validate_all(folder or get_settings().playbooks_dir, profile)
+    root = folder or get_settings().playbooks_dir
+    problems = validate_all(root, profile)
+    if profile:
+        try:
+            load_profile(profile, root)
+        except PlaybookError:
+            pass  # its problems are among the others
+        else:
+            show_sources(root, profile)  # which files are its own, which the default's
     for p in problems:
         err.print(escape(p))
-    if profile and not problems:
-        show_sources(folder or get_settings().playbooks_dir, profile)
     if problems:
         raise typer.Exit(1)
     out.print(f"profile {profile} valid" if profile else "all playbooks valid")

@@ -275,3 +275,17 @@ def test_vk_cloud_three_shifts_and_the_tier_less_ma_suite():
     ma = load_profile("ma_suite")
     assert ma.tier_names == ("Fortune 500",) and ma.tier_for_usd(Decimal(0)) == "Fortune 500"
     assert ma.priority_keys == ("Critical", "High", "Medium", "Low")
+
+
+def test_csplay_validate_profile_says_which_files_are_its_own():
+    from typer.testing import CliRunner
+
+    from starter.cli import app
+
+    ok = CliRunner().invoke(app, ["validate", "--profile", "tai"])
+    assert ok.exit_code == 0 and "profile tai valid" in ok.output, ok.output
+    assert "sla.yaml" in ok.output and "default profile (tai)" in ok.output
+    # vmcloud has its own facts only: the default content names tiers it does not have.
+    bad = CliRunner().invoke(app, ["validate", "--profile", "vmcloud"])
+    assert bad.exit_code == 1 and "renewal.yaml" in bad.output and "default profile" in bad.output
+    assert "not a tier of profile" in " ".join(bad.output.split()), bad.output
