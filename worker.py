@@ -28,7 +28,7 @@ from activities.nps import NpsActivities
 from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
 from activities.interceptors import ReadableFailures
-from activities.sla import SlaActivities
+from activities.sla import SlaActivities, SlaReportActivities
 from activities.tasks import TaskActivities
 from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
@@ -43,9 +43,10 @@ from workflows.inbound import InboundMail
 from workflows.nps import NpsCycle, NpsFollowUp
 from workflows.renewal import RenewalCountdown
 from workflows.sla import SlaClock
+from workflows.sla_report import MonthlySlaReport
 
 WORKFLOWS = [OnboardingPlan, RenewalCountdown, SlaClock, ChurnWatch, MonthlyRiskSummary, NpsCycle, NpsFollowUp,
-             DeliverItem, InboundMail]
+             DeliverItem, InboundMail, MonthlySlaReport]
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None = None) -> list:
@@ -53,7 +54,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     feed = ChurnFeed(client, settings) if client is not None else None
     accounts, tasks = AccountActivities(pool, feed), TaskActivities(pool)
     email, escalation = EmailActivities(pool, settings), EscalationActivities(pool, settings, feed)
-    sla = SlaActivities(pool)
+    sla, sla_report = SlaActivities(pool), SlaReportActivities(pool, settings)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
     events, deliveries = PlayEventActivities(pool), DeliveryActivities(pool, settings)
@@ -73,6 +74,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         escalation.record_risk_points,
         sla.record_ticket,
         sla.record_service_credit,
+        sla_report.send_monthly_report,
         churn.record_risk,
         summary.send_risk_summary,
         nps.send_survey_batch,

@@ -20,6 +20,7 @@ from activities.play_events import PlayEvent, record_events
 from core.models import RiskRecord, RiskSummaryRequest
 from core.settings import Settings
 from playbooks.loader import SCORING_FILE, load_named, load_scoring
+from playbooks.profiles import profile_of
 from workflows.churn_messages import CHURN, ChurnInput, IndicatorFlag, MetricsReading, churn_workflow_id
 from workflows.common import ACCOUNT_ID, PLAYBOOK
 
@@ -159,8 +160,8 @@ class ChurnFeed:
 def watch_input(settings: Settings, account_id: str, launched_by: str, max_history_events: int | None = None):
     extra = {"max_history_events": max_history_events} if max_history_events else {}
     return ChurnInput(
-        account_id=account_id, playbook=load_named(CHURN, settings.playbooks_dir),
-        scoring=load_scoring(Path(settings.playbooks_dir) / SCORING_FILE), launched_by=launched_by,
+        account_id=account_id, playbook=load_named(CHURN, profile=profile_of(settings)),
+        scoring=load_scoring(profile_of(settings).path(SCORING_FILE)), launched_by=launched_by,
         search_attributes=settings.search_attributes, **extra,
     )
 

@@ -45,8 +45,10 @@ _cached = cached_content  # content reloaded when its files change (playbooks/re
 
 
 def current_notifications(settings: Settings) -> NotificationsContent:
-    """notifications.yaml as it is now (PlaybookError when invalid)."""
-    folder = Path(settings.playbooks_dir)
+    """notifications.yaml as it is now (PlaybookError when invalid): the profile's own, else the default's."""
+    from playbooks.profiles import profile_of
+
+    folder = profile_of(settings).path(NOTIFICATIONS_FILE).parent
     return _cached(("notifications", str(folder)), [folder / NOTIFICATIONS_FILE], lambda: load_notifications(folder))
 
 

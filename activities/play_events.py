@@ -31,7 +31,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.common import play_logger
-from core.models import Model, PlayEventRequest, PlayEventsRequest, PlayRef, Priority
+from core.models import Model, PlayEventRequest, PlayEventsRequest, PlayRef, Severity
 
 EVENTS: dict[str, str] = {
     "play.started": "a play started",
@@ -64,7 +64,7 @@ class PlayEvent(Model):
     play_id: str | None = None
     step: str | None = None
     playbook: str | None = None
-    severity: Priority | None = None
+    severity: Severity | None = None
     data: dict = {}
 
     @classmethod

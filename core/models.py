@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from core.mail_models import (  # noqa: F401 (re-exported: the shared nouns of e-mail and working days)
     CalendarPlace, CalendarsRequest, Meeting, MeetingSpec, PlayCalendars, RecipientOutcome, RecipientStatus,
@@ -18,38 +18,77 @@ from core.mail_models import (  # noqa: F401 (re-exported: the shared nouns of e
 )
 from core.working_time import SendWindow
 
-Priority = Literal["P0", "P1", "P2", "P3"]
+# The urgency of one of our own tasks (the tasks table): the product's scale, the same for every
+# organisation. A ticket's priority is the organisation's (`Priority` below).
+TaskPriority = Literal["P0", "P1", "P2", "P3"]
 TaskStatus = Literal["not-started", "in-progress", "blocked", "completed", "cancelled"]
 AccountStatus = Literal["prospect", "onboarding", "active", "at-risk", "churned"]
-Tier = Literal["Enterprise", "Mid-Market", "Starter"]
 
-# Seed 001 section 8: Enterprise > $100K, Mid-Market $25K-$100K, Starter < $25K.
-ENTERPRISE_ABOVE = Decimal(100_000)
-STARTER_BELOW = Decimal(25_000)
+# Tiers and ticket priorities are the active organisation profile's (playbooks/profiles/<name>/
+# profile.yaml): code never names one. Their form is checked everywhere; that the profile has
+# them is checked where a validation context carries the profile (`{"profile": ProfileContent}`:
+# the playbook loader) and at the boundaries that take one from outside (launches, CRM mappings).
+# A workflow reading its own input has no context: what was valid at launch stays valid.
+PRIORITY_KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,19}$"
+TIER_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
+
+
+def context_profile(info: ValidationInfo | None):
+    """The organisation profile (playbooks/profile_schema.ProfileContent) a value is validated in,
+    or None when validated without one (a workflow reading its own input)."""
+    context = info.context if info is not None else None
+    return context.get("profile") if isinstance(context, dict) else None
+
+
+def _profile_tier(value: str, info: ValidationInfo) -> str:
+    profile = context_profile(info)
+    if profile is not None and value not in profile.tier_names:
+        raise ValueError(f"{value!r} is not a tier of profile {profile.name} ({', '.join(profile.tier_names)})")
+    return value
+
+
+def _profile_priority(value: str, info: ValidationInfo) -> str:
+    profile = context_profile(info)
+    if profile is not None and value not in profile.priority_keys:
+        raise ValueError(f"{value!r} is not a priority of profile {profile.name} ({', '.join(profile.priority_keys)})")
+    return value
+
+
+Tier = Annotated[str, Field(pattern=TIER_NAME), AfterValidator(_profile_tier)]
+Priority = Annotated[str, Field(pattern=PRIORITY_KEY), AfterValidator(_profile_priority)]
+# The severity of an escalation: a ticket's priority, or the task scale for other plays' escalations.
+Severity = Annotated[str, Field(pattern=PRIORITY_KEY)]
 
 # Who a step can address. Account roles come from the account row; staff
 # roles from the `staff` table (the escalation ladder of seed 001 section 9).
 AccountRole = Literal["csm", "sponsor", "contacts"]
-StaffRole = Literal["cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
-Role = Literal["csm", "sponsor", "contacts", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
+StaffRole = Literal["support_team", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
+Role = Literal["csm", "sponsor", "contacts", "support_team", "cs_manager", "vp_customer_success", "vp_engineering",
+               "vp_product", "ceo"]
 STAFF_ROLES: tuple[str, ...] = StaffRole.__args__  # type: ignore[attr-defined]
 
 
-def tier_for_arr(arr: Decimal) -> Tier:
-    """Seed 001 section 8 tier of an ARR in US dollars (currency units, not cents)."""
-    if arr > ENTERPRISE_ABOVE:
-        return "Enterprise"
-    if arr < STARTER_BELOW:
-        return "Starter"
-    return "Mid-Market"
+def tier_for_arr(arr: Decimal) -> str:
+    """The active profile's tier of an ARR in US dollars (currency units, not cents): its tier
+    ranges, by ARR or MRR in its currency (playbooks/profiles.py; seed 001 section 8 for the
+    default profile: Enterprise > $100K, Mid-Market $25K-$100K, Starter < $25K). Not for
+    workflow code: it reads the profile's file (a play gets its tier in its input)."""
+    from playbooks.profiles import active_profile
+
+    return active_profile().tier_for_usd(arr)
 
 
-def tier_of(row) -> Tier:
+def tier_of(row) -> str:
     """The tier of an account row (a mapping with `arr`, and `usd_rate` and `crm_tier` when selected):
-    the CRM's stated tier, else seed 001 section 8 on the ARR in US dollars."""
+    the CRM's stated tier, else the active profile's tier ranges on the ARR in US dollars."""
     if row.get("crm_tier"):
         return row["crm_tier"]
-    return tier_for_arr(Decimal(row["arr"]) * Decimal(row.get("usd_rate") or 1))
+    rate = Decimal(row.get("usd_rate") or 1)
+    if row.get("arr_currency"):
+        from playbooks.profiles import active_profile
+
+        return active_profile().tier_for(Decimal(row["arr"]), row["arr_currency"], rate)
+    return tier_for_arr(Decimal(row["arr"]) * rate)
 
 
 class Model(BaseModel):
@@ -103,8 +142,13 @@ class Account(Model):
         return self.arr * self.usd_rate
 
     @property
-    def tier(self) -> Tier:
-        return self.crm_tier or tier_for_arr(self.arr_usd)
+    def tier(self) -> str:
+        """The CRM's tier, else the active profile's for the ARR (outside workflows only)."""
+        if self.crm_tier:
+            return self.crm_tier
+        from playbooks.profiles import active_profile
+
+        return active_profile().tier_for(self.arr, self.arr_currency, self.usd_rate)
 
 
 class StaffMember(Person):
@@ -120,7 +164,7 @@ class TaskRef(Model):
     owner_role: str | None = None
     owner_email: str | None = None
     due_at: datetime
-    priority: Priority
+    priority: TaskPriority
     status: TaskStatus = "not-started"
     milestone: str | None = None
     completed_at: datetime | None = None
@@ -190,7 +234,7 @@ class NewTask(Model):
     owner_role: Role | None = None
     owner_email: str | None = None
     due_at: datetime
-    priority: Priority = "P2"
+    priority: TaskPriority = "P2"
     milestone: str | None = None
 
 
@@ -281,7 +325,7 @@ class EscalationReport(Model):
     """The fields of the escalation report, seed 001 section 9.3."""
 
     title: str
-    severity: Priority
+    severity: Severity
     business_impact: str
     reported_at: datetime
     why: list[str]
@@ -336,6 +380,9 @@ class TicketRecord(Model):
     response_met: bool | None = None
     resolution_met: bool | None = None
     escalation_level: int = 0
+    # The ticket is at one of its playbook's most urgent priorities (a P0 in seed 001). None: a play
+    # launched before profiles, whose most urgent priority is P0.
+    incident: bool | None = None
 
 
 class ServiceCreditRequest(Model):
@@ -345,6 +392,17 @@ class ServiceCreditRequest(Model):
     clock: Literal["response", "resolution"]
     percent: float = Field(ge=0, le=100)
     reason: str
+    missed_at: datetime | None = None  # when the clock passed its target (UTC, play time)
+    # Seed 001 section 8.1, per account (plays launched before issue 19 send none): `repeat_misses` or
+    # more missed clocks in a calendar month (UTC) earn one more credit of `repeat_percent`, once a
+    # month; `review_misses` or more in a calendar quarter get `review_owner_role` a task
+    # (`review_title`: an executive review and process improvement plan), once a quarter.
+    repeat_misses: int | None = Field(None, ge=2)
+    repeat_percent: float | None = Field(None, gt=0, le=100)
+    review_misses: int | None = Field(None, ge=2)
+    review_title: str | None = None
+    review_owner_role: Role | None = None
+    review_due_days: int = Field(7, ge=1)
 
 
 class BandChangeRecord(Model):
@@ -365,6 +423,15 @@ class RiskRecord(Model):
     changes: list[BandChangeRecord] = []
     first_change: int = 0  # index of changes[0] in the play's list: the idempotency key
     health_score: int | None = Field(None, ge=0, le=100)  # the weighted health score (seeds 002/003), when known
+
+
+class SlaReportRequest(Model):
+    """The monthly SLA attainment report (seed 001 section 8.1: on the 2nd, for the month before):
+    `month` (its first day), its template, and the roles of the people the profile names."""
+
+    month: date
+    template: EmailTemplate
+    to: list[Role]
 
 
 class RiskSummaryRequest(Model):

@@ -226,6 +226,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = PROJECT_ROOT / ".data"
     playbooks_dir: Path = PROJECT_ROOT / "playbooks"
+    # The organisation profile the product runs (playbooks/profiles/<name>/, README "Organisation
+    # profiles"): its tiers, priorities, support regions and the content files it has of its own.
+    profile: str = Field("tai", pattern=r"^[a-z][a-z0-9_]{0,62}$")
     log_level: str = "INFO"
     log_format: str = Field("json", description="json, or console for humans")
 

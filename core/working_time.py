@@ -258,3 +258,31 @@ def meeting_slot(after: datetime, lead_working_days: int, duration_minutes: int,
         if staff.is_working_day(staff.local_date(start)) and close is not None and end <= close:
             return start
     return starts[0]
+
+
+class SupportCalendar(BaseModel):
+    """The business hours an SLA clock counts (issue 19): the support region of the ticket's tier in
+    its organisation profile, computed at launch and handed to the play (workflows never read
+    profiles or the `holidays` package). `week`: per weekday, Monday first, the open spells as
+    (opens, closes) minutes after local midnight (closes up to 1440); `holidays`: local dates the
+    region is closed; `business_day_hours`: open hours in one business day of an SLA target."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str
+    tz: str
+    week: tuple[tuple[tuple[int, int], ...], ...] = Field(min_length=7, max_length=7)
+    holidays: tuple[date, ...] = ()
+    business_day_hours: float = Field(gt=0, le=24)
+    source: str = ""
+
+    @field_validator("week")
+    @classmethod
+    def _spells(cls, week):
+        for spells in week:
+            last = -1
+            for opens, closes in spells:
+                if not 0 <= opens < closes <= 24 * 60 or opens < last:
+                    raise ValueError(f"week: spells must be rising (opens, closes) minutes within a day: {spells}")
+                last = closes
+        return week

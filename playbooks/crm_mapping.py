@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic import EmailStr, Field, ValidationInfo, field_validator, model_validator
 
-from playbooks.schema import Content
+from core.models import Priority
+from playbooks.schema import Content, context_profile
 
 ValueType = Literal["text", "money", "date", "int", "percent", "bool", "country", "region", "timezone",
                     "language", "currency", "email", "tier", "status", "owner", "id", "salesforce_id", "ids"]
@@ -29,7 +30,6 @@ CONTACT_FIELDS: dict[str, set[str]] = {
     "first_name": {"text"}, "last_name": {"text"}, "name": {"text"}, "email": {"email"}, "title": {"text"},
     "phone": {"text"}, "role": {"text"}, "opt_out": {"bool"}, "owner": {"owner"},
 }
-TIERS = ("Enterprise", "Mid-Market", "Starter")
 STATUSES = ("prospect", "onboarding", "active", "at-risk", "churned")
 
 
@@ -47,13 +47,20 @@ class FieldRule(Content):
     separator: str = Field(";", min_length=1, max_length=3, description="for type ids: how values are joined")
 
     @model_validator(mode="after")
-    def _somewhere(self) -> "FieldRule":
+    def _somewhere(self, info: ValidationInfo) -> "FieldRule":
         if not self.columns and not self.property:
             raise ValueError("columns: give the file columns, the CRM property, or both")
         if self.type == "tier":
-            bad = sorted(v for v in self.values.values() if v not in TIERS)
+            # The tiers of the profile the mapping is validated in (else the active profile's).
+            profile = context_profile(info)
+            if profile is None:
+                from playbooks.profiles import active_profile
+
+                profile = active_profile().content
+            tiers = profile.tier_names
+            bad = sorted(v for v in self.values.values() if v not in tiers)
             if bad:
-                raise ValueError(f"values: {bad[0]!r} is not a tier ({', '.join(TIERS)})")
+                raise ValueError(f"values: {bad[0]!r} is not a tier ({', '.join(tiers)})")
         if self.type == "status":
             bad = sorted(v for v in self.values.values() if v not in STATUSES)
             if bad:
@@ -150,8 +157,8 @@ class WebhooksMapping(Content):
 
     properties: dict[str, str] = {}
     deal_stages: dict[str, str] = {}
-    ticket_priorities: dict[str, Literal["P0", "P1", "P2", "P3"]] = {}
-    ticket_default_priority: Literal["P0", "P1", "P2", "P3"] = "P2"
+    ticket_priorities: dict[str, Priority] = {}  # values: the profile's priorities
+    ticket_default_priority: Priority = "P2"
     ticket_stages: dict[str, str] = {}
     ticket_prefix: str = Field(pattern=r"^[A-Z]{2,4}$")
     organization_external_id: str | None = Field(None, pattern=r"^[a-z][a-z0-9_:-]{0,40}$")

@@ -89,6 +89,8 @@ def _field(loc: tuple) -> str:
             parts.append(f"[{part}]")
         elif previous == "trigger" and part in ("start", "after_milestone", "weekly", "daily_after_milestone"):
             pass  # pydantic's name for the branch of the e-mail trigger union, not a key of the file
+        elif part == "[key]":
+            pass  # pydantic marks a bad mapping key so: the key itself is named already
         elif isinstance(part, str) and (part.startswith(("literal[", "dict[", "function-")) or part in ("str", "int")):
             pass  # the branch of a union field (`owner_role`: a role or a role per tier)
         else:
@@ -120,9 +122,9 @@ def _read_yaml(path: Path) -> tuple[str, bytes, yaml.Node, object]:
     return name, raw, root, data
 
 
-def _validate(name: str, root: yaml.Node, model: type[Content], data: object) -> Content:
+def _validate(name: str, root: yaml.Node, model: type[Content], data: object, context: dict | None = None) -> Content:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -132,11 +134,19 @@ def _validate(name: str, root: yaml.Node, model: type[Content], data: object) ->
         raise PlaybookError(problems) from None
 
 
-def _load_config(path: Path, model: type[Content]):
+def _load_config(path: Path, model: type[Content], profile=None):
+    """A configuration file, validated in `profile` (playbooks/profiles.Profile; default: the active one)."""
     name, _, root, data = _read_yaml(Path(path))
     if not isinstance(data, dict):
         raise PlaybookError([(name, 1, "", "expected a mapping at the top")])
-    return _validate(name, root, model, data)
+    return _validate(name, root, model, data, _context(profile))
+
+
+def _context(profile=None) -> dict:
+    """The validation context of content: the organisation profile it must fit."""
+    from playbooks.profiles import active_profile
+
+    return (profile or active_profile()).context
 
 
 def load_triggers(path: Path) -> TriggersContent:
@@ -152,30 +162,43 @@ def load_scoring(path: Path | None = None) -> ScoringContent:
 _snapshots: dict[tuple, PlaybookSnapshot] = {}
 
 
-def _fingerprint(path: Path, templates_dir: Path) -> tuple:
-    """What a snapshot depends on, cheaply: the file's and every template's size and mtime."""
-    files = [path, *sorted(p for p in templates_dir.rglob("*") if p.is_file())] if templates_dir.is_dir() else [path]
-    stats = []
+def _fingerprint(path: Path, templates_dirs: list[Path], profile) -> tuple:
+    """What a snapshot depends on, cheaply: the file's and every template's size and mtime, and the
+    profile it was validated in."""
+    files = [path, *(p for d in templates_dirs if d.is_dir() for p in sorted(d.rglob("*")) if p.is_file())]
+    stats = [(profile.name, str(profile.root), profile.digest)]
     for f in files:
         try:
             st = f.stat()
         except OSError:
             return ()  # gone: load for real, which reports it
         stats.append((str(f), st.st_mtime_ns, st.st_size))
-    return (str(path.resolve()), str(templates_dir.resolve()), tuple(stats))
+    return (str(path.resolve()), tuple(str(d.resolve()) for d in templates_dirs), tuple(stats))
 
 
-def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnapshot:
-    """Parse, validate and snapshot one playbook file (content + template sources).
+def _templates_dirs(path: Path, profile) -> list[Path]:
+    """A playbook's template folders, in lookup order: a file of a profile's own folder finds its
+    templates in the profile's templates/, then the default profile's; any other file beside it."""
+    if path.parent.resolve() in (profile.folder.resolve(), profile.root.resolve()):
+        return profile.templates_dirs()
+    return [path.parent / "templates"]
+
+
+def load_playbook(path: Path, templates_dir: Path | None = None, profile=None) -> PlaybookSnapshot:
+    """Parse, validate and snapshot one playbook file (content + template sources), in `profile`
+    (playbooks/profiles.Profile: its tiers and priorities; default: the active profile).
 
     Launches happen by the thousand (a segment, a CRM burst): a snapshot is kept while neither
     the file nor any template changed, since validating renders every template once."""
+    from playbooks.profiles import active_profile
+
     path = Path(path)
-    templates_dir = templates_dir or path.parent / "templates"
-    key = _fingerprint(path, templates_dir)
+    profile = profile or active_profile()
+    templates_dirs = [Path(templates_dir)] if templates_dir else _templates_dirs(path, profile)
+    key = _fingerprint(path, templates_dirs, profile)
     if key and key in _snapshots:
         return _snapshots[key]
-    snapshot = _load_playbook(path, templates_dir)
+    snapshot = _load_playbook(path, templates_dirs, profile)
     if key:
         if len(_snapshots) > 64:
             _snapshots.clear()
@@ -183,7 +206,21 @@ def load_playbook(path: Path, templates_dir: Path | None = None) -> PlaybookSnap
     return snapshot
 
 
-def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
+def _template_path(templates_dirs: list[Path], name: str) -> tuple[Path | None, bool]:
+    """(the file of template `name` in the first folder that has it, or None; whether `name` stays
+    inside the folders at all)."""
+    inside = False
+    for folder in templates_dirs:
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            continue
+        inside = True
+        if path.is_file():
+            return path, True
+    return None, inside
+
+
+def _load_playbook(path: Path, templates_dirs: list[Path], profile) -> PlaybookSnapshot:
     name, raw, root, data = _read_yaml(path)
     if not isinstance(data, dict):
         raise PlaybookError([(name, 1, "", "expected a mapping with a 'playbook' key at the top")])
@@ -192,16 +229,19 @@ def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
     if model is None:
         known = ", ".join(sorted(PLAYBOOK_MODELS))
         raise PlaybookError([(name, _line(_node_at(root, ("playbook",))), "playbook", f"must be one of: {known}")])
-    content = _validate(name, root, model, data)
+    content = _validate(name, root, model, data, profile.context)
 
     templates: dict[str, EmailTemplate] = {}
     problems = _calendar_problems(name, root, content)
     for key, loc, email in content.email_contents():
         where = _field(loc)
         line = _line(_node_at(root, loc + ("template",)))
-        template_path = (templates_dir / email.template).resolve()
-        if not template_path.is_relative_to(templates_dir.resolve()):
+        template_path, inside = _template_path(templates_dirs, email.template)
+        if not inside:
             problems.append((name, line, f"{where}.template", "must be a file under templates/"))
+            continue
+        if template_path is None:
+            problems.append((name, line, f"{where}.template", f"no template file {email.template!r}"))
             continue
         try:
             body = template_path.read_text(encoding="utf-8")
@@ -212,7 +252,7 @@ def _load_playbook(path: Path, templates_dir: Path) -> PlaybookSnapshot:
             problems.append((name, line, f"{where}.template", f"{email.template!r} cannot be read as UTF-8 text"))
             continue
         try:
-            partials = _partials(body, email.template, templates_dir)
+            partials = _partials(body, email.template, templates_dirs)
         except RenderError as exc:
             problems.append((name, line, f"{where}.template", str(exc)))
             continue
@@ -243,16 +283,18 @@ def _calendar_problems(name: str, root: yaml.Node, content) -> list[tuple[str, i
     return problems
 
 
-def _partials(body: str, name: str, templates_dir: Path) -> dict[str, str]:
-    """Every layout or include a template needs, transitively, by name."""
+def _partials(body: str, name: str, templates_dirs: list[Path] | Path) -> dict[str, str]:
+    """Every layout or include a template needs, transitively, by name (first folder that has it)."""
+    if isinstance(templates_dirs, Path):
+        templates_dirs = [templates_dirs]
     found: dict[str, str] = {}
     pending = list(referenced_templates(body, name))
     while pending:
         ref = pending.pop()
         if ref in found:
             continue
-        path = (templates_dir / ref).resolve()
-        if not path.is_relative_to(templates_dir.resolve()) or not path.is_file():
+        path, _ = _template_path(templates_dirs, ref)
+        if path is None:
             raise RenderError(ref, "the template it extends or includes does not exist")
         try:
             found[ref] = path.read_text(encoding="utf-8")
@@ -293,8 +335,17 @@ CONFIG_FILES: dict[str, type[Content]] = {TRIGGERS_FILE: TriggersContent, SCORIN
                                           NOTIFICATIONS_FILE: NotificationsContent}
 
 
-def load_named(playbook: str, playbooks_dir: Path | None = None) -> PlaybookSnapshot:
-    return load_playbook((playbooks_dir or PLAYBOOKS_DIR) / f"{playbook}.yaml")
+def load_named(playbook: str, playbooks_dir: Path | None = None, profile=None) -> PlaybookSnapshot:
+    """Playbook `playbook` (its kind: sla, onboarding, ...) of `profile` (default: the active
+    profile, or with `playbooks_dir` that folder's file validated in the active profile)."""
+    if profile is not None:
+        return load_playbook(profile.path(f"{playbook}.yaml"), profile=profile)
+    if playbooks_dir is None:
+        from playbooks.profiles import active_profile
+
+        profile = active_profile()
+        return load_playbook(profile.path(f"{playbook}.yaml"), profile=profile)
+    return load_playbook(Path(playbooks_dir) / f"{playbook}.yaml")
 
 
 def crm_config_files(playbooks_dir: Path | None = None) -> list[tuple[Path, type[Content]]]:
@@ -309,24 +360,56 @@ def crm_config_files(playbooks_dir: Path | None = None) -> list[tuple[Path, type
     return [(p, named.get(p.name, Mapping) if p.parent == crm else Mapping) for p in paths]
 
 
-def validate_all(playbooks_dir: Path | None = None) -> list[str]:
-    """Every problem in every playbook file of the folder (and of its crm/ content), formatted."""
+def validate_all(playbooks_dir: Path | None = None, profile: str | None = None) -> list[str]:
+    """Every problem in the content of organisation profile `profile` (default: the configured one,
+    PROFILE), formatted: its profile.yaml, every playbook file it has or takes from the default
+    profile, its crm/ content; and, without `profile`, every other profile's profile.yaml."""
+    from core.settings import get_settings
+    from playbooks.profiles import load_profile, profile_names
+
+    root = Path(playbooks_dir or PLAYBOOKS_DIR)
+    name = profile or get_settings().profile
     errors: list[str] = []
-    for path in sorted((playbooks_dir or PLAYBOOKS_DIR).glob("*.yaml")):
+    for other in profile_names(root):
+        if other != name and profile is None:
+            try:
+                load_profile(other, root)
+            except PlaybookError as exc:
+                errors.extend(_format(*p) for p in exc.problems)
+    try:
+        prof = load_profile(name, root)
+    except PlaybookError as exc:
+        return errors + [_format(*p) for p in exc.problems]
+    for file in content_files(prof):
+        path = prof.path(file)
         try:
-            if path.name in CONFIG_FILES:
-                _load_config(path, CONFIG_FILES[path.name])
+            if file in CONFIG_FILES:
+                _load_config(path, CONFIG_FILES[file], prof)
             else:
-                load_playbook(path)
+                load_playbook(path, profile=prof)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
-    for path, model in crm_config_files(playbooks_dir):
+    for path, model in crm_config_files(root):
         try:
-            _load_config(path, model)
+            _load_config(path, model, prof)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
-    errors.extend(_crm_connection_problems((playbooks_dir or PLAYBOOKS_DIR) / "crm"))
+    errors.extend(_crm_connection_problems(root / "crm"))
     return errors
+
+
+def content_files(profile) -> list[str]:
+    """The content files (playbooks and configuration) of a profile: the default profile's and
+    its own (profile.yaml aside), by name."""
+    names = {p.name for p in profile.root.glob("*.yaml")}
+    if profile.folder.is_dir():
+        names |= {p.name for p in profile.folder.glob("*.yaml") if p.name != "profile.yaml"}
+    return sorted(names)
+
+
+def profile_sources(profile) -> list[tuple[str, str]]:
+    """(content file, where it comes from: the profile's own folder or the default profile)."""
+    return [(file, profile.source(file)) for file in content_files(profile)]
 
 
 def _crm_connection_problems(crm_dir: Path) -> list[str]:

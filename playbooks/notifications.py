@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from core.models import ACCOUNT_ID, Priority, Role, Tier
+from core.models import ACCOUNT_ID, Role, Severity, Tier
 from playbooks.schema import Content
 from playbooks.scoring import Band
 
@@ -78,7 +78,7 @@ class When(Content):
     templates: list[str] = []
     levels: list[int] = Field([], description="escalation levels, 1-4")
     to_bands: list[Band] = []
-    priorities: list[Priority] = Field([], description="the event's priority: a task's, an escalation's severity")
+    priorities: list[Severity] = Field([], description="the event's priority: a task's, an escalation's severity")
     tiers: list[Tier] = []
     accounts: list[str] = []
 

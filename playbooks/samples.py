@@ -25,7 +25,7 @@ SAMPLE_ACCOUNT = Account(
 
 SAMPLE_STAFF = {
     role: StaffMember(role=role, name=f"Sample {role}", email=f"{role}@tai.example")
-    for role in ("cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo")
+    for role in ("support_team", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo")
 }
 
 _T = datetime(2027, 1, 4, 14, tzinfo=timezone.utc)

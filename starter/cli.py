@@ -133,7 +133,7 @@ async def launch(
     account_id: str = typer.Argument(None, help="one account; or choose a segment with --tier/--status/--csm"),
     playbook: Playbook = typer.Option(Playbook.onboarding, "--playbook", "-p", help="which play to launch"),
     renewal_date: str = typer.Option(None, help="renewal: count down to this date (default: the account's)"),
-    tier: str = typer.Option(None, help="segment: Enterprise, Mid-Market or Starter"),
+    tier: str = typer.Option(None, help="segment: a tier of the active profile (csplay profiles show)"),
     status_: str = typer.Option(None, "--status", help="segment: account status (onboarding, active, ...)"),
     csm: str = typer.Option(None, help="segment: the CSM's e-mail"),
     by: str = typer.Option("cli", help="who launches it, for the log"),
@@ -443,6 +443,7 @@ def preview(
     playbook: Playbook = typer.Argument(..., help="onboarding, renewal or sla"),
     account_id: str = typer.Option(None, "--account", help="preview for this account (default: a sample one)"),
     priority: str = typer.Option("P1", help="sla: the ticket's priority"),
+    profile: str = typer.Option(None, help="organisation profile (default: PROFILE)"),
     renewal_days_out: int = typer.Option(180, help="renewal: days from launch to the renewal date"),
     start: str = typer.Option(None, "--start", help="launch at 10:00 on this date (YYYY-MM-DD): a DST week, a "
                                                     "holiday season; default: next Monday"),
@@ -468,7 +469,7 @@ def preview(
         except ValueError:
             raise ValueError(f"--start {start!r} is not a date like 2027-03-22") from None
         entries = await run_preview(playbook.value, account, renewal_days_out=renewal_days_out,
-                                    ticket_priority=priority.upper(), start=first_day)
+                                    ticket_priority=priority.upper(), start=first_day, profile=profile)
         return entries, time.perf_counter() - started, (account or SAMPLE_ACCOUNT).timezone
 
     try:
@@ -511,17 +512,33 @@ app.add_typer(mail_cli.app, name="suppressions")
 
 
 @app.command()
-def validate(folder: Path = typer.Option(None, help="playbooks folder (default: the configured one)")):
-    """Check every playbook YAML and its templates; errors as file:line: field: message."""
-    problems = validate_all(folder or get_settings().playbooks_dir)
+def validate(folder: Path = typer.Option(None, help="playbooks folder (default: the configured one)"),
+             profile: str = typer.Option(None, help="organisation profile (default: PROFILE)")):
+    """Check an organisation profile and every playbook YAML and template it uses; errors as
+    file:line: field: message. With --profile, also which files are the profile's own."""
+    from playbooks.profiles import load_profile
+    from starter.profiles_cli import show_sources
+
+    root = folder or get_settings().playbooks_dir
+    problems = validate_all(root, profile)
+    if profile:
+        try:
+            load_profile(profile, root)
+        except PlaybookError:
+            pass  # its problems are among the others
+        else:
+            show_sources(root, profile)  # which files are its own, which the default's
     for p in problems:
         err.print(escape(p))
     if problems:
         raise typer.Exit(1)
-    out.print("all playbooks valid")
+    out.print(f"profile {profile} valid" if profile else "all playbooks valid")
 
 
 from starter import import_cli  # noqa: E402  (its commands import this module's helpers when they run)
+from starter import profiles_cli  # noqa: E402
+
+app.add_typer(profiles_cli.app, name="profiles")
 
 app.add_typer(import_cli.app, name="import")
 

@@ -18,7 +18,7 @@ from playbooks.loader import SCORING_FILE, load_scoring
 from activities.churn import risk_summary
 from activities.nps import nps_report, send_nps_report
 from activities.sla import send_sla_report, sla_attainment
-from playbooks.schema import PRIORITIES
+from playbooks.profiles import profile_of
 from starter.steering import (
     SteeringError, choose_detractor_path, churn_status, flag_risk,
     launch_nps_cycle, read_metrics, open_ticket, playbook_snapshot, signal_play, sla_status,
@@ -107,9 +107,11 @@ async def ticket_ack(ticket_id: str, by: str = typer.Option(..., help="who answe
 @command
 async def ticket_priority(ticket_id: str, priority: str, by: str = typer.Option(..., help="who changed it")):
     """Change the priority: both clocks re-plan from the new targets."""
-    if priority.upper() not in PRIORITIES:
-        raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}")
-    await ticket_signal(ticket_id, "priority_changed", PriorityChanged(priority=priority.upper(), by=by))
+    keys = profile_of(get_settings()).priority_keys
+    key = next((k for k in keys if k.lower() == priority.lower()), None)
+    if key is None:
+        raise SteeringError(f"priority {priority!r} must be one of {', '.join(keys)}")
+    await ticket_signal(ticket_id, "priority_changed", PriorityChanged(priority=key, by=by))
 
 
 @ticket.command("hold")
@@ -168,7 +170,7 @@ async def churn_metrics(account_id: str, readings: list[str] = typer.Argument(..
             values[name.strip()] = float(value)
         except ValueError:
             raise SteeringError(f"{item!r}: expected metric=number") from None
-    health_keys = {c.key for c in load_scoring(Path(get_settings().playbooks_dir) / SCORING_FILE).health.components}
+    health_keys = {c.key for c in load_scoring(profile_of(get_settings()).path(SCORING_FILE)).health.components}
     reading = MetricsReading(values={k: v for k, v in values.items() if k not in health_keys},
                              health={k: v for k, v in values.items() if k in health_keys}, source=f"cli:{by}")
     async with services() as (settings, client, pool):
@@ -199,7 +201,7 @@ async def churn_status_cmd(account_id: str):
 async def churn_apply_scoring(by: str = typer.Option(..., help="who changed the model")):
     """Send the current churn_scoring.yaml to every running churn watch; each rescores at once."""
     async with services(need_db=False) as (settings, client, _):
-        scoring = load_scoring(Path(settings.playbooks_dir) / SCORING_FILE)
+        scoring = load_scoring(profile_of(settings).path(SCORING_FILE))
         ids = [w.id async for w in client.list_workflows("WorkflowType = 'ChurnWatch' AND ExecutionStatus = 'Running'")]
         moved = 0
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

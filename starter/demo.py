@@ -19,6 +19,8 @@ DEMO_ACCOUNT_ID = "acme"
 
 # Seed 001: Diana Hoang is VP Customer Success and the CS manager of the ladder.
 DEFAULT_STAFF = [
+    # Seed 001 section 8.1: the Starter ladder's first rung, a shared queue.
+    StaffMember(role="support_team", name="TAI Support Team", email="support@tai.example"),
     StaffMember(role="cs_manager", name="Diana Hoang", email="diana.hoang@tai.example"),
     StaffMember(role="vp_customer_success", name="Diana Hoang", email="diana.hoang@tai.example"),
     StaffMember(role="vp_engineering", name="Marcus Webb", email="marcus.webb@tai.example"),

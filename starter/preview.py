@@ -34,12 +34,12 @@ from temporalio.worker import Worker
 from core.holiday_calendars import work_calendar
 from core.models import Account, CalendarPlace, TaskRef
 from playbooks.loader import load_named
+from playbooks.profiles import PLAYBOOKS_DIR, Profile, cached_profile
 from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_STAFF
-from playbooks.schema import PRIORITIES, PlaybookSnapshot
+from playbooks.schema import PlaybookSnapshot
 from starter.preview_recorder import (  # noqa: F401 (part of this module's interface)
     PreviewEntry, RecordingActivities, activity_name, check_mirrors, real_activities,
 )
-from starter.steering import public_holidays
 from worker import WORKFLOWS, workflow_runner
 from workflows.calendar import day_number, local_date
 from workflows.messages import TaskCompleted
@@ -145,12 +145,14 @@ async def _onboarding(env, task_queue, rec: RecordingActivities, account, snapsh
     raise RuntimeError(f"the onboarding preview did not finish in {MAX_STEPS} steps")
 
 
-async def _renewal(env, task_queue, rec: RecordingActivities, account, snapshot, start, renewal_days_out, **_) -> None:
+async def _renewal(env, task_queue, rec: RecordingActivities, account, snapshot, start, renewal_days_out,
+                   profile: Profile, **_) -> None:
     renewal = start.date() + timedelta(days=renewal_days_out)
     rec.day_of = lambda at: (local_date(at, snapshot.content.timezone) - renewal).days
     handle = await env.client.start_workflow(
         RenewalCountdown.run,
-        RenewalInput(account_id=account.id, renewal_date=renewal, tier=account.tier, playbook=snapshot,
+        RenewalInput(account_id=account.id, renewal_date=renewal, playbook=snapshot,
+                     tier=account.crm_tier or profile.tier_for(account.arr, account.arr_currency, account.usd_rate),
                      launched_by=PREVIEW_BY, search_attributes=False),
         id=renewal_workflow_id(account.id), task_queue=task_queue,
     )
@@ -164,20 +166,21 @@ async def _renewal(env, task_queue, rec: RecordingActivities, account, snapshot,
     await handle.result()
 
 
-async def _sla(env, task_queue, rec: RecordingActivities, account, snapshot, start, ticket_priority, **_) -> None:
+async def _sla(env, task_queue, rec: RecordingActivities, account, snapshot, start, ticket_priority,
+               profile: Profile, **_) -> None:
     content = snapshot.content
+    tier = account.crm_tier or profile.tier_for(account.arr, account.arr_currency, account.usd_rate)
+    calendar = profile.support_calendar(tier, start)
     handle = await env.client.start_workflow(
         SlaClock.run,
-        SlaInput(ticket_id=PREVIEW_TICKET, account_id=account.id, tier=account.tier, priority=ticket_priority,
-                 subject="Preview ticket", opened_at=start, playbook=snapshot,
-                 holidays=public_holidays(content.holidays, start.date(), content.holidays_region),
-                 launched_by=PREVIEW_BY,
-                 search_attributes=False),
+        SlaInput(ticket_id=PREVIEW_TICKET, account_id=account.id, tier=tier, priority=ticket_priority,
+                 subject="Preview ticket", opened_at=start, playbook=snapshot, calendar=calendar,
+                 launched_by=PREVIEW_BY, search_attributes=False),
         id=sla_workflow_id(PREVIEW_TICKET), task_queue=task_queue,
     )
     # Nobody answers until the resolution clock reaches twice its target (by the play's own
     # business-time clock), so the whole ladder and the credits show; then it is resolved.
-    target = content.tiers[account.tier].targets[ticket_priority].resolution.duration(content.business_day_hours)
+    target = content.tiers[tier].targets[ticket_priority].resolution.duration(calendar.business_day_hours)
     for _ in range(MAX_STEPS):
         st, now = await _look(env, handle, SlaClock.status)
         if st is None:
@@ -228,19 +231,24 @@ async def preview(
     ticket_priority: str = "P1",
     playbooks_dir: Path | None = None,
     start: date | None = None,
+    profile: str | None = None,
 ) -> list[PreviewEntry]:
     """Run `playbook` for the sample (or given) account on a time-skipping server; the timeline, sorted.
     The play starts next Monday at 10:00 in the playbook's (our team's) time zone, or at 10:00 on
-    `start`: a DST week or a holiday season shows what the account's calendar does to the plan."""
+    `start`: a DST week or a holiday season shows what the account's calendar does to the plan.
+    `profile`: the organisation profile whose playbook and calendars run (default: PROFILE)."""
     if playbook not in DRIVERS:
         raise ValueError(f"unknown playbook {playbook!r}: one of {', '.join(DRIVERS)}")
-    if ticket_priority not in PRIORITIES:
-        raise ValueError(f"priority {ticket_priority!r} must be one of {', '.join(PRIORITIES)}")
+    from core.settings import get_settings
+
+    org = cached_profile(profile or get_settings().profile, playbooks_dir or PLAYBOOKS_DIR)
+    if ticket_priority not in org.priority_keys:
+        raise ValueError(f"priority {ticket_priority!r} must be one of {', '.join(org.priority_keys)}")
     if renewal_days_out < 0:
         raise ValueError("renewal_days_out must not be negative")
     hide_preview_logs()
     account = account or SAMPLE_ACCOUNT
-    snapshot: PlaybookSnapshot = load_named(playbook, playbooks_dir)
+    snapshot: PlaybookSnapshot = load_named(playbook, profile=org)
     recorder = RecordingActivities(account, SAMPLE_STAFF, snapshot.content.timezone)
     activities = recorder.activities()
     task_queue = f"preview-{uuid.uuid4()}"
@@ -254,7 +262,8 @@ async def preview(
                           workflow_runner=workflow_runner(), workflow_failure_exception_types=[Exception]):
             started = await _start_monday_morning(env, recorder.tz, start)
             await DRIVERS[playbook](env, task_queue, recorder, account, snapshot, started,
-                                    renewal_days_out=renewal_days_out, ticket_priority=ticket_priority)
+                                    renewal_days_out=renewal_days_out, ticket_priority=ticket_priority,
+                                    profile=org)
     finally:
         await env.shutdown()
     return sorted(recorder.entries, key=lambda e: (e.at, e.step))

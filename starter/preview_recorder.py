@@ -26,8 +26,8 @@ from core.models import (
     PlayContext, PlayContextRequest, PlayEventRequest, PlayEventsRequest, PlayRef,
     RenewalOutcomeRequest,
     RescheduleTasksRequest, RespondentEmailRequest, RiskPointsRequest, RiskRecord, RiskSummaryRequest,
-    SendEmailRequest, ServiceCreditRequest, StaffMember, SurveyBatchRequest, SurveyBatchResult, TaskRef,
-    TicketRecord,
+    SendEmailRequest, ServiceCreditRequest, SlaReportRequest, StaffMember, SurveyBatchRequest, SurveyBatchResult,
+    TaskRef, TicketRecord,
 )
 from core.settings import Settings
 from playbooks.rendering import RenderError, email_context, render_email
@@ -267,6 +267,11 @@ class RecordingActivities:
     async def send_risk_summary(self, req: RiskSummaryRequest) -> dict:
         self.record("email", "summary", f"monthly risk summary {req.month:%Y-%m} to {', '.join(req.to)}")
         return {"month": f"{req.month:%Y-%m}"}
+
+    @activity.defn(name="send_sla_report")
+    async def send_monthly_report(self, req: SlaReportRequest) -> dict:
+        self.record("email", "report", f"monthly SLA report {req.month:%Y-%m} to {', '.join(req.to)}")
+        return {"month": f"{req.month:%Y-%m}", "tickets": 0, "already_sent": False}
 
     @activity.defn(name="send_survey_batch")
     async def send_survey_batch(self, req: SurveyBatchRequest) -> SurveyBatchResult:

@@ -24,7 +24,8 @@ from core.models import Account, Person
 from core.settings import Settings
 from core.text import header_safe
 from playbooks.loader import load_playbook
-from playbooks.schema import PRIORITIES, PlaybookSnapshot
+from playbooks.profiles import profile_of
+from playbooks.schema import PlaybookSnapshot
 from workflows.common import play_search_attributes
 from workflows.summaries import markdown_text
 from workflows.onboarding import OnboardingPlan
@@ -63,8 +64,17 @@ async def known_account(pool: asyncpg.Pool, account_id: str) -> Account:
 
 
 def playbook_snapshot(settings: Settings, playbook: str) -> PlaybookSnapshot:
-    # PlaybookError propagates: its message already names file, line and field.
-    return load_playbook(Path(settings.playbooks_dir) / f"{playbook}.yaml")
+    """The active profile's playbook (its own file, else the default profile's), validated in it.
+    PlaybookError propagates: its message already names file, line and field."""
+    profile = profile_of(settings)
+    return load_playbook(profile.path(f"{playbook}.yaml"), profile=profile)
+
+
+def account_tier(settings: Settings, account: Account) -> str:
+    """The account's tier in the active profile: the CRM's, else the profile's tier ranges on its ARR."""
+    if account.crm_tier:
+        return account.crm_tier
+    return profile_of(settings).tier_for(account.arr, account.arr_currency, account.usd_rate)
 
 
 def play_static_metadata(account: Account, playbook: str, snapshot: PlaybookSnapshot, *, phase: str = "",
@@ -170,7 +180,7 @@ async def launch_renewal(
     return await start_play(
         client, settings, RenewalCountdown.run,
         RenewalInput(
-            account_id=account.id, renewal_date=renewal_date, tier=account.tier,
+            account_id=account.id, renewal_date=renewal_date, tier=account_tier(settings, account),
             playbook=await store_version(pool, snapshot, RENEWAL),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
@@ -311,8 +321,9 @@ async def open_ticket(
     `now` is the wall clock unless the caller runs on another (a time-skipping test server)."""
     if not valid_ticket_id(ticket_id):
         raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
-    if priority not in PRIORITIES:
-        raise SteeringError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}", 422)
+    profile = profile_of(settings)
+    if priority not in profile.priority_keys:
+        raise SteeringError(f"priority {priority!r} must be one of {', '.join(profile.priority_keys)}", 422)
     # A ticket's subject comes from a customer: one line, no control or bidi characters (core.text).
     subject = header_safe(subject, 500)
     if not subject:
@@ -326,12 +337,15 @@ async def open_ticket(
     if opened_at > now + timedelta(minutes=5):
         raise SteeringError(f"opened_at {opened_at.isoformat()} is in the future", 422)
     extra = {"max_history_events": max_history_events} if max_history_events else {}
+    tier = account_tier(settings, account)
+    if tier not in snapshot.content.tiers:
+        raise SteeringError(f"the SLA playbook has no targets for tier {tier!r} of account {account.id!r}", 422)
     return await start_play(
         client, settings, SlaClock.run,
         SlaInput(
-            ticket_id=ticket_id, account_id=account.id, tier=account.tier, priority=priority, subject=subject,
+            ticket_id=ticket_id, account_id=account.id, tier=tier, priority=priority, subject=subject,
             opened_at=opened_at, playbook=await store_version(pool, snapshot, SLA),
-            holidays=public_holidays(snapshot.content.holidays, opened_at.date(), snapshot.content.holidays_region),
+            calendar=profile.support_calendar(tier, opened_at),
             launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
         ),
         workflow_id=sla_workflow_id(ticket_id), account=account, playbook=SLA, phase="open", task_queue=task_queue,
@@ -400,6 +414,10 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
                            launched_by: str = "unknown", task_queue: str | None = None,
                            today: date | None = None) -> WorkflowHandle:
     """A survey cycle for every active account, or a segment (accounts, tiers); one run per cycle id."""
+    known_tiers = profile_of(settings).tier_names
+    for tier in tiers or []:
+        if tier not in known_tiers:
+            raise SteeringError(f"tier {tier!r} must be one of {', '.join(known_tiers)}", 422)
     for account_id in account_ids or []:
         await known_account(pool, account_id)
     snapshot = playbook_snapshot(settings, NPS)

@@ -712,6 +712,27 @@ PLAYBOOK_CASES: dict[str, Broken] = {
                               at="resolution: {amount: 4, unit: hours}"),
     "sla negative target": Broken("sla.yaml", "response: {amount: 30, unit: minutes}",
                                   "response: {amount: -30, unit: minutes}", "amount"),
+    "sla names a tier the profile does not have": Broken(
+        "sla.yaml", "  Starter:\n    targets:", "  Basic:\n    targets:", "tiers.Basic: 'Basic' is not a tier of profile tai",
+        at="  Basic:"),
+    "sla names a priority the profile does not have": Broken(
+        "sla.yaml", "      P3:\n        response: {amount: 8, unit: business_hours}",
+        "      P4:\n        response: {amount: 8, unit: business_hours}",
+        "tiers.Enterprise.targets.P4: 'P4' is not a priority of profile tai", at="      P4:"),
+    "profile opening hours not HH:MM": Broken(
+        "profiles/tai/profile.yaml", '      monday: ["09:00-18:00"]', '      monday: ["09:00-25:00"]',
+        "support_regions[0].hours.monday[0]: '09:00-25:00' is not HH:MM-HH:MM"),
+    "profile open spells overlap": Broken(
+        "profiles/tai/profile.yaml", '      tuesday: ["09:00-18:00"]', '      tuesday: ["09:00-18:00", "17:00-20:00"]',
+        "open spells overlap"),
+    "profile holidays of an unknown country": Broken(
+        "profiles/tai/profile.yaml", "    holidays: US\n", "    holidays: ZZ\n",
+        "support_regions[0].holidays: the holidays package has no calendar for country 'ZZ'"),
+    "profile tier bounds rising": Broken(
+        "profiles/tai/profile.yaml", "      at_least: 25000\n", "      at_least: 250000\n",
+        "tiers.levels[1].at_least: bounds must fall from the first tier to the last"),
+    "profile priority key with a space": Broken(
+        "profiles/tai/profile.yaml", "  - key: P3\n", "  - key: P 3\n", "priorities[3].key: String should match pattern"),
     "nps negative reminder offset": Broken("nps.yaml", "reminder_after_days: 4", "reminder_after_days: -4",
                                            "reminder_after_days: Input should be greater than 0"),
     "nps YAML colon in a value": Broken("nps.yaml", "expires_after_days: 7", "expires_after_days: 7: days",

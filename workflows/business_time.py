@@ -13,6 +13,9 @@ Rules:
 - `elapsed` is the business time between two instants and is the inverse of
   `add`: elapsed(s, add(s, d)) == d for every d > 0.
 - `AroundTheClock` has the same `add` / `elapsed` interface for 24/7 targets.
+- With `week` (an organisation profile's support region, core/working_time.SupportCalendar), the
+  open spells per weekday replace Mon-Fri `open_hour`-`close_hour`: several spells a day (shifts),
+  partial days (a Saturday morning), days with none. A holiday closes its whole local date.
 
 All datetimes in and out are timezone-aware; results are in UTC. Naive
 datetimes and negative durations raise ValueError. Calculations walk the
@@ -54,22 +57,38 @@ class BusinessCalendar:
     open_hour: int = 9
     close_hour: int = 18
     holidays: frozenset[date] = frozenset()
+    # Per weekday (Monday first) the open spells, (opens, closes) in minutes after local midnight.
+    week: tuple[tuple[tuple[int, int], ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.open_hour < self.close_hour <= 24:
             raise ValueError(f"business hours {self.open_hour}-{self.close_hour} are not within one day")
         # Workflow inputs arrive as lists; a frozenset keeps the calendar hashable.
         object.__setattr__(self, "holidays", frozenset(self.holidays))
+        if self.week is not None:
+            week = tuple(tuple((int(a), int(b)) for a, b in spells) for spells in self.week)
+            if len(week) != 7 or not any(week):
+                raise ValueError("week: seven weekdays, at least one open spell")
+            object.__setattr__(self, "week", week)
 
     # -- days ------------------------------------------------------------------
     def is_business_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self.holidays
+        if day in self.holidays:
+            return False
+        return bool(self.week[day.weekday()]) if self.week is not None else day.weekday() < 5
 
     def window(self, day: date) -> Window | None:
-        """The UTC open and close instants of local `day`, or None if it is not a business day."""
+        """The UTC instants local `day` first opens and last closes, or None if it is not a business day."""
+        windows = self.windows(day)
+        return (windows[0][0], windows[-1][1]) if windows else None
+
+    def windows(self, day: date) -> list[Window]:
+        """The UTC open and close instants of each open spell of local `day`, in order."""
         if not self.is_business_day(day):
-            return None
-        return self._at(day, self.open_hour), self._at(day, self.close_hour)
+            return []
+        if self.week is None:
+            return [(self._at(day, self.open_hour), self._at(day, self.close_hour))]
+        return [(self._at_minute(day, a), self._at_minute(day, b)) for a, b in self.week[day.weekday()]]
 
     def days(self, n: float) -> timedelta:
         """`n` full business days of open time."""
@@ -78,8 +97,7 @@ class BusinessCalendar:
     # -- instants --------------------------------------------------------------
     def is_open(self, moment: datetime) -> bool:
         moment = _to_utc(moment)
-        window = self.window(self._local_date(moment))
-        return window is not None and window[0] <= moment < window[1]
+        return any(opens <= moment < closes for opens, closes in self.windows(self._local_date(moment)))
 
     def next_open(self, moment: datetime) -> datetime:
         """`moment` itself if business hours are on, else the next opening instant."""
@@ -116,9 +134,8 @@ class BusinessCalendar:
             raise ValueError(f"{start.isoformat()} to {end.isoformat()} spans more than {MAX_DAYS} days")
         total = timedelta(0)
         for offset in range((last - first).days + 1):
-            window = self.window(first + timedelta(days=offset))
-            if window is not None:
-                total += max(min(window[1], end) - max(window[0], start), timedelta(0))
+            for opens, closes in self.windows(first + timedelta(days=offset)):
+                total += max(min(closes, end) - max(opens, start), timedelta(0))
         return total
 
     # -- helpers ---------------------------------------------------------------
@@ -130,11 +147,15 @@ class BusinessCalendar:
         local_day = day + timedelta(days=hour // 24)
         return datetime.combine(local_day, time(hour % 24), tzinfo=ZoneInfo(self.tz)).astimezone(timezone.utc)
 
+    def _at_minute(self, day: date, minute: int) -> datetime:
+        local_day = day + timedelta(days=minute // 1440)
+        minute %= 1440
+        at = time(minute // 60, minute % 60)
+        return datetime.combine(local_day, at, tzinfo=ZoneInfo(self.tz)).astimezone(timezone.utc)
+
     def _windows_from(self, first: date) -> Iterator[Window]:
         for offset in range(MAX_DAYS):
-            window = self.window(first + timedelta(days=offset))
-            if window is not None:
-                yield window
+            yield from self.windows(first + timedelta(days=offset))
         raise ValueError(f"no business hours within {MAX_DAYS} days of {first.isoformat()}")
 
 

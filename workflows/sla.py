@@ -41,7 +41,7 @@ class SlaClock(SteerablePlay):
             ticket_id=input.ticket_id, subject=input.subject, tier=input.tier, priority=input.priority,
             opened_at=input.opened_at, running=[Interval(start=input.opened_at)],
         )
-        self._timeline = SlaTimeline(self._content, self._state, input.holidays)
+        self._timeline = SlaTimeline(self._content, self._state, input.holidays, input.calendar)
         if input.state is None:
             self._timeline.start()
         self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, self._state.control,
@@ -110,12 +110,19 @@ class SlaClock(SteerablePlay):
                                    self._content.breach_notice.cc, self._notice_data(label, action),
                                    summary=f"breach notice e-mail ({label}, ticket {st.ticket_id})")
         if rule.credit and action.clock is not None and action.clock not in st.credits:
-            percent = getattr(self._content.tiers[st.tier].credits, action.clock)
+            rates = self._content.tiers[st.tier].credits
+            percent = getattr(rates, action.clock)
+            repeat, review = rates.repeat, rates.review
             await run_activity(SlaActivities.record_service_credit, ServiceCreditRequest(
                 play=self._play.ref, step=f"credit/{action.clock}", ticket_id=st.ticket_id, clock=action.clock,
+                missed_at=action.at,
                 percent=percent, reason=f"{st.priority} {action.clock} SLA ({self._timeline.target(action.clock)}) "
-                                        f"missed twice over",
-            ), summary=f"service credit {percent}% on ticket {st.ticket_id} ({action.clock} SLA missed twice over)")
+                                        f"missed: {label}",
+                repeat_misses=repeat.misses if repeat else None, repeat_percent=repeat.percent if repeat else None,
+                review_misses=review.misses if review else None, review_title=review.title if review else None,
+                review_owner_role=review.owner_role if review else None,
+                review_due_days=review.due_days if review else 7,
+            ), summary=f"service credit {percent}% on ticket {st.ticket_id} ({action.clock} SLA missed)")
             st.credits[action.clock] = percent
         self._play.log("ladder", rule=label, level=st.level, severity="warning")
 
@@ -142,7 +149,7 @@ class SlaClock(SteerablePlay):
             success_criteria=["System is back up and stable", "Customer has agreed to solution"],
             next_steps=[f"{self._timeline.ladder_role(st.level + 1)}: act within 30 minutes",
                         f"{account.csm.name}: keep {account.sponsor.name} informed"],
-            status_updates=UPDATE_CADENCE[st.priority],
+            status_updates=UPDATE_CADENCE.get(st.priority, "On change"),
         )
 
     def _notice_data(self, label: str, action: Action) -> dict:
@@ -178,7 +185,7 @@ class SlaClock(SteerablePlay):
             status=st.status, opened_at=st.opened_at, acknowledged_at=st.acknowledged_at,
             resolved_at=st.resolved_at, response_due_at=t.deadline("response"),
             resolution_due_at=t.deadline("resolution"), response_met=t.met("response", now),
-            resolution_met=t.met("resolution", now), escalation_level=st.level,
+            resolution_met=t.met("resolution", now), escalation_level=st.level, incident=t.urgent(st.priority),
         ), summary=f"record ticket {st.ticket_id}: {st.priority}, {st.status.replace('_', ' ')}, level {st.level}")
         self._changed = False
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pydantic import Field
 
 from core.models import Priority, TaskRef, TicketStatus, Tier
+from core.working_time import SupportCalendar
 from playbooks.schema import SlaSnapshot
 from workflows.messages import Message, PlayControl
 from workflows.sla_timeline import ClockView, Escalation, PriorityChange, SlaState
@@ -30,6 +31,8 @@ class SlaInput(Message):
     # Business days exclude these (US public holidays, observed days included),
     # computed at launch so the workflow needs no calendar package.
     holidays: list[date] = []
+    # Since organisation profiles: the support region's hours and holidays (then `holidays` is empty).
+    calendar: SupportCalendar | None = None
     launched_by: str = "unknown"
     search_attributes: bool = True
     max_history_events: int = Field(2_000, ge=10)
@@ -93,3 +96,14 @@ class SlaResult(Message):
     credits: dict[str, float]
     p0_updates: int
     reopens: int
+
+
+SLA_REPORT = "monthly-sla-report"
+
+
+class SlaReportInput(Message):
+    """The monthly SLA report's input (workflows/sla_report.py): the SLA playbook and the month (its
+    first day; default: the month before the run's start, UTC)."""
+
+    playbook: SlaSnapshot
+    month: date | None = None

@@ -15,9 +15,9 @@ Rules (SPEC "Playbook 5"; seed 001 sections 3.2, 8.1, 9):
   level; every level passed on the way is escalated once, in order.
 - A priority change re-plans both clocks against the new targets; what has
   fired stays fired, and what the new targets make overdue fires at once.
-- A P0 sends the customer an update every `every_minutes` until resolved
-  (not while on hold); a resolved P0 gets a root-cause task; a resolved
-  ticket closes after the reopen window.
+- A P0 (a priority of `p0_updates.priorities`) sends the customer an update
+  every `every_minutes` until resolved (not while on hold); a resolved P0 gets
+  a root-cause task; a resolved ticket closes after the reopen window.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from core.models import Priority, TicketStatus, Tier
+from core.working_time import SupportCalendar
 from playbooks.schema import Clock, LadderRule, SlaContent, SlaTarget
 from workflows.business_time import AroundTheClock, BusinessCalendar
 from workflows.messages import PlayLedger
@@ -106,9 +107,19 @@ class ClockView(Model):
 
 
 class SlaTimeline:
-    def __init__(self, content: SlaContent, state: SlaState, holidays: list[date]):
+    """`calendar`: the support region's hours and holidays (plays launched since organisation
+    profiles); None: the playbook's Mon-Fri open_hour-close_hour in its time zone, with `holidays`."""
+
+    def __init__(self, content: SlaContent, state: SlaState, holidays: list[date],
+                 calendar: SupportCalendar | None = None):
         self.content, self.state = content, state
-        self.business = BusinessCalendar(content.timezone, content.open_hour, content.close_hour, frozenset(holidays))
+        if calendar is None:
+            self.business = BusinessCalendar(content.timezone, content.open_hour, content.close_hour,
+                                             frozenset(holidays))
+            self.day_hours: float = content.business_day_hours
+        else:
+            self.business = BusinessCalendar(calendar.tz, holidays=frozenset(calendar.holidays), week=calendar.week)
+            self.day_hours = calendar.business_day_hours
         self.around = AroundTheClock()
 
     # -- clocks ----------------------------------------------------------------
@@ -124,7 +135,7 @@ class SlaTimeline:
         return self.business if target.business else self.around
 
     def _duration(self, target: SlaTarget) -> timedelta:
-        return target.duration(self.content.business_day_hours)
+        return target.duration(self.day_hours)
 
     def _stop(self, clock: Clock) -> datetime | None:
         """When the clock stopped for good (response: on acknowledgement)."""
@@ -198,6 +209,11 @@ class SlaTimeline:
         if not self.is_done(step):
             self.state.skipped_steps.append(step)
 
+    def urgent(self, priority: str) -> bool:
+        """A priority whose tickets update the customer every few minutes and get a root-cause task
+        (`p0_updates.priorities`: P0 in seed 001)."""
+        return priority in self.content.p0_updates.priorities
+
     def ladder_role(self, level: int) -> str:
         ladder = self.content.tiers[self.state.tier].ladder
         return ladder[min(level, len(ladder)) - 1]
@@ -219,7 +235,7 @@ class SlaTimeline:
                     at = self._open_crossing(rule.open_hours)
                     if at is not None:
                         actions.append(Action(step=f"ladder/{i}", kind="ladder", at=at, rule=i))
-            if st.priority == "P0" and st.p0_since is not None and st.status != "on_hold":
+            if self.urgent(st.priority) and st.p0_since is not None and st.status != "on_hold":
                 n = st.p0_updates_sent + 1
                 every = timedelta(minutes=c.p0_updates.every_minutes)
                 actions.append(Action(step=f"p0-update/{st.p0_spell}-{n}", kind="p0_update",
@@ -267,7 +283,7 @@ class SlaTimeline:
 
     def start(self) -> None:
         """At the play's start: a P0 from the outset updates the customer from the opening."""
-        if self.state.priority == "P0" and self.state.p0_spell == 0:
+        if self.urgent(self.state.priority) and self.state.p0_spell == 0:
             self.state.was_p0 = True
             self._start_p0_spell(self.state.opened_at)
 
@@ -284,9 +300,11 @@ class SlaTimeline:
         st = self.state
         if priority == st.priority or st.status == "closed":
             return False
+        if priority not in self.content.tiers[st.tier].targets:
+            return False  # not a priority of this play's SLA matrix (launches and webhooks refuse it first)
         st.priority_changes.append(PriorityChange(from_priority=st.priority, to_priority=priority, at=at, by=by))
         st.priority = priority
-        if priority == "P0":
+        if self.urgent(priority):
             st.was_p0 = True
             self._start_p0_spell(at)
         return True
@@ -305,7 +323,7 @@ class SlaTimeline:
             return False
         self._start_running(at)
         st.status, st.hold_reason = ("acknowledged" if st.acknowledged_at else "open"), ""
-        if st.priority == "P0":
+        if self.urgent(st.priority):
             self._start_p0_spell(at)
         return True
 
@@ -324,7 +342,7 @@ class SlaTimeline:
         st.reopens += 1
         self._start_running(at)
         st.status, st.resolved_at = ("acknowledged" if st.acknowledged_at else "open"), None
-        if st.priority == "P0":
+        if self.urgent(st.priority):
             self._start_p0_spell(at)
         return True
 

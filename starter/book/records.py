@@ -120,7 +120,7 @@ def read_value(rule: FieldRule, raw: str | None, mapping: Mapping) -> object:
     if kind == "email":
         return v.parse_email(text)
     if kind in ("tier", "status"):
-        allowed = ("Enterprise", "Mid-Market", "Starter") if kind == "tier" else (
+        allowed = _profile_tiers() if kind == "tier" else (
             "prospect", "onboarding", "active", "at-risk", "churned")
         match = next((a for a in allowed if a.lower() == text.lower()), None)
         if match is None:
@@ -214,3 +214,10 @@ def contact_record(mapping: Mapping, lookup: Lookup, where: str) -> ContactRecor
             problems.append(Problem(where, label, str(exc)))
     _read_fields(section.fields, lookup, mapping, where, record)
     return record
+
+
+def _profile_tiers() -> tuple[str, ...]:
+    """The tiers of the active organisation profile (playbooks/profiles.py)."""
+    from playbooks.profiles import active_profile
+
+    return active_profile().tier_names

@@ -27,7 +27,6 @@ from starter.book.merges import merged_ids
 log = get_logger("console")
 
 BANDS = ("GREEN", "YELLOW", "ORANGE", "RED")
-TIERS = ("Enterprise", "Mid-Market", "Starter")
 QUERY_SECONDS = 5.0  # a play whose worker is down must not hang the page
 OPEN_TASK = "status NOT IN ('completed', 'cancelled')"
 

@@ -31,6 +31,7 @@ from activities.nps import nps_report
 from activities.sla import sla_attainment
 from core.logs import get_logger
 from playbooks.loader import PlaybookError
+from playbooks.profiles import profile_of
 from starter import steering
 from starter.console import auth, data
 from starter.console.access import (
@@ -167,13 +168,14 @@ async def done(request: Request, user: ConsoleUser, to: str, kind: str, text: st
 @router.get("/")
 async def portfolio(request: Request, csm: str = "", tier: str = "", band: str = "",
                     user=Depends(current_user), st=Depends(state)):
-    if tier and tier not in data.TIERS:
-        raise Refused(f"unknown tier {tier!r}: one of {', '.join(data.TIERS)}")
+    tiers = profile_of(st.settings).tier_names
+    if tier and tier not in tiers:
+        raise Refused(f"unknown tier {tier!r}: one of {', '.join(tiers)}")
     if band and band not in data.BANDS:
         raise Refused(f"unknown risk band {band!r}: one of {', '.join(data.BANDS)}")
     view = await data.portfolio(st.pool, st.client, csm or None, tier or None, band or None)
     return await render(request, user, "portfolio.html", view=view, filters={"csm": csm, "tier": tier, "band": band},
-                        tiers=data.TIERS, bands=data.BANDS)
+                        tiers=tiers, bands=data.BANDS)
 
 
 @router.get("/accounts/{account_id}")
@@ -347,7 +349,7 @@ async def launch_preview(request: Request, playbook: str = "", user=Depends(requ
     try:
         async with _previews:
             entries = await preview(playbook, first, renewal_days_out=days_out,
-                                    playbooks_dir=st.settings.playbooks_dir)
+                                    playbooks_dir=st.settings.playbooks_dir, profile=st.settings.profile)
     except PlaybookError as exc:
         raise Refused(f"the {playbook} playbook is invalid: {exc}", 422) from None
     return await render(request, user, "launch_preview.html", playbook=playbook, title=LAUNCHABLE[playbook],

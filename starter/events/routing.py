@@ -71,6 +71,16 @@ class CrmEvent(BaseModel):
     priority: Priority | None = None
     subject: str | None = Field(None, max_length=500)
 
+    @field_validator("priority")
+    @classmethod
+    def _profile_priority(cls, v: str | None) -> str | None:
+        from playbooks.profiles import active_profile
+
+        keys = active_profile().priority_keys
+        if v is not None and v not in keys:
+            raise ValueError(f"{v!r} is not a priority ({', '.join(keys)})")
+        return v
+
     @field_validator("eventId", "objectId", mode="before")
     @classmethod
     def _id_as_text(cls, v):
@@ -127,8 +137,11 @@ def _mapped(event: CrmEvent, mapping: dict[str, str], what: str) -> dict[str, An
 
 
 def _typed(model: type[BaseModel], args: dict[str, Any], mapping: dict[str, str]) -> BaseModel:
+    """A message from an event's fields, validated in the active organisation profile (its priorities)."""
+    from playbooks.profiles import active_profile
+
     try:
-        return model.model_validate(args)
+        return model.model_validate(args, context=active_profile().context)
     except ValidationError as exc:
         err = exc.errors()[0]
         target = str(err["loc"][0]) if err["loc"] else "(input)"
@@ -158,8 +171,11 @@ def plan(event: CrmEvent, triggers: TriggersContent) -> Plan:
         elif start.playbook == "sla":
             if not steering.valid_ticket_id(str(p.args["ticket_id"])):
                 raise WebhookRefused(422, f"{start.input['ticket_id']}: not a ticket id")
-            if p.args["priority"] not in ("P0", "P1", "P2", "P3"):
-                raise WebhookRefused(422, f"{start.input['priority']}: must be P0, P1, P2 or P3")
+            from playbooks.profiles import active_profile
+
+            keys = active_profile().priority_keys
+            if p.args["priority"] not in keys:
+                raise WebhookRefused(422, f"{start.input['priority']}: must be {', '.join(keys)}")
             p.workflow_id = sla_workflow_id(p.args["ticket_id"])
         elif start.playbook == "churn":
             p.workflow_id = churn_workflow_id(event.accountId)
@@ -263,7 +279,9 @@ _triggers_cache: dict[Path, tuple[float, TriggersContent]] = {}
 
 def current_triggers(settings: Settings) -> TriggersContent:
     """triggers.yaml as it is now: edits apply to the next event without a restart."""
-    path = Path(settings.playbooks_dir) / TRIGGERS_FILE
+    from playbooks.profiles import profile_of
+
+    path = profile_of(settings).path(TRIGGERS_FILE)  # the profile's own, else the default's
     mtime = path.stat().st_mtime
     cached = _triggers_cache.get(path)
     if cached is None or cached[0] != mtime:

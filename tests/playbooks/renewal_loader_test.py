@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from playbooks.loader import load_named
-from playbooks.schema import TIERS
+from playbooks.profiles import default_profile
 from tests.playbooks.loader_test import edit_yaml, line_of, load_error
 
 SEED_DAYS = [180, 150, 120, 90, 60, 30, 0]
@@ -17,7 +17,7 @@ def test_shipped_renewal_playbook_follows_the_seed_countdown():
     assert [s.days_after for s in content.post_renewal] == [0, 14, 30]
     assert (content.final_window.points, content.past_due.points) == (10, 25)
     # Every tier has work at 180, 90, 30 and 0 days, and a post-renewal plan.
-    for tier in TIERS:
+    for tier in default_profile().tier_names:
         active = [s.days_before for s in content.countdown if s.tasks_for(tier) or s.emails_for(tier)]
         assert {180, 90, 30, 0} <= set(active), tier
         assert all(s.tasks_for(tier) or s.emails_for(tier) for s in content.post_renewal if s.key != "post_renewal_kickoff")
@@ -50,7 +50,7 @@ RENEWAL_CASES = {
         "        tiers: [Starter]\n\n  - key: executive_review",
         "        tiers: [Small]\n\n  - key: executive_review",
         "tiers: [Small]", "countdown[1].emails[1].tiers[0]",
-        "Input should be 'Enterprise', 'Mid-Market' or 'Starter'",
+        "'Small' is not a tier of profile tai (Enterprise, Mid-Market, Starter)",
     ),
     "unknown template": (
         "template: renewal/proposal.html.j2", "template: renewal/propsal.html.j2",

@@ -319,3 +319,21 @@ async def test_record_onboarding_evening_launch_history(env, worker, pool, setti
     """Recorded before "due-after-launch-v1" as onboarding-evening-overdue-day-one (its day-1 tasks due
     two hours before the launch), and after it as onboarding-evening-due-next-day."""
     await record_evening_onboarding(env, pool, settings, os.environ.get("HISTORY_NAME", "onboarding-evening-due-next-day"))
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_sla_profile_calendar_history(env, worker, pool, settings):
+    """Issue 19, after organisation profiles: a P2 ticket whose business hours come from the default
+    profile's support region (the input's `calendar`), credited at the response miss (section 8.1),
+    raised to P1, acknowledged, resolved and closed. Record changes to the SLA clock against it."""
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-PROFILE", DEMO_ACCOUNT_ID, "P2", "Export stalls", start,
+                               "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=5))
+    await handle.signal(SlaClock.priority_changed, PriorityChanged(priority="P1", by="recorder"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await env.sleep(timedelta(hours=3))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, "sla-p2-profile-calendar")

@@ -7,7 +7,7 @@ on a Monday at 10:00 New York time unless a test says otherwise.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -59,7 +59,7 @@ async def test_p0_climbs_every_level_updates_the_customer_and_asks_for_a_root_ca
     assert [m.step for m in notices] == ["ladder/1/resolution/notify"]
     assert "SLA breached" in notices[0].subject and "diana.hoang@tai.example" in notices[0].rcpt_to
     await sleep_to(env, start + timedelta(hours=8, minutes=5))
-    # Twice the resolution SLA: the CEO, and a 10% credit of the monthly fee.
+    # Twice the resolution SLA: the CEO. The 10% credit of the monthly fee came with the miss, at 4 hours.
     assert (await escalations(pool, handle.id))[-1] == (4, "ceo")
     credit = await pool.fetchrow("SELECT clock, percent, monthly_fee, amount FROM service_credits")
     assert (credit["clock"], credit["percent"], credit["monthly_fee"], credit["amount"]) == (
@@ -97,6 +97,10 @@ async def test_p2_climbs_to_the_executive_level_on_business_hours_with_a_respons
     assert await escalations(pool, handle.id) == []
     await sleep_to(env, at(0, 15))
     assert await escalations(pool, handle.id) == [(1, "cs_manager")]
+    # Seed 001 section 8.1: a response miss is credited at once, 5% of the $12,500 monthly fee.
+    credit = await pool.fetchrow("SELECT clock, amount, reason FROM service_credits")
+    assert (credit["clock"], credit["amount"]) == ("response", Decimal("625.00"))
+    assert credit["reason"] == "P2 response SLA (4 business hours) missed: SLA reached (response)"
     await sleep_to(env, at(0, 17))
     assert await escalations(pool, handle.id) == [(1, "cs_manager"), (2, "vp_engineering")]
     await sleep_to(env, at(0, 19))
@@ -104,12 +108,19 @@ async def test_p2_climbs_to_the_executive_level_on_business_hours_with_a_respons
     credit = await pool.fetchrow("SELECT clock, amount FROM service_credits")
     assert (credit["clock"], credit["amount"]) == ("response", Decimal("625.00"))
     await handle.signal(SlaClock.acknowledged, Acknowledged(by="Casey Morgan"))
-    # Resolution: 48 hours (24/7) -> Wednesday 10:00; twice over -> Friday 10:00: a second credit, no CEO for a P2.
+    # Resolution: 48 hours (24/7) -> Wednesday 10:00 (a second credit); twice over -> Friday 10:00: no CEO for a P2.
     await sleep_to(env, at(4, 11))
     assert (await escalations(pool, handle.id))[-1] == (3, "vp_product")
-    amounts = await pool.fetch("SELECT clock, amount FROM service_credits ORDER BY id")
+    amounts = await pool.fetch("SELECT clock, amount FROM service_credits WHERE kind = 'miss' ORDER BY id")
     assert [(r["clock"], r["amount"]) for r in amounts] == [("response", Decimal("625.00")),
                                                               ("resolution", Decimal("1250.00"))]
+    # Two misses in one calendar month (UTC): one more credit, 15% of the monthly fee (section 8.1).
+    misses = [at(0, 14).astimezone(timezone.utc), at(2, 10).astimezone(timezone.utc)]
+    repeat = await pool.fetch("SELECT amount, missed_at FROM service_credits WHERE kind = 'repeat'")
+    if misses[0].month == misses[1].month:
+        assert [(r["amount"], r["missed_at"]) for r in repeat] == [(Decimal("1875.00"), misses[1])]
+    else:
+        assert repeat == []
     assert not [m for m in sink.messages if m.step.startswith("p0-update/")]
 
 
@@ -211,3 +222,29 @@ async def test_bad_tickets_are_refused_and_start_nothing(env, worker, pool, sett
         await sla_status(env.client, "T-1")
     assert missing.value.status == 404
     assert await pool.fetchval("SELECT count(*) FROM sla_tickets") == 0
+
+
+async def test_the_monthly_report_is_scheduled_on_the_2nd_and_sent_once_a_month(env, worker, pool, settings, sink):
+    """Seed 001 section 8.1: "Monthly SLA report (on 2nd of month for prior month)", to the CS manager
+    and VP Customer Success (sla.yaml `report.to`)."""
+    from playbooks.loader import load_named
+    from starter.schedules import sla_report_schedule
+    from tests.conftest import eventually
+    from workflows.sla_messages import SlaReportInput
+    from workflows.sla_report import MonthlySlaReport
+
+    spec = sla_report_schedule(settings).spec
+    days, hours = spec.calendars[0].day_of_month, spec.calendars[0].hour
+    assert ([r.start for r in days], [r.start for r in hours], spec.time_zone_name) == ([2], [8], "America/New_York")
+    handle, start = await open_at(env, pool, settings, "T-REP", "P2")
+    await eventually(lambda: pool.fetchval("SELECT 1 FROM sla_tickets WHERE ticket_id = 'T-REP'"), "the ticket's row")
+    month = start.astimezone(ET).date().replace(day=1)
+    run = lambda n: env.client.execute_workflow(  # noqa: E731
+        MonthlySlaReport.run, SlaReportInput(playbook=load_named("sla"), month=month), id=f"sla-report-{n}",
+        task_queue=settings.task_queue)
+    first = await run(1)
+    assert first == {"month": f"{month:%Y-%m}", "tickets": 1, "already_sent": False}
+    reports = [m for m in sink.messages if m.step == "report"]
+    assert len(reports) == 1 and "diana.hoang@tai.example" in reports[0].rcpt_to
+    assert (await run(2))["already_sent"] is True
+    assert len([m for m in sink.messages if m.step == "report"]) == 1

@@ -62,7 +62,8 @@ def test_response_target_and_deadline(tier, priority, opened, response, due):
 
 def test_levels_beyond_a_short_ladder_go_to_its_last_rung():
     t = ticket(tier="Starter")
-    assert [t.ladder_role(n) for n in (1, 2, 3, 4)] == ["csm", "cs_manager", "cs_manager", "cs_manager"]
+    # Seed 001 section 8.1: Support Team -> Implementation CSM -> CS Manager; beyond, the last rung.
+    assert [t.ladder_role(n) for n in (1, 2, 3, 4)] == ["support_team", "csm", "cs_manager", "cs_manager"]
     assert ticket(tier="Mid-Market").ladder_role(1) == "csm"
 
 

@@ -1,0 +1,185 @@
+"""The support SLA clock's content (SPEC "Playbook 5"; seed 001 sections 3, 8 and 9): the tier x
+priority matrix, credits, the escalation ladder, P0 updates, the root-cause task and the report.
+Tiers and priorities are the organisation profile's (validated when the loader gives one)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt, ValidationInfo, model_validator
+
+from core.models import EmailCategory, Priority, Role, TaskPriority, Tier
+from playbooks.schema_base import (
+    PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, EmailContent, PlaybookContent, PlaybookSnapshot, TemplateContent,
+    context_profile,
+)
+
+TimeUnit = Literal["minutes", "hours", "business_hours", "business_days"]
+Clock = Literal["response", "resolution"]
+
+
+class SlaTarget(Content):
+    """`4 business_hours` counts Mon-Fri opening hours without holidays; `30 minutes` runs 24/7."""
+
+    amount: float = Field(gt=0)
+    unit: TimeUnit
+
+    @property
+    def business(self) -> bool:
+        return self.unit.startswith("business_")
+
+    def duration(self, business_day_hours: float) -> timedelta:
+        hours = {"minutes": 1 / 60, "hours": 1, "business_hours": 1, "business_days": business_day_hours}[self.unit]
+        return timedelta(hours=self.amount * hours)
+
+    def __str__(self) -> str:
+        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
+        return f"{amount} {self.unit.replace('_', ' ')}"
+
+
+class PriorityTargets(Content):
+    response: SlaTarget
+    response_after_hours: SlaTarget | None = Field(
+        None, description="the response target instead, for a ticket opened outside business hours"
+    )
+    resolution: SlaTarget
+
+
+class RepeatMissCredit(Content):
+    """Seed 001 section 8.1 ("2+ misses in same month: 15% credit"): `misses` or more missed clocks of
+    one account in a calendar month (UTC) earn one more credit of `percent` of the monthly fee, once
+    that month, besides each miss's own."""
+
+    misses: int = Field(2, ge=2)
+    percent: float = Field(gt=0, le=100)
+
+
+class MissReview(Content):
+    """Seed 001 section 8.1 ("3+ misses in quarter: executive review + process improvement plan"):
+    `misses` or more missed clocks of one account in a calendar quarter (UTC) get `owner_role` a task,
+    due `due_days` later, once that quarter."""
+
+    misses: int = Field(3, ge=2)
+    title: str = Field(min_length=1)
+    owner_role: Role
+    due_days: int = Field(7, ge=1)
+
+
+class CreditRates(Content):
+    """Service credit in % of the monthly fee (ARR / 12) for a missed clock (issued by the ladder rule
+    with `credit: true`), and the tier's rules for an account that misses again."""
+
+    response: float = Field(ge=0, le=100)
+    resolution: float = Field(ge=0, le=100)
+    repeat: RepeatMissCredit | None = None
+    review: MissReview | None = None
+
+
+class TierSla(Content):
+    targets: dict[Priority, PriorityTargets]
+    credits: CreditRates
+    ladder: list[Role] = Field(min_length=1, max_length=4, description="who levels 1, 2, ... go to")
+
+    @model_validator(mode="after")
+    def _every_priority(self, info: ValidationInfo) -> "TierSla":
+        profile = context_profile(info)
+        missing = [p for p in (profile.priority_keys if profile else ()) if p not in self.targets]
+        if missing:
+            raise ValueError(f"targets: no targets for {', '.join(missing)}")
+        return self
+
+
+class LadderRule(Content):
+    """Raises the ticket to at least `level` (each level in between is escalated
+    once, in order): when a clock reaches `at_sla` times its target, or when a
+    ticket of one of `priorities` has been open `open_hours`."""
+
+    label: str = Field(min_length=1)
+    level: int = Field(ge=1, le=4)
+    level_by_priority: dict[Priority, Annotated[int, Field(ge=1, le=4)]] = {}
+    at_sla: float | None = Field(None, gt=0)
+    priorities: list[Priority] | None = None
+    open_hours: float | None = Field(None, ge=0)
+    notify: list[Role] = []
+    credit: bool = False
+
+    def level_for(self, priority: Priority) -> int:
+        return self.level_by_priority.get(priority, self.level)
+
+    def applies_to(self, priority: Priority) -> bool:
+        return self.priorities is None or priority in self.priorities
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> "LadderRule":
+        if (self.at_sla is None) == (self.open_hours is None):
+            raise ValueError("at_sla: give either at_sla (a multiple of the SLA) or open_hours, not both")
+        if self.credit and self.at_sla is None:
+            raise ValueError("credit: a service credit is for a missed SLA: use it with at_sla")
+        return self
+
+
+class EveryMinutes(EmailContent):
+    """Customer updates every `every_minutes` while a ticket of one of `priorities` is open (seed 001
+    section 3.2: a P0 every 30 minutes); such a ticket, once resolved, also gets the root-cause task
+    and is an incident for chat and webhooks."""
+
+    every_minutes: PositiveInt
+    priorities: list[Priority] = Field(["P0"], min_length=1, description="the most urgent priorities")
+
+
+class TaskRule(Content):
+    title: str = Field(min_length=1)
+    detail: str = ""
+    owner_role: Role = "csm"
+    priority: TaskPriority = "P1"
+    due_hours: int = Field(24, ge=0)
+
+
+class SlaContent(PlaybookContent):
+    playbook: Literal["sla"]
+    email_category: EmailCategory = "transactional"  # ticket updates reach the customer whatever they unsubscribed
+    # Business hours and holidays are the profile's support region serving the ticket's tier
+    # (profile.yaml), computed at launch. These four are what plays launched before profiles count.
+    open_hour: int = Field(9, ge=0, le=23, description="business hours open, local time")
+    close_hour: int = Field(18, ge=1, le=24)
+    holidays: str = Field("US", pattern=r"^([A-Z]{2}|none)$",
+                          description="the support region's public holidays: an ISO 3166-1 country, or none")
+    holidays_region: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$", description="ISO 3166-2 subdivision")
+    tiers: dict[Tier, TierSla]
+    ladder: list[LadderRule] = Field(min_length=1)
+    breach_notice: EmailContent = Field(description="the notice a rule's `notify` roles get")
+    p0_updates: EveryMinutes
+    root_cause: TaskRule
+    reopen_window_days: int = Field(7, ge=0, description="after resolution, how long a reopen resumes the clock")
+    report: EmailContent
+
+    @property
+    def business_day_hours(self) -> int:
+        return self.close_hour - self.open_hour
+
+    def email_contents(self) -> list[tuple[str, tuple, TemplateContent]]:
+        return [
+            *super().email_contents(),
+            ("breach_notice", ("breach_notice",), self.breach_notice),
+            ("p0_update", ("p0_updates",), self.p0_updates),
+            ("report", ("report",), self.report),
+        ]
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> "SlaContent":
+        if self.close_hour <= self.open_hour:
+            raise ValueError(f"close_hour: {self.close_hour} is not after open_hour {self.open_hour}")
+        profile = context_profile(info)
+        missing = [t for t in (profile.tier_names if profile else ()) if t not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: no SLA for {', '.join(missing)}")
+        return self
+
+
+class SlaSnapshot(PlaybookSnapshot):
+    content: SlaContent
+
+
+PLAYBOOK_MODELS["sla"] = SlaContent
+SNAPSHOT_MODELS["sla"] = SlaSnapshot
