@@ -129,8 +129,8 @@ class SupportRegion(ProfileModel):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, or too long
+            raise ValueError(f"unknown time zone {v[:80]!r}") from None
         return v
 
     @field_validator("hours")

@@ -212,8 +212,33 @@ def uvicorn_args(settings: Settings) -> list[str]:
     return args
 
 
+def checked_settings() -> Settings:
+    """The settings and the active profile's content, checked before anything starts: a bad setting
+    (e.g. PROFILE=../x) or content that does not fit the profile (file:line: field: message) ends the
+    start with the problems listed and exit code 2, never a traceback."""
+    from pydantic import ValidationError
+
+    from playbooks.loader import validate_all
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = str(e["loc"][0]).upper() if e["loc"] else "settings"
+            say(f"error: {name}: {e['msg']}")
+        raise SystemExit(2) from None
+    problems = validate_all(settings.playbooks_dir, settings.profile)
+    if problems:
+        say(f"error: the content of profile {settings.profile!r} does not validate ({len(problems)} problem{'s' if len(problems) != 1 else ''};"
+            f" csplay validate --profile {settings.profile} lists them):")
+        for problem in problems[:10]:
+            say(f"  {problem}")
+        raise SystemExit(2)
+    return settings
+
+
 def main() -> None:
-    settings = get_settings()
+    settings = checked_settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
         exposure.check(settings)

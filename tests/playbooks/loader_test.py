@@ -174,6 +174,10 @@ YAML_CASES = {
         "timezone: America/New_York", "timezone: Mars/Olympus_Mons",
         "timezone: Mars", "timezone", "unknown time zone 'Mars/Olympus_Mons'",
     ),
+    "time zone that is a folder": (
+        "timezone: America/New_York", "timezone: America",
+        "timezone: America", "timezone", "unknown time zone 'America'",
+    ),
     "hour out of range": (
         "work_start_hour: 9\n", "work_start_hour: 25\n",
         "work_start_hour: 25", "work_start_hour", "Input should be less than or equal to 23",

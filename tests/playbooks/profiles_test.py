@@ -216,6 +216,10 @@ def test_a_missing_tier_in_the_matrix_is_reported_at_tiers(tmp_path):
      "support_regions[0].hours.saturday[0]: '14:00-14:00' opens and closes at the same time"),
     ("    timezone: Europe/Paris\n", "    timezone: Europe/Lutetia\n",
      "support_regions[0].timezone: unknown time zone 'Europe/Lutetia'"),
+    ("    timezone: Europe/Paris\n", "    timezone: Europe\n",  # a folder of the zone database, not a zone
+     "support_regions[0].timezone: unknown time zone 'Europe'"),
+    ("    timezone: Europe/Paris\n", "    timezone: " + "A" * 300 + "\n",  # too long a file name
+     "support_regions[0].timezone: unknown time zone '" + "A" * 80 + "'"),
     ("  - {key: P3, name: Faible}\n", "  - {key: P2, name: Faible}\n", "priorities[3].key: priority 'P2' appears twice"),
 ])
 def test_a_broken_profile_names_file_line_and_field(tmp_path, old, new, says):

@@ -107,3 +107,18 @@ def test_allowed_hosts_come_comma_separated_or_as_json(monkeypatch):
     assert Settings(_env_file=None).allowed_hosts == ["cs.tai.example", "localhost"]
     monkeypatch.setenv("ALLOWED_HOSTS", '["cs.tai.example"]')
     assert Settings(_env_file=None).allowed_hosts == ["cs.tai.example"]
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"PROFILE": "../../etc"}, "error: PROFILE: String should match pattern"),
+    ({"PROFILE": "nope"}, "no profile 'nope' (profiles: "),
+    ({"PROFILE": "vmcloud"}, "is not a tier of profile vmcloud"),  # its own sla.yaml is still to write (issue 19)
+    ({"HTTP_PORT": "abc"}, "error: HTTP_PORT: Input should be a valid integer"),
+])
+def test_run_sh_refuses_a_bad_setting_or_profile_before_starting_anything(tmp_path, env, says):
+    done = subprocess.run([sys.executable, "-m", "starter.devstack"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, env=_env(DATA_DIR=str(tmp_path / "data"), **env))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started or created
