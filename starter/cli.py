@@ -47,7 +47,7 @@ from workflows.renewal_messages import ChangeRenewalDate, Churned, Renewed
 
 app = typer.Typer(help="Customer lifecycle playbooks on Temporal.", no_args_is_help=True, add_completion=False)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one problem per line, even piped (file:line: field: message)
 
 
 def leave(code: int) -> None:

@@ -19,7 +19,7 @@ from playbooks.profiles import load_profile, profile_names
 
 app = typer.Typer(help="Organisation profiles: tiers, priorities, support regions, content.", no_args_is_help=True)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _load(folder: Path | None, name: str | None):
