@@ -68,3 +68,9 @@ def defang_urls(value: str) -> str:
         return scheme + host + sep + path
 
     return _URL.sub(defang, value)
+
+
+def error_message(err: dict) -> str:
+    """A pydantic error's message for a person: `err["msg"]` without the "Value error, " or
+    "Assertion failed, " that pydantic puts before a validator's own words."""
+    return err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -32,7 +32,7 @@ from core.settings import get_settings
 from core.telemetry import install_runtime, setup_tracing
 from core.temporal import connect
 from core.models import ACCOUNT_ID
-from core.text import unsafe_characters
+from core.text import unsafe_characters, error_message
 from playbooks.loader import PlaybookError
 from starter import api_docs, console, health, survey_page, unsubscribe_page, webhooks
 from starter.console import deliveries as console_deliveries, webhooks as console_webhooks
@@ -159,7 +159,7 @@ async def bad_request(request: Request, exc: RequestValidationError):
     """422 with a one-line `detail` naming each field ("account_id: String should match ..."),
     and the usual list of errors under `errors` (without the refused input echoed back)."""
     errors = exc.errors()
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors)
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {error_message(e)}" for e in errors)
     if for_console(request):
         return error_page(422, f"That request was not understood ({problems}).")
     listed = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.text import error_message
 from starter.security.limits import json_too_deep
 
 Source = Literal["generic", "hubspot", "salesforce", "zendesk"]
@@ -109,7 +110,7 @@ def pydantic_problem(exc, prefix: str = "") -> str:
     """The first error of a pydantic ValidationError as `field: message`."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(event)"
-    return f"{prefix}{where}: {err['msg']}"
+    return f"{prefix}{where}: {error_message(err)}"
 
 
 # -- who signed what ----------------------------------------------------------------------------

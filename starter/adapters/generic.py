@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from core.text import error_message
 from core.settings import Settings
 from playbooks.triggers import TriggersContent
 from starter import steering
@@ -41,7 +42,7 @@ def parse_events(body: bytes, settings: Settings) -> list[CrmEvent]:
             events.append(CrmEvent.model_validate(item))
         except ValidationError as exc:
             errors.extend(
-                {"event": i, "field": ".".join(str(p) for p in e["loc"]) or "(event)", "message": e["msg"]}
+                {"event": i, "field": ".".join(str(p) for p in e["loc"]) or "(event)", "message": error_message(e)}
                 for e in exc.errors()
             )
     if errors:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.text import error_message
 from core.settings import Settings
 from playbooks.crm_connections import Connections
 from starter.adapters.common import Incoming, WebhookRefused, event_key, parse_json, utc_from_ms
@@ -162,7 +163,7 @@ def parse_delivery(body: bytes, connections: Connections, settings: Settings) ->
         except ValidationError as exc:
             err = exc.errors()[0]
             raise WebhookRefused(422, f"event {i}: {'.'.join(str(p) for p in err['loc']) or '(event)'}: "
-                                      f"{err['msg']}") from None
+                                      f"{error_message(err)}") from None
         connection = connections.hubspot(event.portalId)
         if connection is None:
             raise WebhookRefused(403, f"event {i}: portalId: {event.portalId} is not a HubSpot portal of "

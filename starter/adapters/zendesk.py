@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.text import error_message
 from core.settings import Settings
 from playbooks.crm_connections import Connections
 from starter.adapters.common import Incoming, WebhookRefused, event_key, header_text, parse_json, same_secret
@@ -152,7 +153,7 @@ def _blank(value: str | None) -> str | None:
 
 def _refused(exc: ValidationError, prefix: str) -> WebhookRefused:
     err = exc.errors()[0]
-    return WebhookRefused(422, f"{prefix}{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}")
+    return WebhookRefused(422, f"{prefix}{'.'.join(str(p) for p in err['loc']) or '(body)'}: {error_message(err)}")
 
 
 def parse_delivery(request: Request, body: bytes, connections: Connections, settings: Settings) -> list[Incoming]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.text import error_message
 from activities.churn import signal_watch
 from core.models import Priority
 from core.settings import Settings
@@ -145,7 +146,7 @@ def _typed(model: type[BaseModel], args: dict[str, Any], mapping: dict[str, str]
     except ValidationError as exc:
         err = exc.errors()[0]
         target = str(err["loc"][0]) if err["loc"] else "(input)"
-        raise WebhookRefused(422, f"{mapping.get(target, target)}: {err['msg']} (for {target})") from None
+        raise WebhookRefused(422, f"{mapping.get(target, target)}: {error_message(err)} (for {target})") from None
 
 
 def _as_date(value: Any, source: str) -> date:
