@@ -215,11 +215,19 @@ class Mailer:
                     pass
         return out
 
-    async def _send_one(self, row, r: dict, listed: list[Listed], smtputf8: bool, log, now: datetime) -> None:
+    async def _send_one(self, row, r: dict, listed: list[Listed], smtputf8: bool, log, now: datetime,
+                        record=None) -> None:
+        """One copy to the relay and its outcome. `record(recipient, status, reason, **when)` writes the
+        outcome (default: `outbox.settle`, one statement; a survey batch's group commit passes its own);
+        a refusal is recorded as `_refused` says. A failure without an answer about this recipient is
+        raised: the activity (or the batch) is retried."""
+        if record is None:
+            async def record(recipient, status, reason="", **when):
+                await settle(self.pool, recipient, status, reason, **when)
         try:
             copy = build_copy(row, r, listed, self.settings, smtputf8)
         except (AddressProblem, StopIteration) as exc:
-            await settle(self.pool, r, "refused", str(exc) or "the address cannot be written")
+            await record(r, "refused", str(exc) or "the address cannot be written")
             return
         try:
             await self.smtp.sendmail(copy.sender, copy.recipient, copy.data, copy.smtputf8)
@@ -229,7 +237,7 @@ class Mailer:
                 raise  # no answer about this recipient: the activity is retried
             await self._refused(row, r, refusal, log, now)
             return
-        await settle(self.pool, r, "sent", sent_at=now, attempted=True)
+        await record(r, "sent", sent_at=now, attempted=True)
 
     async def _refused(self, row, r: dict, refusal, log, now: datetime) -> None:
         attempts = r["attempts"] + 1

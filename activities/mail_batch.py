@@ -42,10 +42,8 @@ from temporalio.exceptions import ApplicationError
 from activities.addresses import AddressProblem, address_key, format_for_display, parse_address
 from activities.common import activity_now, not_retryable, play_logger
 from activities.mail_links import new_token
-from activities.mail_message import build_copy
 from activities.outbox import legacy_category, message_id_for, message_outcome, our_people
 from activities.playbook_store import full_template
-from activities.smtp import refusal_of
 from core.metrics import count
 from core.models import CUSTOMER_CATEGORIES, Account, EmailTemplate, Person, PlayRef, StaffMember
 from playbooks.rendering import RenderError, render_email
@@ -230,7 +228,7 @@ async def _deliver(mailer, conn: asyncpg.Connection, template: EmailTemplate, em
                 if i in mine:
                     row, r = mine[i]
                     if r["status"] == "pending":
-                        await _send_copy(mailer, writer, row, r, log, now)
+                        await mailer._send_one(row, r, mailer._listed([r]), False, log, now, record=writer.settle)
                     outcomes[i] = "suppressed" if emails[i].blocked else "sent"
                 else:  # written before (a retry), or not the plain case: as one e-mail
                     e = emails[i]
@@ -367,25 +365,6 @@ async def _write_outbox(conn: asyncpg.Connection, rows: list[dict],
             x = by_comm[r["communication_id"]]
             r.update(id=x["id"], updated_at=x["updated_at"])
     return out
-
-
-async def _send_copy(mailer, writer: OutcomeWriter, row: dict, r: dict, log, now: datetime) -> None:
-    """One copy to the relay, its outcome through the writer (a refusal as `Mailer._refused` records it)."""
-    listed = mailer._listed([r])
-    try:
-        copy = build_copy(row, r, listed, mailer.settings, False)
-    except (AddressProblem, StopIteration) as exc:
-        await writer.settle(r, "refused", str(exc) or "the address cannot be written")
-        return
-    try:
-        await mailer.smtp.sendmail(copy.sender, copy.recipient, copy.data, copy.smtputf8)
-    except Exception as exc:
-        refusal = refusal_of(exc)
-        if refusal is None:
-            raise  # no answer about this recipient: the batch is retried
-        await mailer._refused(row, r, refusal, log, now)
-        return
-    await writer.settle(r, "sent", sent_at=now, attempted=True)
 
 
 async def _finish_many(conn: asyncpg.Connection, done: list[tuple[dict, dict]], now: datetime) -> None:
