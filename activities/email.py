@@ -32,6 +32,7 @@ from activities.mail_events import suppress, task_for_csm
 from activities.mail_message import Listed, build_copy
 from activities.mail_policy import cap_holds, soft_bounce_delay, suppressions_for
 from activities.outbox import (
+    EMAIL_SENT_EVENTS,
     FINAL, SETTLED, add_recipients, create_outbox_row, message_id_for, message_outcome, our_people, recipients_of,
     recipients_rows, result_of, settle,
 )
@@ -269,15 +270,7 @@ class Mailer:
                 UPDATE communications SET status = $2, reason = $3, deferred_until = $4, updated_at = now(),
                     sent_at = CASE WHEN $2 = 'sent' THEN coalesce(sent_at, $5) ELSE sent_at END
                 WHERE id = $1 RETURNING *),
-            ev AS (
-                INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
-                                         occurred_at, title, data)
-                SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
-                       split_part(workflow_id, '-', 1), sent_at, left('E-mail sent: ' || subject, 500),
-                       jsonb_build_object('communication_id', id, 'template', template, 'subject', subject,
-                                          'to', to_jsonb(to_addrs), 'cc', to_jsonb(cc_addrs), 'message_id', message_id)
-                FROM done WHERE done.status = 'sent' AND done.account_id IS NOT NULL
-                ON CONFLICT (event_key) DO NOTHING RETURNING 1),
+            """ + EMAIL_SENT_EVENTS + """,
             notified AS (SELECT pg_notify('play_events', '') FROM ev)
             SELECT done.*, (SELECT count(*) FROM notified) AS _events FROM done
             """,

@@ -42,7 +42,7 @@ from temporalio.exceptions import ApplicationError
 from activities.addresses import AddressProblem, address_key, format_for_display, parse_address
 from activities.common import activity_now, not_retryable, play_logger
 from activities.mail_links import new_token
-from activities.outbox import legacy_category, message_id_for, message_outcome, our_people
+from activities.outbox import EMAIL_SENT_EVENTS, legacy_category, message_id_for, message_outcome, our_people
 from activities.playbook_store import full_template
 from core.metrics import count
 from core.models import CUSTOMER_CATEGORIES, Account, EmailTemplate, Person, PlayRef, StaffMember
@@ -388,15 +388,7 @@ async def _finish_many(conn: asyncpg.Connection, done: list[tuple[dict, dict]], 
                 sent_at = CASE WHEN u.status = 'sent' THEN coalesce(c.sent_at, $5) ELSE c.sent_at END
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, status, reason, until)
             WHERE c.id = ANY($1::bigint[]) AND c.id = u.id RETURNING c.*),
-        ev AS (
-            INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook,
-                                     occurred_at, title, data)
-            SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
-                   split_part(workflow_id, '-', 1), sent_at, left('E-mail sent: ' || subject, 500),
-                   jsonb_build_object('communication_id', id, 'template', template, 'subject', subject,
-                                      'to', to_jsonb(to_addrs), 'cc', to_jsonb(cc_addrs), 'message_id', message_id)
-            FROM done WHERE done.status = 'sent' AND done.account_id IS NOT NULL
-            ON CONFLICT (event_key) DO NOTHING RETURNING 1)
+        """ + EMAIL_SENT_EVENTS + """
         SELECT pg_notify('play_events', '') FROM (SELECT 1 FROM ev LIMIT 1) AS any_event
         """,
         ids, statuses, reasons, untils, now,

@@ -205,3 +205,16 @@ def result_of(row: asyncpg.Record, recips: list, already: bool) -> EmailResult:
         recipients=[RecipientOutcome(name=r["name"], address=r["address"], kind=r["kind"], customer=r["customer"],
                                      status=r["status"], reason=r["reason"]) for r in recips],
     )
+
+
+# The `ev` CTE that writes the `email.sent` play event of each outbox row of a `done` CTE (the rows
+# just finished, RETURNING communications.*) that went out and belongs to an account; one key per
+# message, so a repeated finish writes nothing twice. Used by Mailer._finish and a survey batch's finish.
+EMAIL_SENT_EVENTS = """ev AS (
+    INSERT INTO play_events (event_key, event, account_id, workflow_id, play_id, step, playbook, occurred_at, title, data)
+    SELECT idem_key || '/email.sent', 'email.sent', account_id, workflow_id, play_id, step,
+           split_part(workflow_id, '-', 1), sent_at, left('E-mail sent: ' || subject, 500),
+           jsonb_build_object('communication_id', id, 'template', template, 'subject', subject,
+                              'to', to_jsonb(to_addrs), 'cc', to_jsonb(cc_addrs), 'message_id', message_id)
+    FROM done WHERE done.status = 'sent' AND done.account_id IS NOT NULL
+    ON CONFLICT (event_key) DO NOTHING RETURNING 1)"""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.models import PRIORITY_KEY, TIER_NAME
+from playbooks.schema_base import known_zone
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -127,11 +127,7 @@ class SupportRegion(ProfileModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, or too long
-            raise ValueError(f"unknown time zone {v[:80]!r}") from None
-        return v
+        return known_zone(v)
 
     @field_validator("hours")
     @classmethod

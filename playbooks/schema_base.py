@@ -115,11 +115,7 @@ class PlaybookContent(Content):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, or too long
-            raise ValueError(f"unknown time zone {v[:80]!r}") from None
-        return v
+        return known_zone(v)
 
     def email_contents(self) -> list[tuple[str, tuple, TemplateContent]]:
         """(snapshot key, location in the file, content) of every e-mail this playbook can send."""
@@ -177,3 +173,13 @@ class PlaybookSnapshot(Content):
 # Playbook kind -> its content and snapshot models (each playbook's schema module adds its own).
 PLAYBOOK_MODELS: dict[str, type[PlaybookContent]] = {}
 SNAPSHOT_MODELS: dict[str, type[PlaybookSnapshot]] = {}
+
+
+def known_zone(v: str) -> str:
+    """`v` if it is an IANA time zone; ValueError "unknown time zone" otherwise (also for a folder of
+    the zone database such as "America", or a name too long for a file)."""
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {v[:80]!r}") from None
+    return v
