@@ -19,7 +19,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
@@ -104,6 +104,21 @@ async def asleep_on_timer(client, workflow_id: str, what: str = "") -> None:
         return bool(events) and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
 
     await eventually(sleeping, what or f"{workflow_id} to sleep on its timer with no activity pending")
+
+
+async def first_tasks(env, pool, workflow_id: str, what: str = "") -> list:
+    """The play's tasks once it has created some (rows of `tasks`, oldest first), skipping play time
+    on the time-skipping server an hour at a time while it has none: a play launched before the
+    working day starts (09:00 in the account's zone), at the weekend or on a holiday creates its
+    first tasks when the next working day starts, whatever the hour the suite runs. Gives up after
+    six days of play time with `what` in the failure."""
+    for _ in range(6 * 24):
+        await asleep_on_timer(env.client, workflow_id, what)
+        rows = await pool.fetch("SELECT * FROM tasks WHERE workflow_id = $1 ORDER BY id", workflow_id)
+        if rows:
+            return rows
+        await env.sleep(timedelta(hours=1))
+    raise AssertionError(f"{workflow_id} created no task in six days of play time ({what or 'first tasks'})")
 
 
 def free_port() -> int:

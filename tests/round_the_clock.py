@@ -1,7 +1,9 @@
 """Playbooks for tests that run in real time (a dev server, ./run.sh's stack): a play launched
 whenever the suite runs, night or weekend, must act at once, as the tests expect. The copy plans on
 calendar days, keeps dates on days off and opens every send window round the clock: what a
-playbook may say (README "Customer e-mail"). Time-skipping tests use the shipped playbooks."""
+playbook may say (README "Customer e-mail"). Its working day starts at 00:00 (`work_start_hour: 0`),
+so a step due "day 1 at work start" fires at launch even before 09:00 (CI ran once at 00:20 New York
+time and every console play waited for 09:00). Time-skipping tests use the shipped playbooks."""
 
 from __future__ import annotations
 
@@ -33,5 +35,7 @@ def open_round_the_clock(folder: Path) -> Path:
             continue  # opened before
         assert n == 1, name
         text = text.replace("day_unit: business_days", "day_unit: calendar_days")
+        text, n = re.subn(r"(?m)^work_start_hour: \d+$", "work_start_hour: 0", text)
+        assert n == 1, name
         path.write_text(text)
     return folder

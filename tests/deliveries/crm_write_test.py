@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from activities.crm_write import TASK_TO_COMPANY, record_key
 from starter.steering import complete_task, launch_onboarding
-from tests.conftest import asleep_on_timer, eventually
+from tests.conftest import eventually, first_tasks
 from tests.deliveries.conftest import (
     HS_COMPANY, HS_CONTACT, SF_ACCOUNT, SF_CONTACT, Running, Service, deliveries, link_acme, notify_settings, settled,
 )
@@ -20,10 +20,7 @@ from workflows.onboarding import OnboardingPlan
 async def onboarding(env, pool, s):
     """Onboarding for acme, until it sleeps: its first tasks and the welcome e-mail exist."""
     handle = await launch_onboarding(env.client, pool, s, "acme", "test", s.task_queue)
-    await asleep_on_timer(env.client, handle.id)
-    tasks = await pool.fetch("SELECT * FROM tasks WHERE workflow_id = $1 ORDER BY id", handle.id)
-    assert tasks
-    return handle, tasks
+    return handle, await first_tasks(env, pool, handle.id, "acme's first onboarding tasks")
 
 
 def hs_task_event(crm_id: str, value: str = "COMPLETED") -> dict:

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from core.settings import PROJECT_ROOT
 from starter.security.api_auth import PUBLIC_ROUTES, is_public
 from starter.security.tokens import create_token, digest
-from tests.conftest import API_TOKEN_NAME, asleep_on_timer
+from tests.conftest import API_TOKEN_NAME, first_tasks
 
 
 def all_routes(app):
@@ -98,8 +98,7 @@ async def test_scopes_decide_what_a_token_may_do(env, http, anonymous, pool):
     assert refused.status_code == 403 and "needs 'launch'" in refused.json()["detail"]
     launched = await anonymous.post("/plays/onboarding", headers=as_("launch"), json={"account_id": "acme"})
     assert launched.status_code == 202, launched.text
-    await asleep_on_timer(env.client, "onboarding-acme")
-    task = await pool.fetchval("SELECT id FROM tasks ORDER BY id LIMIT 1")
+    task = (await first_tasks(env, pool, "onboarding-acme", "acme's first onboarding tasks"))[0]["id"]
     assert (await anonymous.post(f"/tasks/{task}/complete", headers=as_("launch"))).status_code == 403
     done = await anonymous.post(f"/tasks/{task}/complete", headers=as_("steer"))
     assert done.status_code == 200 and done.json()["status"] == "completed"
