@@ -337,6 +337,17 @@ def _address(formatted: str) -> str:
     return parseaddr(formatted)[1].lower()
 
 
+def may_route(event: dict, content: NotificationsContent, connections: Connections | None) -> bool:
+    """Whether any chat route, webhook subscription or CRM write-back could take this play event
+    (a play_events row as a dict), whatever its account's tier. False means `route` gives no
+    delivery whatever the account or the e-mail, so the relay skips reading them (an NPS cycle's
+    100,000 `email.sent` survey events, which no shipped route or subscription takes)."""
+    name = event["event"]
+    return (connections is not None
+            or any(name in rt.events and rt.when.matches(event, None, any_tier=True) for rt in content.routes)
+            or any(name in sub.events and sub.when.matches(event, None, any_tier=True) for sub in content.webhooks))
+
+
 def route(event: dict, r: Routing) -> list[dict]:
     """Every delivery the event makes (dicts with the `deliveries` columns), none twice."""
     return chat_specs(event, r) + webhook_specs(event, r) + crm_specs(event, r)

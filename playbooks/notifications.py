@@ -100,9 +100,10 @@ class When(Content):
                 raise ValueError(f"{account_id!r} is not an account id")
         return ids
 
-    def matches(self, event: dict, tier: str | None) -> bool:
+    def matches(self, event: dict, tier: str | None, any_tier: bool = False) -> bool:
         """Does this play event (a play_events row as a dict: event, playbook, step, severity,
-        account_id, data) pass the filter? `tier`: the account's tier, if any."""
+        account_id, data) pass the filter? `tier`: the account's tier, if any; `any_tier`: pass
+        the tier condition whatever the account's (to know whether the account is worth reading)."""
         data = event.get("data") or {}
         checks = [
             (self.playbooks, lambda: event.get("playbook") in self.playbooks),
@@ -111,7 +112,7 @@ class When(Content):
             (self.levels, lambda: data.get("level") in self.levels),
             (self.to_bands, lambda: data.get("to_band") in self.to_bands),
             (self.priorities, lambda: event.get("severity") in self.priorities),
-            (self.tiers, lambda: tier in self.tiers),
+            (self.tiers, lambda: any_tier or tier in self.tiers),
             (self.accounts, lambda: event.get("account_id") in self.accounts),
         ]
         return all(check() for given, check in checks if given)

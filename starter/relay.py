@@ -25,7 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from activities.notice_routing import (
-    Routing, account_info, current_connections, current_notifications, current_team, route,
+    Routing, account_info, current_connections, current_notifications, current_team, may_route, route,
 )
 from activities.play_events import NOTIFY_CHANNEL
 from core.logs import get_logger
@@ -104,8 +104,12 @@ class NoticeRelay:
             events = await conn.fetch("SELECT * FROM play_events WHERE routed_at IS NULL ORDER BY id LIMIT $1"
                                       " FOR UPDATE SKIP LOCKED", limit)
             accounts: dict[str, object] = {}
+            marks: list[tuple[int, int]] = []  # (event id, deliveries made)
             for e in events:
                 event = dict(e)
+                if not may_route(event, content, connections):
+                    marks.append((e["id"], 0))
+                    continue
                 account_id = event["account_id"]
                 if account_id and account_id not in accounts:
                     accounts[account_id] = await account_info(conn, account_id)
@@ -120,8 +124,11 @@ class NoticeRelay:
                     await conn.execute(_INSERT, d["idem_key"][:1000], d["event_id"], d["kind"], d["channel"],
                                        d["destination"], d["operation"], d["event"], d["account_id"], d["workflow_id"],
                                        d["step"], d["summary"], d["payload"])
-                await conn.execute("UPDATE play_events SET routed_at = now(), deliveries = $2 WHERE id = $1",
-                                   e["id"], len(specs))
+                marks.append((e["id"], len(specs)))
+            if marks:
+                await conn.execute("UPDATE play_events p SET routed_at = now(), deliveries = m.n"
+                                   " FROM unnest($1::bigint[], $2::int[]) AS m(id, n) WHERE p.id = m.id",
+                                   [m[0] for m in marks], [m[1] for m in marks])
         return len(events)
 
     async def start_pending(self, limit: int = 200) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from activities.chat_messages import build, slack_blocks, teams_card, teams_escape
-from activities.notice_routing import AccountInfo, Routing, route
+from activities.notice_routing import AccountInfo, Routing, may_route, route
 from core.settings import Settings
 from playbooks.crm_connections import load_connections
 from playbooks.notifications import load_notifications
@@ -127,3 +127,23 @@ def test_block_kit_limits_hold_for_long_texts():
                                 {"name": long, "tier": None}, []))["blocks"]
     assert len(blocks[0]["text"]["text"]) <= 150 and len(blocks[1]["text"]["text"]) <= 3000
     assert all(len(f["text"]) <= 2000 for f in blocks[2]["fields"]) and len(blocks[2]["fields"]) <= 10
+
+
+def test_the_relay_skips_reading_an_account_only_for_events_no_route_can_take():
+    """`may_route` is False only where `route` makes nothing for any tier: a survey's `email.sent` (the
+    NPS cycle's 100,000 events) is marked routed without reading its account and e-mail."""
+    settings = Settings(_env_file=None, chat_webhook_urls={"escalations": SecretStr("https://hooks.slack.com/services/T/B/x"),
+                                                           "cs-leadership": SecretStr("https://example.webhook.office.com/x")},
+                        slack_bot_token=SecretStr("xoxb-1"))
+    content = load_notifications(PLAYBOOKS)
+    survey = event("email.sent", playbook="nps", step="survey/c1/lee.park@acme.example",
+                   data={"template": "nps/survey.html.j2", "communication_id": 1})
+    breach = event("email.sent", data={"template": "sla/breach_notice.html.j2", "communication_id": 2})
+    escalated = event("play.escalated", data={"level": 2, "to_role": "vp_engineering"})
+    assert not may_route(survey, content, None)
+    assert may_route(breach, content, None) and may_route(escalated, content, None)
+    assert may_route(survey, content, load_connections(PLAYBOOKS / "crm"))  # CRM write-back logs every e-mail
+    for tier in ("Enterprise", "Mid-Market", "Starter", None):
+        info = AccountInfo(id="acme", name="Acme Logistics", tier=tier)
+        assert route(survey, Routing(settings, content, None, None, info, {"body_text": "x"})) == []
+        assert route(breach, Routing(settings, content, None, None, info, {"body_text": "x"})) != []
