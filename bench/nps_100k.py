@@ -74,13 +74,15 @@ GOAL_SECONDS = 300  # the sending phase of 100,000 accounts, on one worker
 GOAL_ACCOUNTS = 100_000
 
 
-def playbooks_with_batch_size(root: Path, batch_size: int) -> Path:
-    """A copy of the playbooks with the NPS batch size changed and its send window open round the
-    clock (the bench must not depend on the hour it runs at): the launch snapshots both."""
+def playbooks_with_batch_size(root: Path, batch_size: int, parallel: int | None = None) -> Path:
+    """A copy of the playbooks with the NPS batch size (and, given `parallel`, its shards) changed and
+    its send window open round the clock (the bench must not depend on the hour it runs at): the
+    launch snapshots them."""
     target = root / "playbooks"
     shutil.copytree(PROJECT_ROOT / "playbooks", target)
     nps = target / "nps.yaml"
-    text, n = re.subn(r"(?m)^batch_size:\s*\d+", f"batch_size: {batch_size}", nps.read_text())
+    shards = f"\nparallel_batches: {parallel}" if parallel else ""
+    text, n = re.subn(r"(?m)^batch_size:\s*\d+", f"batch_size: {batch_size}{shards}", nps.read_text())
     text, m = re.subn(r"(?m)^send_window:.*$", 'send_window: {days: [monday, tuesday, wednesday, thursday, friday, '
                       'saturday, sunday], opens: "00:00", closes: "24:00", on_holidays: true}', text)
     if n != 1 or m != 1:
@@ -214,7 +216,7 @@ async def bench(args: argparse.Namespace, stack: Stack, deadline: float) -> None
 
     settings = Settings(_env_file=None, database_url=url, task_queue=TASK_QUEUE, smtp_host="127.0.0.1",
                         smtp_port=smtp_port, data_dir=stack.root / "data",
-                        playbooks_dir=playbooks_with_batch_size(stack.root, args.batch_size))
+                        playbooks_dir=playbooks_with_batch_size(stack.root, args.batch_size, args.parallel))
     pool = await create_pool(url, 2)
     try:
         await pool.execute("SELECT pg_stat_reset()")  # table scans counted from the launch on
@@ -424,6 +426,8 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the cycle's batches")
     parser.add_argument("--batch-size", type=int, default=1000, help="the NPS playbook's batch_size (1-5000)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="the NPS playbook's parallel_batches (1-32; default: the playbook's own)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before the bench stops by itself")
     parser.add_argument("--interval", type=float, default=5, help="seconds between progress lines")
     parser.add_argument("--slow-ms", type=int, default=100, help="worker statements slower than this are listed")

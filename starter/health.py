@@ -1,4 +1,4 @@
-"""/readyz without waiting on anyone: PostgreSQL (and its migrations), Temporal and the SMTP relay
+"""/readyz without waiting on anyone: PostgreSQL, its schema migrations, Temporal and the SMTP relay
 are checked every second by a background task, and the endpoint answers the latest result at once.
 
 A busy Temporal server or a pool under load used to make /healthz itself slow, and a load
@@ -27,6 +27,11 @@ LAG_WARNING_SECONDS = 0.1
 
 
 async def _postgres(pool: asyncpg.Pool) -> str:
+    await pool.fetchval("SELECT 1")
+    return "ok"
+
+
+async def _migrations(pool: asyncpg.Pool) -> str:
     applied = {r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations")}
     missing = [version for version, _ in migration_files() if version not in applied]
     return f"down: migrations not applied: {', '.join(missing)}" if missing else "ok"
@@ -56,11 +61,11 @@ async def _one(work) -> str:
 
 
 async def check(pool: asyncpg.Pool, client: Client, settings: Settings) -> dict[str, str]:
-    """Each dependency, side by side: "ok" or "down: <what went wrong>", within CHECK_SECONDS each.
-    PostgreSQL is "down" too while a migration of this version is not applied."""
-    postgres, temporal, smtp = await asyncio.gather(_one(_postgres(pool)), _one(_temporal(client)),
-                                                    _one(_smtp(settings)))
-    return {"postgres": postgres, "temporal": temporal, "smtp": smtp}
+    """Each dependency, side by side: "ok" or "down: <what went wrong>", within CHECK_SECONDS each:
+    {"postgres", "migrations" (every migration of this version applied), "temporal", "smtp"}."""
+    postgres, migrations, temporal, smtp = await asyncio.gather(
+        _one(_postgres(pool)), _one(_migrations(pool)), _one(_temporal(client)), _one(_smtp(settings)))
+    return {"postgres": postgres, "migrations": migrations, "temporal": temporal, "smtp": smtp}
 
 
 class HealthMonitor:
@@ -68,7 +73,7 @@ class HealthMonitor:
 
     def __init__(self, pool: asyncpg.Pool, client: Client, settings: Settings):
         self.pool, self.client, self.settings = pool, client, settings
-        self.checks: dict[str, str] = dict.fromkeys(("postgres", "temporal", "smtp"), "not checked yet")
+        self.checks: dict[str, str] = dict.fromkeys(("postgres", "migrations", "temporal", "smtp"), "not checked yet")
         self.checked_at = 0.0
         self.max_lag = 0.0
         self._task: asyncio.Task | None = None

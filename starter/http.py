@@ -204,7 +204,7 @@ async def healthz():
 
 @app.get("/readyz", summary="Readiness: PostgreSQL, Temporal and SMTP reachable, migrations current")
 async def readyz(state=Depends(deps)):
-    """{"postgres": "ok", "temporal": "ok", "smtp": "ok"} and 200, or what is down and 503.
+    """{"postgres": "ok", "migrations": "ok", "temporal": "ok", "smtp": "ok"} and 200, or what is down and 503.
     Answered from the background monitor's latest check; checked inline where no monitor runs (tests)."""
     monitor = getattr(state, "health", None)
     if monitor is not None:

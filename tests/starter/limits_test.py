@@ -112,7 +112,7 @@ async def test_a_full_pool_is_503_with_retry_after_and_healthz_still_answers(env
         busy = await anonymous.get("/healthz")
         assert busy.status_code == 200 and busy.json() == {"status": "alive"}
         ready = await anonymous.get("/readyz")
-        assert ready.status_code == 200 and ready.json() == {"postgres": "ok", "temporal": "ok", "smtp": "ok"}
+        assert ready.status_code == 200 and ready.json() == {"postgres": "ok", "migrations": "ok", "temporal": "ok", "smtp": "ok"}
         answer = await http.post("/plays/onboarding", json={"account_id": "acme"})
         assert answer.status_code == 503 and answer.headers["retry-after"] == str(settings.overload_retry_after_seconds)
         assert answer.json()["detail"] == "the service is busy; retry later"
