@@ -148,6 +148,12 @@ async def launch(
             out.print(f"started [bold]{handle.id}[/bold]")
             out.print(f"watch it: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}")
             return
+        if tier is not None:
+            from playbooks.profiles import profile_of
+
+            tiers = profile_of(settings).content.tier_names
+            if tier not in tiers:
+                raise SteeringError(f"--tier: {tier!r} is not a tier of this profile ({', '.join(tiers)})")
         accounts = await segment(pool, tier, status_, csm)
         if not accounts:
             raise SteeringError("no account matches that segment")

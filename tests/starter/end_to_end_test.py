@@ -213,6 +213,10 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         await client.get_workflow_handle("nps-cycle-E2E").terminate("end of e2e test")
         await client.get_workflow_handle("churn-acme").terminate("end of e2e test")
 
+        # A tier the profile does not have is named as such, not "no account matches".
+        platinum = cli(env, "launch", "--playbook", "onboarding", "--tier", "Platinum")
+        assert platinum.returncode == 1 and "--tier: 'Platinum' is not a tier of this profile (Enterprise, " \
+            in platinum.stderr, platinum.stderr
         # A segment launch shows progress and a summary.
         bulk = cli(env, "launch", "--playbook", "onboarding", "--tier", "Enterprise")
         assert bulk.returncode == 0 and "1 started, 0 refused" in bulk.stdout, bulk.stderr
