@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import date
+from datetime import date, datetime, timezone
 from enum import Enum
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -118,6 +118,13 @@ class Playbook(str, Enum):
     sla = "sla"
 
 
+def when(at: datetime | None) -> str:
+    """An instant for the terminal, labelled: "2026-12-01 14:00 UTC" ("-" for none)."""
+    if at is None:
+        return "-"
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def parse_date(value: str | None) -> date | None:
     if value is None:
         return None
@@ -204,7 +211,7 @@ async def status(
         st = await client.get_workflow_handle(onboarding_workflow_id(account_id)).query(OnboardingPlan.status)
     out.print(f"[bold]{escape(account_id)}[/bold]  phase {st.phase_name}  day {st.day}  go-live day {st.go_live_day}"
               f"  slip {st.slip_days} days")
-    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    out.print(f"next: {escape(st.next_action)} at {when(st.next_action_at)}")
     print_tasks(st.open_tasks)
     print_failures(st.failed_steps)
 
@@ -232,7 +239,7 @@ def print_renewal(st) -> None:
     outcome = f"  [bold]{st.outcome}[/bold]" if st.outcome else ""
     out.print(f"[bold]{escape(st.account_id)}[/bold] ({st.tier})  renews {st.renewal_date}  "
               f"{st.days_to_renewal} days to go  phase {st.phase}{outcome}")
-    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    out.print(f"next: {escape(st.next_action)} at {when(st.next_action_at)}")
     print_schedule(st.schedule)
     print_tasks(st.open_tasks)
     print_failures(st.failed_steps)
@@ -292,7 +299,7 @@ async def tasks(
     table = Table("owner", "id", "account", "title", "due", "priority", "status")
     for r in rows:
         late = r["late"] and r["status"] not in ("completed", "cancelled")
-        due = r["due_at"].strftime("%Y-%m-%d %H:%M") + (" [red]overdue[/red]" if late else "")
+        due = when(r["due_at"]) + (" [red]overdue[/red]" if late else "")
         table.add_row(r["owner_email"] or "", str(r["id"]), r["account_id"], escape(r["title"]), due, r["priority"],
                       r["status"])
     out.print(table)
@@ -327,7 +334,7 @@ async def move_go_live(account_id: str, day: int, reason: str = typer.Option("",
     out.print(f"go-live moved by {result.shifted_by_days:+d} days to day {result.go_live_day} ({result.go_live_at:%Y-%m-%d})")
     table = Table("day", "when", "step", "status")
     for e in result.schedule:
-        table.add_row(str(e.day or ""), e.at.strftime("%Y-%m-%d %H:%M"), escape(e.title), e.status)
+        table.add_row(str(e.day or ""), when(e.at), escape(e.title), e.status)
     out.print(table)
 
 
@@ -375,8 +382,8 @@ async def list_plays(
             attrs = {p.key.name: p.value for p in w.typed_search_attributes}
             nxt = attrs.get("NextActionAt")
             table.add_row(w.id, attrs.get("Playbook", ""), attrs.get("AccountId", ""), attrs.get("Phase", ""),
-                          nxt.strftime("%Y-%m-%d %H:%M") if nxt else "", w.status.name.lower() if w.status else "",
-                          w.start_time.strftime("%Y-%m-%d %H:%M"))
+                          when(nxt) if nxt else "", w.status.name.lower() if w.status else "",
+                          when(w.start_time))
             count += 1
     out.print(table)
     out.print(f"{count} plays" + (f" matching {query}" if query else ""))
@@ -399,7 +406,7 @@ async def show(play: str = typer.Argument(..., help="the play's workflow id, e.g
                       f"go-live day {st.go_live_day}  slip {st.slip_days} days")
             table = Table("day", "when", "step", "status")
             for e in st.schedule:
-                table.add_row(str(e.day or ""), e.at.strftime("%Y-%m-%d %H:%M"), escape(e.title), e.status)
+                table.add_row(str(e.day or ""), when(e.at), escape(e.title), e.status)
             out.print(table)
             print_tasks(st.open_tasks)
             print_failures(st.failed_steps)
@@ -432,7 +439,7 @@ async def skip_step_cmd(play: str, step: str, by: str = typer.Option(..., help="
     """Skip one pending step of a play (the play refuses steps it cannot skip and lists those it can)."""
     async with services(need_db=False) as (_, client, __):
         result = await skip_step(client, play, step, by, reason)
-    out.print(f"skipped {escape(result.skipped)}; next: {escape(result.next_step)} at {result.next_at or '-'}")
+    out.print(f"skipped {escape(result.skipped)}; next: {escape(result.next_step)} at {when(result.next_at)}")
 
 
 @app.command()

@@ -30,7 +30,7 @@ from workflows.sla_messages import (
     SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, sla_workflow_id,
 )
 
-from starter.cli import app, command, err, out, print_failures, print_tasks, services  # noqa: E402
+from starter.cli import app, command, err, out, print_failures, print_tasks, services, when  # noqa: E402
 
 ticket = typer.Typer(help="Support tickets under an SLA clock.", no_args_is_help=True)
 app.add_typer(ticket, name="ticket")
@@ -78,7 +78,7 @@ def print_ticket(st) -> None:
         out.print(f"  L{e.level} -> {e.to_role}  {escape(e.rule)}  {e.at:%Y-%m-%d %H:%M %Z}")
     for clock, percent in st.credits.items():
         out.print(f"  service credit: {percent}% of the monthly fee ({clock})")
-    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    out.print(f"next: {escape(st.next_action)} at {when(st.next_action_at)}")
     print_failures(st.failed_steps)
 
 
@@ -192,7 +192,7 @@ async def churn_status_cmd(account_id: str):
     out.print(table)
     for c in st.band_changes[-5:]:
         out.print(f"  {c.at:%Y-%m-%d %H:%M}  {c.from_band} -> {c.to_band} (risk {c.score})")
-    out.print(f"next: {escape(st.next_action)} at {st.next_action_at or '-'}")
+    out.print(f"next: {escape(st.next_action)} at {when(st.next_action_at)}")
     print_tasks(st.open_tasks)
 
 
@@ -309,7 +309,7 @@ async def nps_choose_path(play: str, path: str, by: str = typer.Option(..., help
     """A detractor's recovery path: fix_and_resurvey, graceful_churn or escalated_engagement."""
     async with services(need_db=False) as (_, client, __):
         st = await choose_detractor_path(client, play, path, by)
-    out.print(f"{play}: path {st.path}; next {escape(st.next_action)} at {st.next_action_at or '-'}")
+    out.print(f"{play}: path {st.path}; next {escape(st.next_action)} at {when(st.next_action_at)}")
 
 
 @app.command("sla-report")

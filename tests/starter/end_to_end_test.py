@@ -109,6 +109,8 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
         await eventually(kickoff_done, "the kickoff milestone to complete")
         shown = cli(env, "status", "acme")
         assert shown.returncode == 0 and "Planning & Assessment" in shown.stdout
+        timeline = cli(env, "show", "onboarding-acme")  # every time says its zone
+        assert timeline.returncode == 0 and " UTC" in timeline.stdout, timeline.stderr
         moved = cli(env, "move-go-live", "acme", "2")
         assert moved.returncode == 1 and "cannot move go-live to day 2" in moved.stderr
         await handle.terminate("end of e2e test")
