@@ -132,6 +132,9 @@ support_regions:
       friday: ["09:00-18:00"]
       saturday: ["10:00-14:00"]
     business_day_hours: 9
+# The roles the default profile's ladders and rules name (its sla.yaml is copied in).
+staff_roles: {support_team: Support, cs_manager: CS Manager, vp_customer_success: VP CS, vp_engineering: VP Eng,
+              vp_product: VP Product, ceo: CEO, coo: COO}
 """
 
 
