@@ -69,6 +69,9 @@ class SlaActivities:
         async with self.pool.acquire() as conn, conn.transaction():
             # One account's misses are counted one at a time: two tickets missing at once both count.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sla-credits/' || $1))", account.id)
+            reason = req.reason
+            if req.cap_percent is not None:
+                amount, reason = await _capped(conn, req, account.id, fee, amount, key)
             await conn.execute(
                 """
                 INSERT INTO service_credits (idem_key, workflow_id, play_id, ticket_id, account_id, clock,
@@ -76,7 +79,7 @@ class SlaActivities:
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (idem_key) DO NOTHING
                 """,
                 key, req.play.workflow_id, req.play.play_id, req.ticket_id, req.play.account_id, req.clock,
-                Decimal(str(req.percent)), fee, amount, req.reason, req.missed_at,
+                Decimal(str(req.percent)), fee, amount, reason, req.missed_at,
             )
             row = await conn.fetchrow(
                 "SELECT amount, coalesce(missed_at, created_at) AS at FROM service_credits WHERE idem_key = $1", key)
@@ -87,6 +90,30 @@ class SlaActivities:
             "sla.service_credit", clock=req.clock, percent=req.percent, amount=str(amount)
         )
         return amount
+
+
+async def _capped(conn: asyncpg.Connection, req: ServiceCreditRequest, account_id: str, fee: Decimal,
+                  amount: Decimal, key: str) -> tuple[Decimal, str]:
+    """Seed 004 section 3.3 ("Multiple breaches/mois : 25% crédit max"): the credit, cut so that the
+    account's credits of the calendar month (UTC) of the miss stay within `cap_percent` of the monthly
+    fee; (amount, reason), the reason saying when it was cut. The caller holds the account's lock."""
+    at = (req.missed_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    start = datetime(at.year, at.month, 1, tzinfo=timezone.utc)
+    end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=timezone.utc)
+    so_far = await conn.fetchval(
+        """
+        SELECT coalesce(sum(amount), 0) FROM service_credits
+        WHERE account_id = $1 AND idem_key <> $2
+          AND coalesce(missed_at, created_at) >= $3 AND coalesce(missed_at, created_at) < $4
+        """,
+        account_id, key, start, end,
+    )
+    cap = (fee * Decimal(str(req.cap_percent)) / 100).quantize(CENT, ROUND_HALF_UP)
+    left = max(cap - Decimal(so_far), Decimal("0.00"))
+    if amount <= left:
+        return amount, req.reason
+    return left, (f"{req.reason}; cut from {amount} to {left}: credits of {at:%Y-%m} are capped at "
+                  f"{req.cap_percent:g}% of the monthly fee ({cap})")
 
 
 async def _repeat_misses(conn: asyncpg.Connection, req: ServiceCreditRequest, account, fee: Decimal,

@@ -59,13 +59,40 @@ Priority = Annotated[str, Field(pattern=PRIORITY_KEY), AfterValidator(_profile_p
 # The severity of an escalation: a ticket's priority, or the task scale for other plays' escalations.
 Severity = Annotated[str, Field(pattern=PRIORITY_KEY)]
 
-# Who a step can address. Account roles come from the account row; staff
-# roles from the `staff` table (the escalation ladder of seed 001 section 9).
+# Who a step can address. Account roles come from the account row; staff roles from the `staff`
+# table. A staff role is one the active profile declares (profile.yaml `staff_roles`) or one of the
+# product's own (the escalation ladder of seed 001 section 9), which every profile's default content
+# files name. Like tiers, a role is checked against the profile where a validation context carries
+# one; the SLA ladders and rules (`ProfileRole`) must name an account role or one the profile declares.
+ROLE_KEY = r"^[a-z][a-z0-9_]{0,62}$"
+ACCOUNT_ROLES: tuple[str, ...] = ("csm", "sponsor", "contacts")
+STAFF_ROLES: tuple[str, ...] = ("support_team", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product",
+                                "ceo")
 AccountRole = Literal["csm", "sponsor", "contacts"]
-StaffRole = Literal["support_team", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo"]
-Role = Literal["csm", "sponsor", "contacts", "support_team", "cs_manager", "vp_customer_success", "vp_engineering",
-               "vp_product", "ceo"]
-STAFF_ROLES: tuple[str, ...] = StaffRole.__args__  # type: ignore[attr-defined]
+
+
+def _known_roles(profile, product: bool) -> tuple[str, ...]:
+    declared = tuple(profile.staff_roles)
+    return ACCOUNT_ROLES + declared + tuple(r for r in STAFF_ROLES if product and r not in declared)
+
+
+def _role_check(value: str, info: ValidationInfo, product: bool, staff: bool) -> str:
+    profile = context_profile(info)
+    if profile is None:
+        return value
+    known = _known_roles(profile, product)
+    if staff:
+        known = tuple(r for r in known if r not in ACCOUNT_ROLES)
+    if value not in known:
+        raise ValueError(f"{value!r} is not a role of profile {profile.name} ({', '.join(known)}); "
+                         f"declare it in its profile.yaml staff_roles")
+    return value
+
+
+Role = Annotated[str, Field(pattern=ROLE_KEY), AfterValidator(lambda v, i: _role_check(v, i, True, False))]
+StaffRole = Annotated[str, Field(pattern=ROLE_KEY), AfterValidator(lambda v, i: _role_check(v, i, True, True))]
+# A role an SLA ladder or rule names: an account role, or a staff role the profile declares.
+ProfileRole = Annotated[str, Field(pattern=ROLE_KEY), AfterValidator(lambda v, i: _role_check(v, i, False, False))]
 
 
 def tier_for_arr(arr: Decimal) -> str:
@@ -340,7 +367,7 @@ class EscalationReport(Model):
 class EscalateRequest(Model):
     play: PlayRef
     step: str
-    level: int = Field(ge=1, le=4)
+    level: int = Field(ge=1, le=9)  # ladders of any length (profiles)
     to_role: Role
     from_role: Role = "csm"
     reason: str
@@ -403,6 +430,9 @@ class ServiceCreditRequest(Model):
     review_title: str | None = None
     review_owner_role: Role | None = None
     review_due_days: int = Field(7, ge=1)
+    # Seed 004 section 3.3 ("25 % credit max" a month): the account's credits of the calendar month
+    # (UTC) of the miss never pass this % of the monthly fee; None: no cap.
+    cap_percent: float | None = Field(None, gt=0, le=100)
 
 
 class BandChangeRecord(Model):

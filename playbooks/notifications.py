@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from core.models import ACCOUNT_ID, Role, Severity, Tier
+from core.models import ACCOUNT_ID, ACCOUNT_ROLES, STAFF_ROLES, Severity, Tier, context_profile
 from playbooks.schema import Content
 from playbooks.scoring import Band
 
@@ -38,7 +38,7 @@ EventName = Literal["play.started", "play.step_done", "play.finished", "task.cre
                     "task.cancelled", "play.escalated", "account.band_changed", "account.risk_flagged",
                     "email.sent", "ticket.incident"]
 PLAYBOOKS = ("onboarding", "renewal", "sla", "churn", "nps")
-ROLE_NAMES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+ROLE_NAMES: tuple[str, ...] = ACCOUNT_ROLES + STAFF_ROLES  # and the active profile's staff_roles
 
 
 class Destination(Content):
@@ -172,15 +172,17 @@ class NotificationsContent(Content):
     webhooks: list[Subscription] = []
 
     @model_validator(mode="after")
-    def _references(self) -> "NotificationsContent":
+    def _references(self, info: ValidationInfo) -> "NotificationsContent":
+        profile = context_profile(info)
+        role_names = ROLE_NAMES + tuple(r for r in (profile.staff_roles if profile else ()) if r not in ROLE_NAMES)
         import re
 
         for name in self.destinations:
             if not re.match(NAME, name):
                 raise ValueError(f"destinations.{name}: a name is lower-case letters, digits, - and _")
         for role, names in self.roles.items():
-            if role not in ROLE_NAMES:
-                raise ValueError(f"roles.{role}: not a role ({', '.join(ROLE_NAMES)})")
+            if role not in role_names:
+                raise ValueError(f"roles.{role}: not a role ({', '.join(role_names)})")
             self._known(names, f"roles.{role}")
         for account_id, names in self.accounts.items():
             if not re.match(ACCOUNT_ID, account_id):
@@ -192,8 +194,8 @@ class NotificationsContent(Content):
                     continue
                 if target.startswith("role:"):
                     role = target.split(":", 1)[1]
-                    if role not in ROLE_NAMES:
-                        raise ValueError(f"routes[{i}].to: {role!r} is not a role ({', '.join(ROLE_NAMES)})")
+                    if role not in role_names:
+                        raise ValueError(f"routes[{i}].to: {role!r} is not a role ({', '.join(role_names)})")
                     continue
                 self._known([target], f"routes[{i}].to")
         seen = set()

@@ -221,6 +221,9 @@ class ProfileContent(ProfileModel):
         for i, key in enumerate(regions):
             if key in regions[:i]:
                 raise ValueError(f"support_regions[{i}].key: region {key!r} appears twice")
+        for role in self.staff_roles:
+            if role in ("csm", "sponsor", "contacts"):
+                raise ValueError(f"staff_roles.{role}: {role} is an account role (from the account row), not a staff role")
         for i, level in enumerate(self.tiers.levels):
             if level.region is not None and level.region not in regions:
                 raise ValueError(f"tiers.levels[{i}].region: no support region {level.region!r} "

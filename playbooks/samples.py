@@ -28,6 +28,17 @@ SAMPLE_STAFF = {
     for role in ("support_team", "cs_manager", "vp_customer_success", "vp_engineering", "vp_product", "ceo")
 }
 
+
+def sample_staff(profile=None) -> dict[str, StaffMember]:
+    """SAMPLE_STAFF and a sample person for each staff role `profile` (a ProfileContent) declares."""
+    if profile is None:
+        return dict(SAMPLE_STAFF)
+    domain = f"{profile.name.replace('_', '-')}.example"
+    extra = {role: StaffMember(role=role, name=f"Sample {title}"[:200], email=f"{role}@{domain}")
+             for role, title in profile.staff_roles.items() if role not in SAMPLE_STAFF}
+    return {**SAMPLE_STAFF, **extra}
+
+
 _T = datetime(2027, 1, 4, 14, tzinfo=timezone.utc)
 _TASK = {"title": "Project charter signed", "due": _T, "owner": "csm", "priority": "P1", "milestone": "kickoff"}
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
-from core.models import EmailCategory, Priority, Role, TaskPriority, Tier
+from core.models import EmailCategory, Priority, ProfileRole, Role, TaskPriority, Tier
 from playbooks.schema_base import (
     PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, EmailContent, PlaybookContent, PlaybookSnapshot, TemplateContent,
     context_profile,
@@ -68,18 +68,30 @@ class MissReview(Content):
 
 class CreditRates(Content):
     """Service credit in % of the monthly fee (ARR / 12) for a missed clock (issued by the ladder rule
-    with `credit: true`), and the tier's rules for an account that misses again."""
+    with `credit: true`), and the tier's rules for an account that misses again. A rate of 0 issues
+    no credit. `resolution_by_priority`: the resolution rate for these priorities instead (seed 004
+    section 3.3: P1 10 %, P2 5 %, others none). `monthly_cap`: an account's credits of one calendar
+    month (UTC) never pass this % of its monthly fee (seed 004: 25 %); a credit past it is cut to what
+    is left, with the reason recorded."""
 
     response: float = Field(ge=0, le=100)
     resolution: float = Field(ge=0, le=100)
+    resolution_by_priority: dict[Priority, Annotated[float, Field(ge=0, le=100)]] = {}
+    monthly_cap: float | None = Field(None, gt=0, le=100)
     repeat: RepeatMissCredit | None = None
     review: MissReview | None = None
+
+    def percent(self, clock: Clock, priority: str) -> float:
+        """The % of the monthly fee a miss of `clock` on a ticket of `priority` earns (0: none)."""
+        if clock == "resolution" and priority in self.resolution_by_priority:
+            return self.resolution_by_priority[priority]
+        return getattr(self, clock)
 
 
 class TierSla(Content):
     targets: dict[Priority, PriorityTargets]
     credits: CreditRates
-    ladder: list[Role] = Field(min_length=1, max_length=4, description="who levels 1, 2, ... go to")
+    ladder: list[ProfileRole] = Field(min_length=1, max_length=9, description="who levels 1, 2, ... go to")
 
     @model_validator(mode="after")
     def _every_priority(self, info: ValidationInfo) -> "TierSla":
@@ -93,15 +105,22 @@ class TierSla(Content):
 class LadderRule(Content):
     """Raises the ticket to at least `level` (each level in between is escalated
     once, in order): when a clock reaches `at_sla` times its target, or when a
-    ticket of one of `priorities` has been open `open_hours`."""
+    ticket of one of `priorities` has been open `open_hours`. `role`: also escalate
+    to this role at once, whatever the tier's ladder (seed 001 section 3.2: a P0 goes to
+    VP Engineering at once, every tier), unless the ticket was already escalated to it.
+    `notify`: these roles get `notice` (default: the playbook's breach notice).
+    `level: 0` climbs nothing (a rule that only notifies or escalates to its `role`)."""
 
     label: str = Field(min_length=1)
-    level: int = Field(ge=1, le=4)
-    level_by_priority: dict[Priority, Annotated[int, Field(ge=1, le=4)]] = {}
+    level: int = Field(0, ge=0, le=9)
+    level_by_priority: dict[Priority, Annotated[int, Field(ge=0, le=9)]] = {}
+    role: ProfileRole | None = None
+    notice: TemplateContent | None = Field(
+        None, description="the e-mail `notify` gets (without the breach notice's cc) instead of the breach notice")
     at_sla: float | None = Field(None, gt=0)
     priorities: list[Priority] | None = None
     open_hours: float | None = Field(None, ge=0)
-    notify: list[Role] = []
+    notify: list[ProfileRole] = []
     credit: bool = False
 
     def level_for(self, priority: Priority) -> int:
@@ -116,6 +135,10 @@ class LadderRule(Content):
             raise ValueError("at_sla: give either at_sla (a multiple of the SLA) or open_hours, not both")
         if self.credit and self.at_sla is None:
             raise ValueError("credit: a service credit is for a missed SLA: use it with at_sla")
+        if self.notice is not None and not self.notify:
+            raise ValueError("notice: a notice needs the roles that get it: give notify")
+        if not (self.level or self.level_by_priority or self.role or self.notify or self.credit):
+            raise ValueError("level: the rule does nothing: give a level, a role, notify or credit")
         return self
 
 
@@ -164,6 +187,8 @@ class SlaContent(PlaybookContent):
             ("breach_notice", ("breach_notice",), self.breach_notice),
             ("p0_update", ("p0_updates",), self.p0_updates),
             ("report", ("report",), self.report),
+            *((f"ladder/{i}/notice", ("ladder", i, "notice"), rule.notice)
+              for i, rule in enumerate(self.ladder) if rule.notice is not None),
         ]
 
     @model_validator(mode="after")

@@ -26,7 +26,27 @@ DEFAULT_STAFF = [
     StaffMember(role="vp_engineering", name="Marcus Webb", email="marcus.webb@tai.example"),
     StaffMember(role="vp_product", name="Priya Nair", email="priya.nair@tai.example"),
     StaffMember(role="ceo", name="Alex Chen", email="alex.chen@tai.example"),
+    # Section 3.2: "COO notified if not resolved in 2 hours" (a P0). The handbook names no COO.
+    StaffMember(role="coo", name="TAI COO", email="coo@tai.example"),
 ]
+
+
+def profile_staff(profiles: list[str] | None = None) -> list[StaffMember]:
+    """Demo people for the staff roles the profiles declare (profile.yaml `staff_roles`; default: the
+    active profile) that the default staff lacks: one placeholder each, named after the role's title,
+    at <role>@<profile>.example. Put the real people in the staff table."""
+    from playbooks.profiles import active_profile, cached_profile
+
+    chosen = [cached_profile(name) for name in profiles] if profiles is not None else [active_profile()]
+    have = {m.role for m in DEFAULT_STAFF}
+    out: list[StaffMember] = []
+    for profile in chosen:
+        for role, title in profile.content.staff_roles.items():
+            if role not in have:
+                have.add(role)
+                out.append(StaffMember(role=role, name=f"{profile.content.organisation} {title}"[:200],
+                                       email=f"{role.replace('_', '.')}@{profile.name.replace('_', '-')}.example"))
+    return out
 
 
 def demo_account(today: date) -> Account:
@@ -47,12 +67,12 @@ def demo_account(today: date) -> Account:
     )
 
 
-async def seed_demo(pool: asyncpg.Pool, today: date) -> bool:
-    """Create the demo account and staff if missing; never overwrites edits. True if created."""
-    missing_roles = {m.role for m in DEFAULT_STAFF} - {
-        r["role"] for r in await pool.fetch("SELECT role FROM staff")
-    }
-    await upsert_staff(pool, [m for m in DEFAULT_STAFF if m.role in missing_roles])
+async def seed_demo(pool: asyncpg.Pool, today: date, profiles: list[str] | None = None) -> bool:
+    """Create the demo account and staff if missing (the default staff and a placeholder for each
+    role of `profiles`, default the active one: `profile_staff`); never overwrites edits. True if created."""
+    staff = DEFAULT_STAFF + profile_staff(profiles)
+    missing_roles = {m.role for m in staff} - {r["role"] for r in await pool.fetch("SELECT role FROM staff")}
+    await upsert_staff(pool, [m for m in staff if m.role in missing_roles])
     if await pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", DEMO_ACCOUNT_ID):
         return False
     await upsert_account(pool, demo_account(today))

@@ -35,7 +35,7 @@ from core.holiday_calendars import work_calendar
 from core.models import Account, CalendarPlace, TaskRef
 from playbooks.loader import load_named
 from playbooks.profiles import PLAYBOOKS_DIR, Profile, cached_profile
-from playbooks.samples import SAMPLE_ACCOUNT, SAMPLE_STAFF
+from playbooks.samples import SAMPLE_ACCOUNT, sample_staff
 from playbooks.schema import PlaybookSnapshot
 from starter.preview_recorder import (  # noqa: F401 (part of this module's interface)
     PreviewEntry, RecordingActivities, activity_name, check_mirrors, real_activities,
@@ -249,7 +249,7 @@ async def preview(
     hide_preview_logs()
     account = account or SAMPLE_ACCOUNT
     snapshot: PlaybookSnapshot = load_named(playbook, profile=org)
-    recorder = RecordingActivities(account, SAMPLE_STAFF, snapshot.content.timezone)
+    recorder = RecordingActivities(account, sample_staff(org.content), snapshot.content.timezone)
     activities = recorder.activities()
     task_queue = f"preview-{uuid.uuid4()}"
     env = await WorkflowEnvironment.start_time_skipping(

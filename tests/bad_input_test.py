@@ -719,6 +719,18 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "sla.yaml", "      P3:\n        response: {amount: 8, unit: business_hours}",
         "      P4:\n        response: {amount: 8, unit: business_hours}",
         "tiers.Enterprise.targets.P4: 'P4' is not a priority of profile tai", at="      P4:"),
+    "sla ladder rule names a role the profile does not declare": Broken(
+        "sla.yaml", "    role: vp_engineering\n", "    role: vp_enginering\n",
+        "ladder[3].role: 'vp_enginering' is not a role of profile tai"),
+    "sla tier ladder names a role the profile does not declare": Broken(
+        "sla.yaml", "    ladder: [support_team, csm, cs_manager]\n", "    ladder: [support_team, csm, cfo]\n",
+        "tiers.Starter.ladder[2]: 'cfo' is not a role of profile tai"),
+    "sla rule that does nothing": Broken(
+        "sla.yaml", "    open_hours: 24\n    level: 2\n", "    open_hours: 24\n",
+        "ladder[7].level: the rule does nothing", at="  - label: P2 unresolved 24 hours"),
+    "profile staff role that is an account role": Broken(
+        "profiles/tai/profile.yaml", "  coo: COO\n", "  coo: COO\n  csm: CSM\n",
+        "staff_roles.csm: csm is an account role", at="  csm: CSM"),
     "profile opening hours not HH:MM": Broken(
         "profiles/tai/profile.yaml", '      monday: ["09:00-18:00"]', '      monday: ["09:00-25:00"]',
         "support_regions[0].hours.monday[0]: '09:00-25:00' is not HH:MM-HH:MM"),

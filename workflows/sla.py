@@ -17,6 +17,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.sla_timeline import Action, Escalation, Interval, SlaState, SlaTimeline
 
+# Issue 19 (session 25): ladder rules that name a role, send their own notice, credit by priority,
+# skip a 0 % credit or cap a month's credits. Content without these fields runs as before.
+RULE_ROLES = "sla-rule-roles-v1"
+
 # Seed 001 section 3.2: how often the customer hears from us, by priority.
 UPDATE_CADENCE = {"P0": "Every 30 minutes until resolved", "P1": "Every 4 hours", "P2": "Daily", "P3": "On change"}
 
@@ -99,20 +103,40 @@ class SlaClock(SteerablePlay):
         now = workflow.now()
         target = rule.level_for(st.priority)
         label = rule.label if action.clock is None else f"{rule.label} ({action.clock})"
+        direct = None  # a role off the tier's ladder, escalated to once (seed 001 section 3.2)
+        if rule.role is not None and workflow.patched(RULE_ROLES):
+            rung = self._timeline.ladder_level(rule.role)
+            if rung is not None:
+                target = max(target, rung)
+            elif not any(e.to_role == rule.role for e in st.escalations):
+                direct = rule.role
         for level in range(st.level + 1, target + 1):
             role = self._timeline.ladder_role(level)
             await self._play.escalate(f"escalation/L{level}", level, role, label, self._report(label, action, now),
                                       summary=f"SLA escalation of {st.priority} ticket {st.ticket_id}")
             st.escalations.append(Escalation(level=level, to_role=role, rule=label, at=now))
             st.level = level
-        if rule.notify:
+        if direct is not None:
+            level = max(st.level, 1)
+            await self._play.escalate(f"escalation/{action.step}/{direct}", level, direct, label,
+                                      self._report(label, action, now),
+                                      summary=f"SLA escalation of {st.priority} ticket {st.ticket_id}")
+            st.escalations.append(Escalation(level=level, to_role=direct, rule=label, at=now))
+        if rule.notify and rule.notice is not None and workflow.patched(RULE_ROLES):
+            await self._play.email(f"{action.step}/notify", f"ladder/{action.rule}/notice", rule.notify, [],
+                                   self._notice_data(label, action),
+                                   summary=f"notice e-mail ({label}, ticket {st.ticket_id})")
+        elif rule.notify:
             await self._play.email(f"{action.step}/notify", "breach_notice", rule.notify,
                                    self._content.breach_notice.cc, self._notice_data(label, action),
                                    summary=f"breach notice e-mail ({label}, ticket {st.ticket_id})")
         if rule.credit and action.clock is not None and action.clock not in st.credits:
             rates = self._content.tiers[st.tier].credits
-            percent = getattr(rates, action.clock)
+            percent = rates.percent(action.clock, st.priority)
             repeat, review = rates.repeat, rates.review
+            if percent == 0 and workflow.patched(RULE_ROLES):
+                self._play.log("ladder", rule=label, level=st.level, severity="warning")
+                return  # this tier's SLA earns no credit for this miss (seed 004: Free; P3 and P4 resolution)
             await run_activity(SlaActivities.record_service_credit, ServiceCreditRequest(
                 play=self._play.ref, step=f"credit/{action.clock}", ticket_id=st.ticket_id, clock=action.clock,
                 missed_at=action.at,
@@ -122,6 +146,7 @@ class SlaClock(SteerablePlay):
                 review_misses=review.misses if review else None, review_title=review.title if review else None,
                 review_owner_role=review.owner_role if review else None,
                 review_due_days=review.due_days if review else 7,
+                cap_percent=rates.monthly_cap,
             ), summary=f"service credit {percent}% on ticket {st.ticket_id} ({action.clock} SLA missed)")
             st.credits[action.clock] = percent
         self._play.log("ladder", rule=label, level=st.level, severity="warning")

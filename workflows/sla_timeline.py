@@ -218,6 +218,11 @@ class SlaTimeline:
         ladder = self.content.tiers[self.state.tier].ladder
         return ladder[min(level, len(ladder)) - 1]
 
+    def ladder_level(self, role: str) -> int | None:
+        """The first level of the tier's ladder that goes to `role`; None when its ladder has no such rung."""
+        ladder = self.content.tiers[self.state.tier].ladder
+        return ladder.index(role) + 1 if role in ladder else None
+
     # -- what is due ----------------------------------------------------------------
     def pending(self) -> list[Action]:
         st, c = self.state, self.content

@@ -132,6 +132,9 @@ support_regions:
       friday: ["09:00-18:00"]
       saturday: ["10:00-14:00"]
     business_day_hours: 9
+# The roles the default profile's ladders and rules name (its sla.yaml is copied in).
+staff_roles: {support_team: Support, cs_manager: CS Manager, vp_customer_success: VP CS, vp_engineering: VP Eng,
+              vp_product: VP Product, ceo: CEO, coo: COO}
 """
 
 
@@ -289,7 +292,11 @@ def test_csplay_validate_profile_says_which_files_are_its_own():
     ok = CliRunner().invoke(app, ["validate", "--profile", "tai"])
     assert ok.exit_code == 0 and "profile tai valid" in ok.output, ok.output
     assert "sla.yaml" in ok.output and "default profile (tai)" in ok.output
-    # vmcloud has its own facts only: the default content names tiers it does not have.
+    # vmcloud has its own sla.yaml and renewal.yaml; the crm/ mappings every profile shares still map
+    # help-desk priorities to seed 001's P0-P3.
     bad = CliRunner().invoke(app, ["validate", "--profile", "vmcloud"])
-    assert bad.exit_code == 1 and "renewal.yaml" in bad.output and "default profile" in bad.output
-    assert "not a tier of profile" in " ".join(bad.output.split()), bad.output
+    flat = " ".join(bad.output.split())
+    assert "sla.yaml │ profile vmcloud" in flat and "renewal.yaml │ profile vmcloud" in flat, bad.output
+    assert "nps.yaml │ default profile" in flat, bad.output
+    assert bad.exit_code == 1 and "crm/zendesk.yaml:12: webhooks.ticket_priorities.urgent: 'P0' is not a priority of " \
+                                  "profile vmcloud" in flat, bad.output

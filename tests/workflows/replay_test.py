@@ -337,3 +337,21 @@ async def test_record_sla_profile_calendar_history(env, worker, pool, settings):
     await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
     await handle.result()
     await save_history(handle, "sla-p2-profile-calendar")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_sla_mid_market_p0_history(env, worker, pool, settings):
+    """Issue 19, seed 001 section 3.2 rules: a Mid-Market P0 that climbs at once and at 4 hours,
+    is acknowledged and resolved at 5 hours and closes. Recorded before "sla-rule-roles-v1" as
+    sla-mid-market-p0-before-rule-roles (its ladder by levels only) and after it as
+    sla-mid-market-p0-rule-roles (VP Engineering at once, the COO's notice at 2 hours)."""
+    await pool.execute("UPDATE accounts SET crm_tier = 'Mid-Market' WHERE id = $1", DEMO_ACCOUNT_ID)
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-MID-P0", DEMO_ACCOUNT_ID, "P0", "Platform down", start,
+                               "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=5))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await env.sleep(timedelta(minutes=10))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, os.environ.get("HISTORY_NAME", "sla-mid-market-p0-rule-roles"))

@@ -56,8 +56,9 @@ async def test_p0_climbs_every_level_updates_the_customer_and_asks_for_a_root_ca
     assert await escalations(pool, handle.id) == [(1, "cs_manager"), (2, "vp_engineering"), (3, "vp_product")]
     await sleep_to(env, start + timedelta(hours=6, minutes=5))
     notices = [m for m in sink.messages if m.step.endswith("/notify")]
-    assert [m.step for m in notices] == ["ladder/1/resolution/notify"]
-    assert "SLA breached" in notices[0].subject and "diana.hoang@tai.example" in notices[0].rcpt_to
+    # The COO's notice at 2 hours unresolved (section 3.2), the CS manager's breach notice at 1.5x.
+    assert [m.step for m in notices] == ["ladder/8/notify", "ladder/1/resolution/notify"]
+    assert "SLA breached" in notices[1].subject and "diana.hoang@tai.example" in notices[1].rcpt_to
     await sleep_to(env, start + timedelta(hours=8, minutes=5))
     # Twice the resolution SLA: the CEO. The 10% credit of the monthly fee came with the miss, at 4 hours.
     assert (await escalations(pool, handle.id))[-1] == (4, "ceo")
@@ -182,7 +183,8 @@ async def test_reopen_resumes_the_resolution_clock_where_it_stopped(env, worker,
     assert st.status == "acknowledged" and resolution.elapsed_minutes == 600
     assert near(resolution.due_at, start + timedelta(days=2, hours=38))
     await sleep_to(env, start + timedelta(days=2, hours=38, minutes=5))
-    assert await escalations(pool, handle.id) == [(1, "cs_manager")]
+    # Open 24 hours (10 before the resolution, 14 after the reopen): section 3.2's P2 escalation, level 2.
+    assert await escalations(pool, handle.id) == [(1, "cs_manager"), (2, "vp_engineering")]
     await handle.signal(SlaClock.resolved, Resolved(by="Casey Morgan"))
     result = await handle.result()
     assert result.reopens == 1 and result.resolution_met is False
@@ -200,7 +202,8 @@ async def test_friday_evening_ticket_waits_for_monday_business_hours(env, worker
     monday = datetime.combine(friday.date() + timedelta(days=3), time(12, 30), tzinfo=ET)
     assert near(response.due_at, monday)
     await sleep_to(env, monday + timedelta(minutes=5))
-    assert await escalations(pool, handle.id) == [(1, "cs_manager")]
+    # Open 24 hours on Saturday 17:30 (section 3.2's P2 escalation runs 24/7): level 2 before Monday.
+    assert await escalations(pool, handle.id) == [(1, "cs_manager"), (2, "vp_engineering")]
 
 
 async def test_bad_tickets_are_refused_and_start_nothing(env, worker, pool, settings):
