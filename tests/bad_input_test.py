@@ -770,7 +770,7 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "profiles/tai/profile.yaml", "  - key: P3\n", "  - key: P 3\n", "priorities[3].key: String should match pattern"),
     "sla update cadence for an urgent priority": Broken(
         "sla.yaml", "      P1: {amount: 4, unit: hours}\n", "      P0: {amount: 4, unit: hours}\n",
-        "communications.updates.every: P0 already get p0_updates"),
+        "communications.updates.every: P0 already get p0_updates", at="    every:"),
     "sla approaching fraction over 1": Broken("sla.yaml", "    at_fraction: 0.75", "    at_fraction: 1.5",
                                               "communications.approaching.at_fraction"),
     "nps negative reminder offset": Broken("nps.yaml", "reminder_after_days: 4", "reminder_after_days: -4",
