@@ -538,6 +538,8 @@ HTTP_CASES: dict[str, Case] = {
     "csat score missing": Case(csat(csat_of(), {"comment": "fine"}), 422, "score"),
     "csat comment too long": Case(csat(csat_of(), {"score": "4", "comment": "x" * 5001}), 422, "comment"),
     "csat answer after the ticket's play ended": Case(csat(csat_of()), 410, "has ended"),
+    "csat body over the limit": Case(csat(csat_of(), {"score": "4", "comment": "x" * 20_000}), 413,
+                                     "body larger than 16384 bytes"),
     "csat answer replayed": Case(csat(csat_of(), {"score": "1"}), 409, "already answered", csat_answered),
     # -- the console, role by role ------------------------------------------------------------
     "console viewer cancelling a play": Case(console_post("/console/plays/onboarding-acme/cancel"), 403,
