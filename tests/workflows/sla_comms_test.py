@@ -116,3 +116,19 @@ async def test_a_reopen_before_the_window_stops_closing_and_survey(env, worker, 
     await handle.result()
     sent = [m.step for m in comms(sink)]
     assert sent[-3:] == ["comms/resolution/1", "comms/closing/1", "comms/csat/1"]
+
+
+async def test_the_requester_hears_and_the_assignee_is_warned(env, worker, pool, settings, sink):
+    from core.models import Person
+
+    start = await skip_to_next_monday(env)  # Monday 10:00 ET
+    requester = Person(name="Lee Park", email="lee.park@acme.example")
+    assignee = Person(name="Casey Morgan", email="casey.agent@tai.example")
+    await open_ticket(env.client, pool, settings, "T-WHO", DEMO_ACCOUNT_ID, "P3", "Typo in a label", start, "test",
+                      settings.task_queue, now=start, requester=requester, assignee=assignee)
+    # P3 Enterprise: response 8 business hours; 75 % = 6 h: Monday 16:00.
+    await sleep_to(env, start + timedelta(hours=6, minutes=5))
+    sent = {m.step: m for m in comms(sink)}
+    assert "lee.park@acme.example" in sent["comms/ack"].rcpt_to and SPONSOR not in sent["comms/ack"].rcpt_to
+    assert sent["comms/approaching/response"].rcpt_to == ("casey.agent@tai.example",)
+    assert not [s for s in sent if s.startswith("comms/update/")]  # P3: "on change", no regular updates
