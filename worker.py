@@ -25,6 +25,7 @@ from activities.delivery import DeliveryActivities
 from activities.email import EmailActivities
 from activities.inbound import InboundActivities
 from activities.nps import NpsActivities
+from activities.sla_comms import SlaCommsActivities
 from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
 from activities.interceptors import ReadableFailures
@@ -57,6 +58,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     sla, sla_report = SlaActivities(pool), SlaReportActivities(pool, settings)
     churn, summary = ChurnActivities(pool), RiskSummaryActivities(pool, settings)
     nps = NpsActivities(pool, settings, feed)
+    sla_comms = SlaCommsActivities(pool, settings, feed)
     events, deliveries = PlayEventActivities(pool), DeliveryActivities(pool, settings)
     inbound = InboundActivities(pool, settings)
     return [
@@ -82,6 +84,8 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
         nps.close_nonresponses,
         nps.email_respondent,
         nps.feed_account_nps,
+        sla_comms.send_csat_survey,
+        sla_comms.feed_account_csat,
         events.record_play_event,
         events.record_play_events,
         deliveries.deliver,

@@ -521,6 +521,27 @@ class RespondentEmailRequest(Model):
     data: dict = {}
 
 
+class CsatSurveyRequest(Model):
+    """A ticket's CSAT survey (activities/sla_comms.py): one signed one-click link per score 1-5 for
+    `to`, valid until `expires_at` (UTC); `round` is the ticket's reopen count."""
+
+    play: PlayRef
+    step: str
+    template: EmailTemplate
+    to: Person
+    ticket_id: str
+    round: int = Field(ge=0)
+    expires_at: datetime
+    data: dict = {}
+
+
+class CsatFeedRequest(Model):
+    """The account's support CSAT average over the last `days` days, for its churn watch."""
+
+    play: PlayRef
+    days: int = Field(90, ge=1)
+
+
 class RiskPointsRequest(Model):
     play: PlayRef
     step: str

@@ -14,6 +14,7 @@ from playbooks.schema_base import (
     PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, EmailContent, PlaybookContent, PlaybookSnapshot, TemplateContent,
     context_profile,
 )
+from playbooks.schema_sla_comms import TicketComms
 
 TimeUnit = Literal["minutes", "hours", "business_hours", "business_days"]
 Clock = Literal["response", "resolution"]
@@ -176,6 +177,7 @@ class SlaContent(PlaybookContent):
     root_cause: TaskRule
     reopen_window_days: int = Field(7, ge=0, description="after resolution, how long a reopen resumes the clock")
     report: EmailContent
+    communications: TicketComms | None = Field(None, description="ticket e-mails (playbooks/schema_sla_comms.py)")
 
     @property
     def business_day_hours(self) -> int:
@@ -189,6 +191,7 @@ class SlaContent(PlaybookContent):
             ("report", ("report",), self.report),
             *((f"ladder/{i}/notice", ("ladder", i, "notice"), rule.notice)
               for i, rule in enumerate(self.ladder) if rule.notice is not None),
+            *(self.communications.email_contents() if self.communications else []),
         ]
 
     @model_validator(mode="after")
@@ -199,7 +202,17 @@ class SlaContent(PlaybookContent):
         missing = [t for t in (profile.tier_names if profile else ()) if t not in self.tiers]
         if missing:
             raise ValueError(f"tiers: no SLA for {', '.join(missing)}")
+        if self.communications is not None:
+            self._comms_fit(self.communications)
         return self
+
+    def _comms_fit(self, comms: TicketComms) -> None:
+        urgent = [p for p in comms.updates.every if p in self.p0_updates.priorities]
+        if urgent:
+            raise ValueError(f"communications.updates.every: {', '.join(urgent)} already get p0_updates")
+        if comms.closing.after_hours > 24 * self.reopen_window_days:
+            raise ValueError(f"communications.closing.after_hours: {comms.closing.after_hours} is past the "
+                             f"reopen window ({self.reopen_window_days} days), when the play ends")
 
 
 class SlaSnapshot(PlaybookSnapshot):

@@ -34,7 +34,7 @@ from core.temporal import connect
 from core.models import ACCOUNT_ID
 from core.text import unsafe_characters, error_message
 from playbooks.loader import PlaybookError
-from starter import api_docs, console, health, survey_page, unsubscribe_page, webhooks
+from starter import api_docs, console, csat_page, health, survey_page, unsubscribe_page, webhooks
 from starter.console import deliveries as console_deliveries, webhooks as console_webhooks
 from starter.console.pages import error_page
 from starter.events.context import Context
@@ -99,6 +99,7 @@ app.add_middleware(SecurityMiddleware)
 app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
 app.include_router(webhooks.router)
 app.include_router(survey_page.router)
+app.include_router(csat_page.router)
 app.include_router(unsubscribe_page.router)
 console.install(app)
 app.include_router(console_webhooks.router)

@@ -21,7 +21,7 @@ from activities.email import resolve_roles
 from activities.sla import CENT, monthly_fee
 from core.holiday_calendars import work_calendar
 from core.models import (
-    Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CreateTaskRequest, CreateTasksRequest,
+    Account, CalendarPlace, CalendarsRequest, CompleteTaskRequest, CsatFeedRequest, CsatSurveyRequest, CreateTaskRequest, CreateTasksRequest,
     DeferredInvitationsRequest, EmailResult, EmailTemplate, EscalateRequest, EscalationResult, Person, PlayCalendars,
     PlayContext, PlayContextRequest, PlayEventRequest, PlayEventsRequest, PlayRef,
     RenewalOutcomeRequest,
@@ -306,6 +306,24 @@ class RecordingActivities:
 
     @activity.defn(name="feed_account_nps")
     async def feed_account_nps(self, play: PlayRef) -> int | None:
+        return None
+
+    @activity.defn(name="send_csat_survey")
+    async def send_csat_survey(self, req: CsatSurveyRequest) -> EmailResult:
+        key = req.play.key(req.step)
+        if key not in self._done:
+            links = [(n, f"https://survey.preview.invalid/csat/preview?score={n}") for n in range(1, 6)]
+            subject = self._render(req.step, req.template, [req.to], [],
+                                   {**req.data, "links": links, "expires_at": req.expires_at})
+            self.record("email", req.step, f"{subject!r} to the requester ({req.to.name}); one-click scores 1-5, "
+                                           f"open until {self._local(req.expires_at)}")
+            n = next(self._ids)
+            self._done[key] = EmailResult(communication_id=n, message_id=f"<preview-{n}@preview.invalid>",
+                                          to=[str(req.to.email)], already_sent=False)
+        return self._done[key]
+
+    @activity.defn(name="feed_account_csat")
+    async def feed_account_csat(self, req: CsatFeedRequest) -> float | None:
         return None
 
     @activity.defn(name="record_play_event")

@@ -316,9 +316,13 @@ async def open_ticket(
     task_queue: str | None = None,
     max_history_events: int | None = None,
     now: datetime | None = None,
+    requester: Person | None = None,
+    assignee: Person | None = None,
 ) -> WorkflowHandle:
     """Start a ticket's SLA clock (workflow `sla-<ticket>`); one clock per ticket.
-    `now` is the wall clock unless the caller runs on another (a time-skipping test server)."""
+    `now` is the wall clock unless the caller runs on another (a time-skipping test server).
+    `requester` gets the ticket's customer e-mails (default: the sponsor), `assignee` the "SLA
+    approaching" warning (default: the support queue)."""
     if not valid_ticket_id(ticket_id):
         raise SteeringError(f"ticket id {ticket_id!r} must be 1-63 letters, digits, '.', '_' or '-'", 422)
     profile = profile_of(settings)
@@ -346,7 +350,8 @@ async def open_ticket(
             ticket_id=ticket_id, account_id=account.id, tier=tier, priority=priority, subject=subject,
             opened_at=opened_at, playbook=await store_version(pool, snapshot, SLA),
             calendar=profile.support_calendar(tier, opened_at),
-            launched_by=launched_by, search_attributes=settings.search_attributes, **extra,
+            launched_by=launched_by, search_attributes=settings.search_attributes, requester=requester,
+            assignee=assignee, **extra,
         ),
         workflow_id=sla_workflow_id(ticket_id), account=account, playbook=SLA, phase="open", task_queue=task_queue,
     )

@@ -135,6 +135,29 @@ def survey_raw(token_of: Callable, content: bytes, content_type: str, chunked: b
     return send
 
 
+def csat_of(days: int = 7, ticket: str = "T-9", nps: bool = False) -> Callable:
+    """A CSAT link's token for the demo sponsor (or, with `nps`, an NPS token offered to /csat)."""
+    def token(settings):
+        from activities.sla_comms import csat_token
+
+        if nps:
+            return token_for(settings, "dana.reyes@acme.example")
+        return csat_token(settings, ticket, 0, "acme", "dana.reyes@acme.example",
+                          datetime.now(timezone.utc) + timedelta(days=days))
+    return token
+
+
+def csat(token_of: Callable, data: dict | None = None) -> Send:
+    async def send(ctx):
+        return await ctx.anonymous.post(f"/csat/{token_of(ctx.settings)}", data=data if data is not None else {"score": "4"})
+    return send
+
+
+async def csat_answered(ctx):
+    await ctx.pool.execute("INSERT INTO csat_responses (ticket_id, round, account_id, contact_email, score)"
+                           " VALUES ('T-9', 0, 'acme', 'dana.reyes@acme.example', 5)")
+
+
 async def invited(ctx, closed: bool = False):
     await ctx.pool.execute(
         "INSERT INTO nps_invitations (cycle_id, account_id, contact_email, contact_name, expires_at, closed_at)"
@@ -504,6 +527,20 @@ HTTP_CASES: dict[str, Case] = {
                                                 closed_invitation),
     "survey link of a cancelled cycle": Case(survey(lambda s: token_for(s, CONTACTS[0])), 410, "cancelled",
                                              cancelled_cycle),
+    # -- the support CSAT survey (issue 19, ticket communications) ------------------------------
+    "csat link tampered": Case(csat(lambda s: csat_of()(s)[:-4] + "AAAA"), 403, "damaged"),
+    "csat link garbage": Case(csat(lambda s: "hello"), 403, "damaged"),
+    "csat link expired": Case(csat(csat_of(days=-1)), 410, "survey closed"),
+    "csat link that is an NPS link": Case(csat(csat_of(nps=True)), 403, "not issued by us"),
+    "csat score above 5": Case(csat(csat_of(), {"score": "6"}), 422, "score: 6 is not between 1 and 5"),
+    "csat score 0": Case(csat(csat_of(), {"score": "0"}), 422, "score: 0 is not between 1 and 5"),
+    "csat score not a number": Case(csat(csat_of(), {"score": "good"}), 422, "score"),
+    "csat score missing": Case(csat(csat_of(), {"comment": "fine"}), 422, "score"),
+    "csat comment too long": Case(csat(csat_of(), {"score": "4", "comment": "x" * 5001}), 422, "comment"),
+    "csat answer after the ticket's play ended": Case(csat(csat_of()), 410, "has ended"),
+    "csat body over the limit": Case(csat(csat_of(), {"score": "4", "comment": "x" * 20_000}), 413,
+                                     "body larger than 16384 bytes"),
+    "csat answer replayed": Case(csat(csat_of(), {"score": "1"}), 409, "already answered", csat_answered),
     # -- the console, role by role ------------------------------------------------------------
     "console viewer cancelling a play": Case(console_post("/console/plays/onboarding-acme/cancel"), 403,
                                              "needs the CSM role or above", console_as("viewer")),
@@ -745,6 +782,11 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "tiers.levels[1].at_least: bounds must fall from the first tier to the last"),
     "profile priority key with a space": Broken(
         "profiles/tai/profile.yaml", "  - key: P3\n", "  - key: P 3\n", "priorities[3].key: String should match pattern"),
+    "sla update cadence for an urgent priority": Broken(
+        "sla.yaml", "      P1: {amount: 4, unit: hours}\n", "      P0: {amount: 4, unit: hours}\n",
+        "communications.updates.every: P0 already get p0_updates", at="    every:"),
+    "sla approaching fraction over 1": Broken("sla.yaml", "    at_fraction: 0.75", "    at_fraction: 1.5",
+                                              "communications.approaching.at_fraction"),
     "nps negative reminder offset": Broken("nps.yaml", "reminder_after_days: 4", "reminder_after_days: -4",
                                            "reminder_after_days: Input should be greater than 0"),
     "nps YAML colon in a value": Broken("nps.yaml", "expires_after_days: 7", "expires_after_days: 7: days",

@@ -12,10 +12,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import NEXT_ACTION_AT, PHASE, run_activity
     from workflows.messages import TaskCompleted
     from workflows.play import Play, SteerablePlay
+    from workflows.sla_comms import SlaComms
     from workflows.sla_messages import (
-        SLA, Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed, SlaInput, SlaResult, SlaStatus,
+        SLA, Acknowledged, CsatAnswered, OnHold, PriorityChanged, Reopened, Resolved, Resumed, SlaInput, SlaResult,
+        SlaStatus,
     )
-    from workflows.sla_timeline import Action, Escalation, Interval, SlaState, SlaTimeline
+    from workflows.sla_timeline import Action, CsatAnswer, Escalation, Interval, SlaState, SlaTimeline
 
 # Issue 19 (session 25): ladder rules that name a role, send their own notice, credit by priority,
 # skip a 0 % credit or cap a month's credits. Content without these fields runs as before.
@@ -51,12 +53,14 @@ class SlaClock(SteerablePlay):
         self._play = Play(SLA, input.account_id, input.playbook, input.search_attributes, self._state.control,
                           keep_timers=True, tasks=self._state.tasks)
         self._changed = True  # the ticket row needs writing
+        self._comms = SlaComms(self._play, self._timeline, input.requester, input.assignee)
 
     @workflow.run
     async def run(self, input: SlaInput) -> SlaResult:
         return await self._play.run_cancellable(self._run(input), self._state.tasks)
 
     async def _run(self, input: SlaInput) -> SlaResult:
+        self._comms.decide(continued=input.state is not None)
         await self._play.load_account()
         self._play.log("started" if self._state.runs == 1 else "continued", ticket_id=input.ticket_id,
                        priority=self._state.priority, tier=self._state.tier)
@@ -92,6 +96,7 @@ class SlaClock(SteerablePlay):
             "p0_update": lambda: self._p0_update(action),
             "root_cause": lambda: self._root_cause(action),
             "close": self._close,
+            "comms": lambda: self._comms.perform(action),
         }[action.kind]
         await self._play.attempt(action.step, self._state.failed_steps, run())
         self._timeline.mark_done(action.step)
@@ -260,6 +265,14 @@ class SlaClock(SteerablePlay):
     @workflow.signal
     def reopened(self, reopened: Reopened) -> None:
         self._event("reopened", self._timeline.reopen(workflow.now()), reason=reopened.reason)
+
+    @workflow.signal
+    def csat_answered(self, answer: CsatAnswered) -> None:
+        st = self._state
+        known = any(a.round == answer.round for a in st.csat_answers)
+        if not known:
+            st.csat_answers.append(CsatAnswer(score=answer.score, at=workflow.now(), round=answer.round, by=answer.by))
+        self._event("csat_answered", not known, score=answer.score, round=answer.round)
 
     @workflow.signal
     def task_completed(self, done: TaskCompleted) -> None:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import Field
 
-from core.models import Priority, TaskRef, TicketStatus, Tier
+from core.models import Person, Priority, TaskRef, TicketStatus, Tier
 from core.working_time import SupportCalendar
 from playbooks.schema import SlaSnapshot
 from workflows.messages import Message, PlayControl
@@ -33,6 +33,10 @@ class SlaInput(Message):
     holidays: list[date] = []
     # Since organisation profiles: the support region's hours and holidays (then `holidays` is empty).
     calendar: SupportCalendar | None = None
+    # Ticket communications: who asked (gets the customer e-mails; default: the playbook's `to`) and
+    # who works on it (gets the "SLA approaching" warning; default: the playbook's `to`).
+    requester: Person | None = None
+    assignee: Person | None = None
     launched_by: str = "unknown"
     search_attributes: bool = True
     max_history_events: int = Field(2_000, ge=10)
@@ -63,6 +67,14 @@ class Resolved(Message):
 
 class Reopened(Message):
     reason: str = ""
+
+
+class CsatAnswered(Message):
+    """A CSAT answer recorded by the survey endpoint (starter/csat.py): score 1-5 of survey `round`."""
+
+    score: int = Field(ge=1, le=5)
+    round: int = Field(ge=0)
+    by: str = ""
 
 
 class SlaStatus(Message):

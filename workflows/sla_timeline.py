@@ -34,7 +34,7 @@ from workflows.business_time import AroundTheClock, BusinessCalendar
 from workflows.messages import PlayLedger
 
 CLOCKS: tuple[Clock, ...] = ("response", "resolution")
-ActionKind = Literal["ladder", "p0_update", "root_cause", "close"]
+ActionKind = Literal["ladder", "p0_update", "root_cause", "close", "comms"]
 
 
 class Model(BaseModel):
@@ -58,6 +58,13 @@ class Escalation(Model):
     to_role: str
     rule: str
     at: datetime
+
+
+class CsatAnswer(Model):
+    score: int
+    at: datetime
+    round: int
+    by: str = ""
 
 
 class SlaState(PlayLedger):
@@ -85,6 +92,12 @@ class SlaState(PlayLedger):
     fired: list[str] = []
     credits: dict[str, float] = {}  # clock -> percent of the monthly fee
     runs: int = 1
+    # Ticket communications (workflows/sla_comms.py): None until the play decides (a play from
+    # before them keeps False); the current update spell's key and updates sent in it; CSAT answers.
+    comms: bool | None = None
+    update_spell: str = ""
+    updates_sent: int = 0
+    csat_answers: list[CsatAnswer] = []
 
 
 class Action(Model):
@@ -121,6 +134,7 @@ class SlaTimeline:
             self.business = BusinessCalendar(calendar.tz, holidays=frozenset(calendar.holidays), week=calendar.week)
             self.day_hours = calendar.business_day_hours
         self.around = AroundTheClock()
+        self.more_actions = None  # a callable giving more pending actions (workflows/sla_comms.py)
 
     # -- clocks ----------------------------------------------------------------
     def target(self, clock: Clock) -> SlaTarget:
@@ -250,6 +264,8 @@ class SlaTimeline:
                 actions.append(Action(step=f"root-cause/{st.reopens}", kind="root_cause", at=st.resolved_at))
             close_at = st.resolved_at + timedelta(days=c.reopen_window_days)
             actions.append(Action(step=f"close/{st.reopens}", kind="close", at=close_at))
+        if self.more_actions is not None:
+            actions.extend(self.more_actions())
         return sorted((a for a in actions if not self.is_done(a.step)), key=lambda a: (a.at, a.step))
 
     def due(self, now: datetime) -> list[Action]:

@@ -30,7 +30,8 @@ def describe_step(step: str) -> str:
         return step
     kind, rest = parts[0], " ".join(parts[1:])
     named = {"email": "e-mail", "phase": "phase", "escalation": "escalation", "churn-risk": "churn-risk mark",
-             "blocker": "blocker alert", "step": "step", "breach": "breach", "followup": "follow-up"}
+             "blocker": "blocker alert", "step": "step", "breach": "breach", "followup": "follow-up",
+             "comms": "ticket e-mail"}
     if kind in named and rest:
         return f"the {rest} {named[kind]}"
     return "the " + " ".join(parts)

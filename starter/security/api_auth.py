@@ -28,6 +28,7 @@ PUBLIC_ROUTES: dict[str, str] = {
     "/readyz": "readiness for load balancers; says only which dependency is ok or down",
     "/webhooks/": "CRM webhooks carry their own signatures (HubSpot v3 and the vendors' schemes)",
     "/nps/": "survey answers come from customers through HMAC-signed links",
+    "/csat/": "support CSAT answers come from customers through HMAC-signed links (a key of their own)",
     "/unsubscribe/": "customers unsubscribe from their e-mail's link or one-click POST (RFC 8058): HMAC-signed, expiring tokens",
     "/console": "the web console: its own login sessions, roles and CSRF tokens",
     "/docs": "the API documentation: a console login or any live token (docs_access)",

@@ -30,6 +30,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 BODY_LIMITS: dict[str, Callable[[Settings], int]] = {
     "/webhooks/": lambda s: s.crm_webhook_max_bytes,
     "/nps/": lambda s: s.survey_max_body_bytes,
+    "/csat/": lambda s: s.survey_max_body_bytes,
     "/console/": lambda s: s.console_max_body_bytes,
 }
 _CHECKED_HEADERS = re.compile(rb"^(authorization|content-type|content-length|host|x-[a-z0-9-]*(signature|timestamp)[a-z0-9-]*)$")
@@ -94,7 +95,7 @@ def allowed_host(settings: Settings, host: str) -> bool:
 async def refuse(scope, send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Answer without the app: JSON {"detail": ...}, or a small page for the console and surveys."""
     path = scope.get("path", "")
-    if path.startswith(("/console", "/nps/")):
+    if path.startswith(("/console", "/nps/", "/csat/")):
         body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{status}</title></head><body>"
                 f"<h1>That did not work</h1><p id='problem'>{html.escape(detail)}</p></body></html>").encode()
         kind = b"text/html; charset=utf-8"

@@ -116,6 +116,16 @@ async def test_p0_sla_preview_climbs_the_whole_ladder_and_credits(capsys):
     assert len(lines) == len(entries) and re.match(r"^Mon \d{4}-\d\d-\d\d 10:00  ticket ", lines[0])
 
 
+async def test_p1_sla_preview_shows_the_ticket_emails(capsys):
+    entries = await timed_preview(capsys, "sla", ticket_priority="P1")
+    steps = [e.step for e in of_kind(entries, "email") if e.step.startswith("comms/")]
+    assert steps[0] == "comms/ack" and "comms/approaching/response" in steps
+    assert len([s for s in steps if s.startswith("comms/update/")]) >= 2  # every 4 hours until resolved
+    assert steps[-3:] == ["comms/resolution/0", "comms/closing/0", "comms/csat/0"]
+    survey = next(e for e in entries if e.step == "comms/csat/0")
+    assert "How did we do on ticket PREVIEW-1?" in survey.summary and "one-click scores 1-5" in survey.summary
+
+
 def test_recorder_mirrors_every_worker_activity_and_refuses_a_missing_or_changed_one():
     mine = RecordingActivities(SAMPLE_ACCOUNT, SAMPLE_STAFF, "America/New_York").activities()  # checks itself
     assert len(mine) == len(real_activities())

@@ -355,3 +355,19 @@ async def test_record_sla_mid_market_p0_history(env, worker, pool, settings):
     await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
     await handle.result()
     await save_history(handle, os.environ.get("HISTORY_NAME", "sla-mid-market-p0-rule-roles"))
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_sla_before_comms_history(env, worker, pool, settings):
+    """Issue 19, recorded before ticket communications: a P1 ticket open through two 4-hour update
+    times, acknowledged, resolved and closed. A play like it must stay silent after the change
+    (`workflow.patched("sla-ticket-comms")`)."""
+    start = await skip_to_next_monday(env)
+    handle = await open_ticket(env.client, pool, settings, "T-PRECOMMS", DEMO_ACCOUNT_ID, "P1", "Reports fail",
+                               start, "recorder", settings.task_queue, now=start)
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(SlaClock.acknowledged, Acknowledged(by="recorder"))
+    await env.sleep(timedelta(hours=8))
+    await handle.signal(SlaClock.resolved, Resolved(by="recorder"))
+    await handle.result()
+    await save_history(handle, "sla-p1-before-comms")
