@@ -424,7 +424,7 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
     snapshot = playbook_snapshot(settings, NPS)
     cycle_id = cycle_id or cycle_for(today or date.today()) + ("" if not (account_ids or tiers) else "-segment")
     try:
-        return await client.start_workflow(
+        return await with_stored_parts(client, pool).start_workflow(
             NpsCycle.run,
             CycleInput(cycle_id=cycle_id, playbook=await store_version(pool, snapshot, NPS),
                        account_ids=account_ids, tiers=tiers,
