@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
@@ -92,12 +92,15 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     ]
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(sandboxed: bool = True) -> WorkflowRunner:
     # Every module passes through (issue 18, worker memory per cached play): the sandbox no longer
     # re-imports the workflow modules (and what they import) for each run it holds. The runtime
     # checks stay (datetime.now, random, I/O... raise in a workflow); what is given up is the
     # isolation of module-level state between runs: our workflow modules hold constants only, and the
     # recorded histories replay (tests/workflows/replay_test.py). See docs/operations.md.
+    # WORKFLOW_SANDBOX=false (settings.workflow_sandbox): no sandbox at all.
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
@@ -113,7 +116,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=activities_for(pool, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
         interceptors=[ReadableFailures(settings, database)],
         **options,
     )
