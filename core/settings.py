@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     # replay from history when an evicted play wakes.
     workflow_cache_size: int = Field(1000, ge=0)
     # Run plays in the SDK's workflow sandbox (every module passed through; its runtime checks on the
-    # clock, randomness and I/O stay). false: no sandbox, less memory per cached play (bench/RESULTS.md),
-    # and only the replay tests of tests/histories/ guard determinism.
+    # clock, randomness and I/O stay). false: no sandbox; measured, it saves no memory worth having
+    # (bench/RESULTS.md), and only the replay tests of tests/histories/ would guard determinism.
     workflow_sandbox: bool = True
 
     smtp_host: str = "127.0.0.1"
