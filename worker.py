@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
@@ -30,6 +30,7 @@ from activities.play_events import PlayEventActivities
 from activities.escalation import EscalationActivities
 from activities.interceptors import ReadableFailures
 from activities.sla import SlaActivities, SlaReportActivities
+from activities.stored_parts import with_stored_parts
 from activities.tasks import TaskActivities
 from core.logs import configure_logging, get_logger
 from core.settings import Settings, get_settings
@@ -95,25 +96,31 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client | None
     ]
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    # pydantic's EmailStr validates with email_validator, imported lazily on
-    # first use; passing it through keeps the sandbox from re-importing it.
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
-    )
+def workflow_runner(sandboxed: bool = True) -> WorkflowRunner:
+    # Every module passes through (issue 18, worker memory per cached play): the sandbox no longer
+    # re-imports the workflow modules (and what they import) for each run it holds. The runtime
+    # checks stay (datetime.now, random, I/O... raise in a workflow); what is given up is the
+    # isolation of module-level state between runs: our workflow modules hold constants only, and the
+    # recorded histories replay (tests/workflows/replay_test.py). See docs/operations.md.
+    # WORKFLOW_SANDBOX=false (settings.workflow_sandbox): no sandbox at all.
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
 def build_worker(
     client: Client, pool: asyncpg.Pool, settings: Settings, task_queue: str | None = None, **options
 ) -> Worker:
     database = settings.database_url or "postgresql://embedded/" + settings.database_name
+    # Shared payload parts (playbook snapshots, calendars) stored once: see activities/stored_parts.py.
+    client = with_stored_parts(client, pool)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=activities_for(pool, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
         interceptors=[ReadableFailures(settings, database)],
         **options,
     )

@@ -4,11 +4,34 @@ core.models, where the e-mail requests and results that use them live."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
 from core.working_time import WorkCalendar
+
+_SHARED_CALENDARS: dict[tuple, WorkCalendar] = {}
+
+
+def _shared_calendar(value, handler) -> WorkCalendar:
+    """Cached plays in one place share one calendar object (issue 18: worker memory per cached play):
+    a calendar read from a payload (JSON values) is frozen, so equal data, one object."""
+    if not isinstance(value, dict):
+        return handler(value)
+    try:
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in value.items()))
+        shared = _SHARED_CALENDARS.get(key)
+    except TypeError:  # not JSON values
+        return handler(value)
+    if shared is None:
+        shared = handler(value)
+        if len(_SHARED_CALENDARS) >= 1024:
+            _SHARED_CALENDARS.clear()
+        _SHARED_CALENDARS[key] = shared
+    return shared
+
+
+SharedCalendar = Annotated[WorkCalendar, WrapValidator(_shared_calendar)]
 
 
 class Model(BaseModel):
@@ -67,5 +90,5 @@ class CalendarsRequest(Model):
 class PlayCalendars(Model):
     """The account's and our staff's working days over a play's horizon (computed outside workflows)."""
 
-    account: WorkCalendar
-    staff: WorkCalendar
+    account: SharedCalendar
+    staff: SharedCalendar

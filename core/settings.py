@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # worker's memory (about 0.4 MB per cached play, bench/RESULTS.md); a smaller cache costs a
     # replay from history when an evicted play wakes.
     workflow_cache_size: int = Field(1000, ge=0)
+    # Run plays in the SDK's workflow sandbox (every module passed through; its runtime checks on the
+    # clock, randomness and I/O stay). false: no sandbox; measured, it saves no memory worth having
+    # (bench/RESULTS.md), and only the replay tests of tests/histories/ would guard determinism.
+    workflow_sandbox: bool = True
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

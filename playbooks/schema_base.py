@@ -170,6 +170,45 @@ class PlaybookSnapshot(Content):
         return self.templates[name]
 
 
+SHARED_SNAPSHOTS = 64  # distinct stored versions a worker holds shared at a time
+_SHARED: dict[tuple, "PlaybookSnapshot"] = {}
+
+
+def shared_snapshot(value, handler):
+    """A wrap validator for a play input's `playbook` field: cached plays of one stored playbook
+    version share one snapshot object (issue 18: worker memory per cached play). Only a light
+    snapshot read from a payload is shared (every template a reference to the stored version,
+    `stored_as`): the reference names an immutable version, so equal references mean equal
+    snapshots. Snapshots are frozen; nothing changes a shared one."""
+    ref = _stored_reference(value)
+    if ref is None:
+        return handler(value)
+    shared = _SHARED.get(ref)
+    if shared is None:
+        shared = handler(value)
+        if len(_SHARED) >= SHARED_SNAPSHOTS:
+            _SHARED.clear()
+        _SHARED[ref] = shared
+    return shared
+
+
+def _stored_reference(data: object) -> tuple | None:
+    """(version key, digest, source, playbook kind) of a light snapshot's input data, or None."""
+    if not isinstance(data, dict) or not isinstance(data.get("templates"), dict) or not data["templates"]:
+        return None
+    keys = set()
+    for template in data["templates"].values():
+        ref = template.get("stored_as") if isinstance(template, dict) else None
+        if not isinstance(ref, str):
+            return None
+        keys.add(ref.partition("#")[0])
+    if len(keys) != 1:
+        return None
+    content = data.get("content")
+    kind = content.get("playbook") if isinstance(content, dict) else None
+    return keys.pop(), str(data.get("digest")), str(data.get("source")), str(kind)
+
+
 # Playbook kind -> its content and snapshot models (each playbook's schema module adds its own).
 PLAYBOOK_MODELS: dict[str, type[PlaybookContent]] = {}
 SNAPSHOT_MODELS: dict[str, type[PlaybookSnapshot]] = {}

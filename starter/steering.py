@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import AccountNotFound, fetch_account
 from activities.playbook_store import store_version
+from activities.stored_parts import with_stored_parts
 from activities.tasks import complete_task_by_id
 from core.models import Account, Person
 from core.settings import Settings
@@ -140,7 +141,7 @@ async def launch_onboarding(
     account = await known_account(pool, account_id)
     snapshot = playbook_snapshot(settings, ONBOARDING)
     return await start_play(
-        client, settings, OnboardingPlan.run,
+        with_stored_parts(client, pool), settings, OnboardingPlan.run,
         OnboardingInput(
             account_id=account.id, playbook=await store_version(pool, snapshot, ONBOARDING),
             launched_by=launched_by,
@@ -178,7 +179,7 @@ async def launch_renewal(
         )
     extra = {"max_history_events": max_history_events} if max_history_events else {}
     return await start_play(
-        client, settings, RenewalCountdown.run,
+        with_stored_parts(client, pool), settings, RenewalCountdown.run,
         RenewalInput(
             account_id=account.id, renewal_date=renewal_date, tier=account_tier(settings, account),
             playbook=await store_version(pool, snapshot, RENEWAL),
@@ -345,7 +346,7 @@ async def open_ticket(
     if tier not in snapshot.content.tiers:
         raise SteeringError(f"the SLA playbook has no targets for tier {tier!r} of account {account.id!r}", 422)
     return await start_play(
-        client, settings, SlaClock.run,
+        with_stored_parts(client, pool), settings, SlaClock.run,
         SlaInput(
             ticket_id=ticket_id, account_id=account.id, tier=tier, priority=priority, subject=subject,
             opened_at=opened_at, playbook=await store_version(pool, snapshot, SLA),
@@ -428,7 +429,7 @@ async def launch_nps_cycle(client: Client, pool: asyncpg.Pool, settings: Setting
     snapshot = playbook_snapshot(settings, NPS)
     cycle_id = cycle_id or cycle_for(today or date.today()) + ("" if not (account_ids or tiers) else "-segment")
     try:
-        return await client.start_workflow(
+        return await with_stored_parts(client, pool).start_workflow(
             NpsCycle.run,
             CycleInput(cycle_id=cycle_id, playbook=await store_version(pool, snapshot, NPS),
                        account_ids=account_ids, tiers=tiers,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, WrapValidator
 
 from core.models import TaskRef
 from playbooks.schema import OnboardingSnapshot
+from playbooks.schema_base import shared_snapshot
 from workflows.messages import Message, PlayControl
 from workflows.onboarding_timeline import Blocker, OnboardingState, ScheduleEntry, Shift
 
@@ -20,7 +22,7 @@ def onboarding_workflow_id(account_id: str) -> str:
 
 class OnboardingInput(Message):
     account_id: str
-    playbook: OnboardingSnapshot
+    playbook: Annotated[OnboardingSnapshot, WrapValidator(shared_snapshot)]
     launched_by: str = "unknown"
     search_attributes: bool = True
     # Set only when the play continues as new, carrying what it has learnt.

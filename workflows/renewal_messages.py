@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, WrapValidator
 
 from core.models import TaskRef, Tier
 from playbooks.schema import RenewalSnapshot
+from playbooks.schema_base import shared_snapshot
 from workflows.messages import Message, PlayControl
 from workflows.renewal_timeline import DateChange, Outcome, RenewalState, ScheduleEntry
 
@@ -24,7 +26,7 @@ class RenewalInput(Message):
     # not reshuffle a countdown in flight; a date change goes through the update.
     renewal_date: date
     tier: Tier
-    playbook: RenewalSnapshot
+    playbook: Annotated[RenewalSnapshot, WrapValidator(shared_snapshot)]
     launched_by: str = "unknown"
     search_attributes: bool = True
     # Continue as new once the history is this long (the server suggests it

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, WrapValidator
 
 from core.models import Person, Priority, TaskRef, TicketStatus, Tier
 from core.working_time import SupportCalendar
 from playbooks.schema import SlaSnapshot
+from playbooks.schema_base import shared_snapshot
 from workflows.messages import Message, PlayControl
 from workflows.sla_timeline import ClockView, Escalation, PriorityChange, SlaState
 
@@ -27,7 +29,7 @@ class SlaInput(Message):
     priority: Priority
     subject: str
     opened_at: datetime
-    playbook: SlaSnapshot
+    playbook: Annotated[SlaSnapshot, WrapValidator(shared_snapshot)]
     # Business days exclude these (US public holidays, observed days included),
     # computed at launch so the workflow needs no calendar package.
     holidays: list[date] = []

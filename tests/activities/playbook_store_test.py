@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import playbook_store
 from activities.playbook_store import full_template, light, store_version, version_key
+from activities.stored_parts import PgPartStore, StoredParts
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.steering import launch_renewal, playbook_snapshot
 from tests.conftest import asleep_on_timer, eventually
@@ -72,8 +73,12 @@ async def test_a_light_play_sends_its_email_rendered_from_the_stored_version(env
                                   date.today() + timedelta(days=100), settings.task_queue)
     history = await handle.fetch_history()
     (started,) = [e for e in history.events if e.HasField("workflow_execution_started_event_attributes")]
-    payload = started.workflow_execution_started_event_attributes.input.payloads[0].data
-    assert b'"body":""' in payload and b'"stored_as":"' in payload
+    payload = started.workflow_execution_started_event_attributes.input.payloads[0]
+    # The light snapshot is itself a stored payload part (activities/stored_parts.py): only its key is here.
+    assert payload.metadata["encoding"] == b"json/stored-parts" and b'"playbook":{"$stored":"' in payload.data
+    (decoded,) = await StoredParts(PgPartStore(pool)).decode([payload])
+    arg = RenewalInput.model_validate_json(decoded.data)
+    assert all(not t.body and t.stored_as for t in arg.playbook.templates.values())
     await asleep_on_timer(env.client, handle.id)
     # 100 days out: the countdown's next steps come within weeks.
     await env.sleep(timedelta(days=40))

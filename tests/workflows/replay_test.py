@@ -4,6 +4,7 @@ break a play in flight fails here. Record a new history (after a deliberate,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import timedelta
@@ -14,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from activities.stored_parts import DictPartStore, StoredParts
 from starter.demo import DEMO_ACCOUNT_ID
 from starter.steering import complete_task, launch_onboarding, launch_renewal, open_ticket
 from tests.workflows.play_driver import PlayDriver, skip_to_next_monday
@@ -26,6 +28,7 @@ from workflows.sla import SlaClock
 from workflows.sla_messages import Acknowledged, OnHold, PriorityChanged, Reopened, Resolved, Resumed
 
 HISTORIES = Path(__file__).parent.parent / "histories"
+PARTS = HISTORIES / "parts"  # stored payload parts a history refers to, by history file name
 
 
 def recorded() -> list[Path]:
@@ -38,7 +41,7 @@ def test_there_is_a_recorded_history():
 
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=workflow_runner())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=converter_for(path), workflow_runner=workflow_runner())
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)
 
@@ -65,10 +68,26 @@ async def test_record_onboarding_history(env, worker, pool, settings):
     await save_history(handle, "onboarding-slip-move-gate")
 
 
-async def save_history(handle, name: str) -> None:
+async def save_history(handle, name: str, pool=None) -> None:
+    """The play's history as tests/histories/<name>.json; with `pool`, the stored payload parts it refers
+    to (activities/stored_parts.py: every part of the test's database) as tests/histories/parts/<name>.json."""
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+    if pool is not None:
+        parts = {r["part_key"]: r["body"] for r in await pool.fetch("SELECT part_key, body FROM stored_payload_parts")}
+        PARTS.mkdir(exist_ok=True)
+        (PARTS / f"{name}.json").write_text(json.dumps(parts, indent=1, sort_keys=True))
+
+
+def converter_for(path: Path):
+    """The data converter a recorded history replays with: with the stored payload parts saved beside
+    it (tests/histories/parts/), the StoredParts codec over them."""
+    parts = PARTS / path.name
+    if not parts.exists():
+        return pydantic_data_converter
+    store = DictPartStore(json.loads(parts.read_text()))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=StoredParts(store))
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
@@ -104,6 +123,22 @@ async def test_record_light_renewal_history(env, worker, pool, settings):
     await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
     await handle.result()
     await save_history(handle, "renewal-light-snapshot-renewed")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+async def test_record_stored_parts_renewal_history(env, worker, pool, settings):
+    """The same countdown with its playbook snapshot and calendars as stored payload parts (issue 18:
+    only their keys in the history; the parts saved beside it). The one above has them inline."""
+    start = await skip_to_next_monday(env)
+    renewal = start.date() + timedelta(days=120)
+    handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
+    await env.sleep(timedelta(days=45))
+    task_id = await pool.fetchval("SELECT min(id) FROM tasks WHERE workflow_id = $1", handle.id)
+    await complete_task(env.client, pool, task_id, "recorder")
+    await env.sleep(timedelta(days=20))
+    await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
+    await handle.result()
+    await save_history(handle, "renewal-light-stored-parts-renewed", pool)
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
