@@ -54,8 +54,18 @@ def _profile_priority(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _mapped_priority(value: str, info: ValidationInfo) -> str:
+    """A CRM mapping's help-desk priority: the profile's, unless the profile maps help-desk labels
+    itself (profile.yaml `ticket_priorities`), which then replaces the mapping's."""
+    profile = context_profile(info)
+    if profile is not None and getattr(profile, "ticket_priorities", None) is None:
+        return _profile_priority(value, info)
+    return value
+
+
 Tier = Annotated[str, Field(pattern=TIER_NAME), AfterValidator(_profile_tier)]
 Priority = Annotated[str, Field(pattern=PRIORITY_KEY), AfterValidator(_profile_priority)]
+MappedPriority = Annotated[str, Field(pattern=PRIORITY_KEY), AfterValidator(_mapped_priority)]
 # The severity of an escalation: a ticket's priority, or the task scale for other plays' escalations.
 Severity = Annotated[str, Field(pattern=PRIORITY_KEY)]
 

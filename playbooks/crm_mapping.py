@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import EmailStr, Field, ValidationInfo, field_validator, model_validator
 
-from core.models import Priority
+from core.models import MappedPriority
 from playbooks.schema import Content, context_profile
 
 ValueType = Literal["text", "money", "date", "int", "percent", "bool", "country", "region", "timezone",
@@ -157,8 +157,8 @@ class WebhooksMapping(Content):
 
     properties: dict[str, str] = {}
     deal_stages: dict[str, str] = {}
-    ticket_priorities: dict[str, Priority] = {}  # values: the profile's priorities
-    ticket_default_priority: Priority = "P2"
+    ticket_priorities: dict[str, MappedPriority] = {}  # values: the profile's priorities (unless it maps them)
+    ticket_default_priority: MappedPriority = "P2"
     ticket_stages: dict[str, str] = {}
     ticket_prefix: str = Field(pattern=r"^[A-Z]{2,4}$")
     organization_external_id: str | None = Field(None, pattern=r"^[a-z][a-z0-9_:-]{0,40}$")

@@ -348,15 +348,16 @@ def load_named(playbook: str, playbooks_dir: Path | None = None, profile=None) -
     return load_playbook(Path(playbooks_dir) / f"{playbook}.yaml")
 
 
-def crm_config_files(playbooks_dir: Path | None = None) -> list[tuple[Path, type[Content]]]:
-    """The CRM content of `crm/` (team, currencies, and every mapping, the examples' too)."""
+def crm_config_files(playbooks_dir: Path | None = None, examples: bool = True) -> list[tuple[Path, type[Content]]]:
+    """The CRM content of `crm/` (team, currencies, and every mapping; with `examples`, the example
+    mappings of `crm/examples/` too, which are written for the default profile's tiers)."""
     from playbooks.crm_mapping import CurrenciesContent, Mapping, TeamContent
 
     crm = (playbooks_dir or PLAYBOOKS_DIR) / "crm"
     named = {"team.yaml": TeamContent, "currencies.yaml": CurrenciesContent}
     # connections.yaml is the webhooks' (playbooks/crm_connections.py), checked on its own.
-    paths = [p for p in sorted(crm.glob("*.yaml")) if p.name != "connections.yaml"] + sorted(
-        (crm / "examples").glob("*.yaml"))
+    paths = [p for p in sorted(crm.glob("*.yaml")) if p.name != "connections.yaml"] + (sorted(
+        (crm / "examples").glob("*.yaml")) if examples else [])
     return [(p, named.get(p.name, Mapping) if p.parent == crm else Mapping) for p in paths]
 
 
@@ -389,7 +390,9 @@ def validate_all(playbooks_dir: Path | None = None, profile: str | None = None) 
                 load_playbook(path, profile=prof)
         except PlaybookError as exc:
             errors.extend(_format(*p) for p in exc.problems)
-    for path, model in crm_config_files(root):
+    from playbooks.profiles import DEFAULT_PROFILE
+
+    for path, model in crm_config_files(root, examples=prof.name == DEFAULT_PROFILE):
         try:
             _load_config(path, model, prof)
         except PlaybookError as exc:

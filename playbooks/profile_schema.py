@@ -108,6 +108,17 @@ class PriorityLevel(ProfileModel):
     description: str = ""
 
 
+class HelpDeskPriorities(ProfileModel):
+    """How the help desks' priority labels become this profile's priorities, for every connection
+    (Zendesk `urgent`, HubSpot `URGENT`, a Salesforce Case's `Critical`...): `map` label -> priority
+    key, matched ignoring case; `default` for a ticket whose label is not in it. When a profile gives
+    it, it replaces the CRM mappings' `ticket_priorities` and `ticket_default_priority` (which are
+    the default profile's)."""
+
+    map: dict[str, str] = Field(min_length=1)
+    default: str = Field(pattern=PRIORITY_KEY)
+
+
 class SupportRegion(ProfileModel):
     """Where and when support works. `hours`: per weekday, the open spells as "HH:MM-HH:MM" local
     time; a spell that closes before it opens runs past midnight into the next day ("17:00-02:00");
@@ -210,6 +221,8 @@ class ProfileContent(ProfileModel):
     support_regions: list[SupportRegion] = Field(min_length=1)
     staff_roles: dict[Slug, str] = Field({}, description="role -> title: the people its ladders name")
     notes: list[str] = Field([], description="where the handbook gives no number: the default picked, and why")
+    ticket_priorities: HelpDeskPriorities | None = Field(None, description=(
+        "help-desk priority labels -> this profile's priorities (default: the CRM mappings' own)"))
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProfileContent":
@@ -221,6 +234,14 @@ class ProfileContent(ProfileModel):
         for i, key in enumerate(regions):
             if key in regions[:i]:
                 raise ValueError(f"support_regions[{i}].key: region {key!r} appears twice")
+        if self.ticket_priorities is not None:
+            for label, key in self.ticket_priorities.map.items():
+                if key not in keys:
+                    raise ValueError(f"ticket_priorities.map.{label}: {key!r} is not a priority of this profile "
+                                     f"({', '.join(keys)})")
+            if self.ticket_priorities.default not in keys:
+                raise ValueError(f"ticket_priorities.default: {self.ticket_priorities.default!r} is not a priority "
+                                 f"of this profile ({', '.join(keys)})")
         for role in self.staff_roles:
             if role in ("csm", "sponsor", "contacts"):
                 raise ValueError(f"staff_roles.{role}: {role} is an account role (from the account row), not a staff role")

@@ -782,6 +782,10 @@ PLAYBOOK_CASES: dict[str, Broken] = {
         "tiers.levels[1].at_least: bounds must fall from the first tier to the last"),
     "profile priority key with a space": Broken(
         "profiles/tai/profile.yaml", "  - key: P3\n", "  - key: P 3\n", "priorities[3].key: String should match pattern"),
+    "profile help-desk priority map names an unknown priority": Broken(
+        "profiles/tai/profile.yaml", "staff_roles:\n",
+        "ticket_priorities:\n  map: {urgent: P9}\n  default: P2\nstaff_roles:\n",
+        "ticket_priorities.map.urgent: 'P9' is not a priority of this profile", at="  map: {urgent: P9}"),
     "sla update cadence for an urgent priority": Broken(
         "sla.yaml", "      P1: {amount: 4, unit: hours}\n", "      P0: {amount: 4, unit: hours}\n",
         "communications.updates.every: P0 already get p0_updates", at="    every:"),

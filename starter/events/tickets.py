@@ -106,6 +106,17 @@ async def ticket_account(ctx: Context, conn: Connection, inc: Incoming,
     return await account_of(ctx, conn, "ticket", inc.object_id, values)
 
 
+def ticket_priority_map(settings, webhooks: WebhooksMapping) -> tuple[dict[str, str], str]:
+    """(help-desk label -> priority, the default priority) for tickets of this connection: the
+    active profile's `ticket_priorities` when it gives them (profile.yaml), else the mapping's own."""
+    from playbooks.profiles import profile_of
+
+    own = profile_of(settings).content.ticket_priorities
+    if own is not None:
+        return own.map, own.default
+    return webhooks.ticket_priorities, webhooks.ticket_default_priority
+
+
 async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     """A ticket created or changed (HubSpot ticket, Salesforce Case, Zendesk ticket)."""
     webhooks = conn.mapping.webhooks
@@ -120,9 +131,10 @@ async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
     ticket_id = f"{webhooks.ticket_prefix}-{inc.object_id}"
     workflow_id = sla_workflow_id(ticket_id)
     raw_priority = values.get(f["priority"])
-    priority = WebhooksMapping.lookup(webhooks.ticket_priorities, raw_priority)
+    labels, default_priority = ticket_priority_map(ctx.settings, webhooks)
+    priority = WebhooksMapping.lookup(labels, raw_priority)
     notes = [] if priority or not raw_priority else [f"priority {raw_priority!r} is not in ticket_priorities: "
-                                                      f"{webhooks.ticket_default_priority} taken"]
+                                                      f"{default_priority} taken"]
     stage = stage_of(webhooks, values.get(f["stage"]))
     if stage is None and values.get(f["stage"]) and f["stage"] in applied.changes:
         notes.append(f"stage {values.get(f['stage'])!r} is not in ticket_stages: the clock is not told")
@@ -134,7 +146,7 @@ async def ticket(ctx: Context, inc: Incoming, conn: Connection) -> Result:
             return Result(f"ignored: the ticket is {stage} and its SLA clock never ran")
         opened = _opened(values, f.get("opened"), inc.occurred_at)
         subject = (values.get(f["subject"]) or f"{VENDOR[conn.source]} ticket {inc.object_id}").strip()[:500]
-        wanted.append(dict(subscriptionType="ticket.creation", priority=priority or webhooks.ticket_default_priority,
+        wanted.append(dict(subscriptionType="ticket.creation", priority=priority or default_priority,
                            subject=subject, **{**base, "occurredAt": int(opened.timestamp() * 1000)}))
         if stage in ("acknowledged", "in_progress", *HOLD):
             wanted.append(dict(subscriptionType="ticket.propertyChange", propertyName="hs_pipeline_stage",

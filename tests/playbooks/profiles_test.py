@@ -292,11 +292,29 @@ def test_csplay_validate_profile_says_which_files_are_its_own():
     ok = CliRunner().invoke(app, ["validate", "--profile", "tai"])
     assert ok.exit_code == 0 and "profile tai valid" in ok.output, ok.output
     assert "sla.yaml" in ok.output and "default profile (tai)" in ok.output
-    # vmcloud has its own sla.yaml and renewal.yaml; the crm/ mappings every profile shares still map
-    # help-desk priorities to seed 001's P0-P3.
-    bad = CliRunner().invoke(app, ["validate", "--profile", "vmcloud"])
-    flat = " ".join(bad.output.split())
-    assert "sla.yaml │ profile vmcloud" in flat and "renewal.yaml │ profile vmcloud" in flat, bad.output
-    assert "nps.yaml │ default profile" in flat, bad.output
-    assert bad.exit_code == 1 and "crm/zendesk.yaml:12: webhooks.ticket_priorities.urgent: 'P0' is not a priority of " \
-                                  "profile vmcloud" in flat, bad.output
+    # vmcloud has its own sla.yaml and renewal.yaml, and maps help-desk priority labels to its P1-P4
+    # itself (profile.yaml ticket_priorities), so the shared crm/ mappings' seed-001 P0-P3 do not apply.
+    own = CliRunner().invoke(app, ["validate", "--profile", "vmcloud"])
+    flat = " ".join(own.output.split())
+    assert "sla.yaml │ profile vmcloud" in flat and "renewal.yaml │ profile vmcloud" in flat, own.output
+    assert "nps.yaml │ default profile" in flat, own.output
+    assert own.exit_code == 0 and "profile vmcloud valid" in flat, own.output
+    for name in ("slavkokernel", "ma_suite", "vkcloud"):
+        each = CliRunner().invoke(app, ["validate", "--profile", name])
+        assert each.exit_code == 0, each.output
+
+
+def test_a_profile_maps_help_desk_priority_labels_to_its_own_priorities():
+    """vmcloud's profile.yaml maps Zendesk/HubSpot/Salesforce labels to P1-P4 (004 section 2.1: P1 is
+    the most urgent); tai keeps the mappings' seed-001 P0-P3."""
+    from core.settings import Settings
+    from playbooks.crm_mapping import Mapping, WebhooksMapping
+    from playbooks.loader import PLAYBOOKS_DIR, _load_config
+    from starter.events.tickets import ticket_priority_map
+
+    zendesk = _load_config(PLAYBOOKS_DIR / "crm" / "zendesk.yaml", Mapping).webhooks
+    for profile, urgent, low, default in (("vmcloud", "P1", "P4", "P3"), ("ma_suite", "Critical", "Low", "Medium"),
+                                          ("tai", "P0", "P3", "P2")):
+        labels, fallback = ticket_priority_map(Settings(_env_file=None, profile=profile), zendesk)
+        assert WebhooksMapping.lookup(labels, "URGENT") == urgent and WebhooksMapping.lookup(labels, "low") == low
+        assert fallback == default and WebhooksMapping.lookup(labels, "whenever") is None

@@ -112,9 +112,6 @@ def test_allowed_hosts_come_comma_separated_or_as_json(monkeypatch):
 @pytest.mark.parametrize(("env", "says"), [
     ({"PROFILE": "../../etc"}, "error: PROFILE: String should match pattern"),
     ({"PROFILE": "nope"}, "no profile 'nope' (profiles: "),
-    # vmcloud has its own sla.yaml and renewal.yaml; the crm/ mappings it shares still map help-desk
-    # priorities to seed 001's P0-P3 (issue 19: per-profile crm/ files are still to do).
-    ({"PROFILE": "vmcloud"}, "'P0' is not a priority of profile vmcloud"),
     ({"HTTP_PORT": "abc"}, "error: HTTP_PORT: Input should be a valid integer"),
 ])
 def test_run_sh_refuses_a_bad_setting_or_profile_before_starting_anything(tmp_path, env, says):
@@ -124,3 +121,23 @@ def test_run_sh_refuses_a_bad_setting_or_profile_before_starting_anything(tmp_pa
     assert says in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
+def test_run_sh_refuses_a_profile_whose_content_does_not_fit(tmp_path):
+    """vmcloud without its own help-desk priority map: the shared crm/ mappings name seed 001's P0."""
+    import re
+    import shutil
+
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(PROJECT_ROOT / "playbooks", playbooks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    profile = playbooks / "profiles" / "vmcloud" / "profile.yaml"
+    text, n = re.subn(r"(?ms)^ticket_priorities:\n(  .*?\n)+", "", profile.read_text())
+    assert n == 1
+    profile.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "starter.devstack"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, env=_env(DATA_DIR=str(tmp_path / "data"), PROFILE="vmcloud",
+                                                           PLAYBOOKS_DIR=str(playbooks)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "'P0' is not a priority of profile vmcloud" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "data").exists()
