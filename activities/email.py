@@ -278,6 +278,8 @@ class Mailer:
         )
         if status == "sent":
             count("emails_sent", template=row["template"])
+        elif status in ("suppressed", "failed"):
+            count(f"emails_{status}", template=row["template"])
         result = result_of(row, recips, already=False)
         event = {"sent": "email.sent", "deferred": "email.deferred"}.get(status, f"email.{status}")
         log.info(event, message_id=row["message_id"], to=list(row["to_addrs"]), subject=row["subject"],

@@ -29,6 +29,7 @@ from activities.email import Mailer
 from activities.mail_events import suppress, task_for_csm
 from activities.mail_policy import soft_bounce_delay
 from activities.outbox import recipients_rows, settle
+from core.metrics import count
 from core.models import PlayRef
 from core.settings import Settings
 from playbooks.loader import standalone_template
@@ -63,6 +64,9 @@ class InboundActivities:
     async def apply_inbound_mail(self, inbound_id: int) -> InboundOutcome:
         row, comm, recipient = await self._load(inbound_id)
         kind = row["kind"]
+        if kind in ("bounce", "complaint"):
+            soft = kind == "bounce" and (row["status_code"] or "5").startswith("4")
+            count("emails_bounced", kind="complaint" if kind == "complaint" else "soft" if soft else "hard")
         if kind == "bounce":
             return await self._bounce(row, comm, recipient)
         if kind == "delay":

@@ -396,3 +396,6 @@ async def _finish_many(conn: asyncpg.Connection, done: list[tuple[dict, dict]], 
     sent = statuses.count("sent")
     if sent:
         count("emails_sent", sent, template=done[0][0]["template"])
+    for status in ("suppressed", "failed"):
+        if statuses.count(status):
+            count(f"emails_{status}", statuses.count(status), template=done[0][0]["template"])

@@ -31,6 +31,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.common import play_logger
+from core.metrics import count
 from core.models import Model, PlayEventRequest, PlayEventsRequest, PlayRef, Severity
 
 EVENTS: dict[str, str] = {
@@ -164,5 +165,7 @@ class PlayEventActivities:
                 req.outcome if req.event == "play.finished" else req.phase,
                 req.event != "play.finished", req.at)
         await record_events(conn, [event])
+        if req.event == "play.started":
+            count("plays_started", playbook=req.playbook)
         play_logger("play_events", p, req.step).info("play_event.recorded", play_event=req.event, phase=req.phase,
                                                      outcome=req.outcome)

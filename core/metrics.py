@@ -15,11 +15,11 @@ from temporalio.runtime import Runtime
 
 COUNTERS: dict[str, str] = {
     "emails_sent": "customer and staff e-mails accepted by the SMTP relay (label: template)",
-    "emails_suppressed": "e-mails not sent to a recipient because of a suppression (label: reason)",
+    "emails_suppressed": "e-mails not sent because every recipient is suppressed (label: template)",
     "emails_bounced": "bounces and complaints received (label: kind: hard, soft, complaint)",
-    "emails_failed": "recipients refused for good (label: reason)",
+    "emails_failed": "e-mails nobody could be reached with (label: template)",
     "tasks_created": "tasks created by plays (label: playbook)",
-    "tasks_completed": "tasks completed (label: via: console, cli, api, crm, play)",
+    "tasks_completed": "tasks completed (label: via: product (console, CLI, API) or crm)",
     "escalations": "escalations sent (label: level)",
     "webhook_events": "vendor webhook events (labels: vendor, outcome)",
     "webhook_refused": "webhook requests refused (labels: vendor, status)",

@@ -119,7 +119,23 @@ def _read_yaml(path: Path) -> tuple[str, bytes, yaml.Node, object]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise PlaybookError([(name, line, "", f"YAML syntax: {exc.problem or exc}")]) from None
+    except RecursionError:
+        raise PlaybookError([(name, _deep_line(text), "", "YAML nested too deeply")]) from None
     return name, raw, root, data
+
+
+def _deep_line(text: str, limit: int = 100) -> int:
+    """The line where `text` first nests more than `limit` brackets or indents past `limit` columns
+    (where a too-deep YAML document goes wrong), else 1."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) - len(line.lstrip(" ")) > limit:
+            return number
+        for char in line:
+            depth += (char in "[{") - (char in "]}")
+            if depth > limit:
+                return number
+    return 1
 
 
 def _validate(name: str, root: yaml.Node, model: type[Content], data: object, context: dict | None = None) -> Content:
@@ -211,12 +227,15 @@ def _template_path(templates_dirs: list[Path], name: str) -> tuple[Path | None, 
     inside the folders at all)."""
     inside = False
     for folder in templates_dirs:
-        path = (folder / name).resolve()
-        if not path.is_relative_to(folder.resolve()):
-            continue
-        inside = True
-        if path.is_file():
-            return path, True
+        try:
+            path = (folder / name).resolve()
+            if not path.is_relative_to(folder.resolve()):
+                continue
+            inside = True
+            if path.is_file():
+                return path, True
+        except (ValueError, OSError):  # a NUL byte, a name longer than the file system takes
+            return None, False
     return None, inside
 
 

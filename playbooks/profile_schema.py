@@ -133,7 +133,7 @@ class SupportRegion(ProfileModel):
     holidays: str = Field("none", pattern=r"^([A-Z]{2}|none)$")
     holidays_region: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$")
     hours: dict[Weekday, list[str]] = Field(min_length=1)
-    business_day_hours: float | None = Field(None, gt=0, le=24)
+    business_day_hours: float | None = Field(None, ge=1, le=24)
 
     @field_validator("timezone")
     @classmethod

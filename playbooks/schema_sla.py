@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from core.models import EmailCategory, Priority, ProfileRole, Role, TaskPriority, Tier
 from playbooks.schema_base import (
@@ -25,6 +25,14 @@ class SlaTarget(Content):
 
     amount: float = Field(gt=0)
     unit: TimeUnit
+
+    @model_validator(mode="after")
+    def _at_most_a_year(self) -> "SlaTarget":
+        limit = {"minutes": 525_600, "hours": 8_760, "business_hours": 8_760, "business_days": 365}[self.unit]
+        if self.amount > limit:
+            raise ValueError(f"amount: {self.amount:g} {self.unit.replace('_', ' ')} is more than a year "
+                             f"(at most {limit:,} {self.unit.replace('_', ' ')})")
+        return self
 
     @property
     def business(self) -> bool:
@@ -118,9 +126,9 @@ class LadderRule(Content):
     role: ProfileRole | None = None
     notice: TemplateContent | None = Field(
         None, description="the e-mail `notify` gets (without the breach notice's cc) instead of the breach notice")
-    at_sla: float | None = Field(None, gt=0)
+    at_sla: float | None = Field(None, gt=0, le=100)
     priorities: list[Priority] | None = None
-    open_hours: float | None = Field(None, ge=0)
+    open_hours: float | None = Field(None, ge=0, le=8_760)
     notify: list[ProfileRole] = []
     credit: bool = False
 
@@ -148,7 +156,7 @@ class EveryMinutes(EmailContent):
     section 3.2: a P0 every 30 minutes); such a ticket, once resolved, also gets the root-cause task
     and is an incident for chat and webhooks."""
 
-    every_minutes: PositiveInt
+    every_minutes: int = Field(ge=5, le=1_440)
     priorities: list[Priority] = Field(["P0"], min_length=1, description="the most urgent priorities")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.models import Priority, Role, TaskPriority
 from playbooks.schema_base import Content, EmailContent
@@ -23,6 +23,14 @@ class Every(Content):
 
     amount: float = Field(gt=0)
     unit: CadenceUnit
+
+    @model_validator(mode="after")
+    def _between_a_quarter_hour_and_a_year(self) -> "Every":
+        low, high = {"hours": (0.25, 8_760), "business_hours": (0.25, 8_760), "business_days": (0.25, 365)}[self.unit]
+        if not low <= self.amount <= high:
+            raise ValueError(f"amount: an update every {self.amount:g} {self.unit.replace('_', ' ')}: give "
+                             f"{low:g} to {high:,} {self.unit.replace('_', ' ')}")
+        return self
 
     @property
     def business(self) -> bool:

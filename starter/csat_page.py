@@ -107,7 +107,7 @@ async def csat_form(token: str, score: str | None = None, state=Depends(deps)):
     if await state.pool.fetchval("SELECT 1 FROM csat_responses WHERE ticket_id = $1 AND round = $2",
                                  ticket_id, round):
         return page("Already answered", 409, "you have already answered this survey; thank you")
-    chosen = int(score) if score is not None and score.isdigit() and int(score) in SCORES else None
+    chosen = int(score) if score is not None and score.isascii() and score.isdigit() and int(score) in SCORES else None
     return page("One question", form=True, score=chosen, ticket=ticket_id)
 
 

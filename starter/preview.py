@@ -34,7 +34,7 @@ from temporalio.worker import Worker
 from core.holiday_calendars import work_calendar
 from core.models import Account, CalendarPlace, TaskRef
 from playbooks.loader import load_named
-from playbooks.profiles import PLAYBOOKS_DIR, Profile, cached_profile
+from playbooks.profiles import Profile, cached_profile
 from playbooks.samples import SAMPLE_ACCOUNT, sample_staff
 from playbooks.schema import PlaybookSnapshot
 from starter.preview_recorder import (  # noqa: F401 (part of this module's interface)
@@ -241,7 +241,7 @@ async def preview(
         raise ValueError(f"unknown playbook {playbook!r}: one of {', '.join(DRIVERS)}")
     from core.settings import get_settings
 
-    org = cached_profile(profile or get_settings().profile, playbooks_dir or PLAYBOOKS_DIR)
+    org = cached_profile(profile or get_settings().profile, playbooks_dir or get_settings().playbooks_dir)
     if ticket_priority not in org.priority_keys:
         raise ValueError(f"priority {ticket_priority!r} must be one of {', '.join(org.priority_keys)}")
     if renewal_days_out < 0:

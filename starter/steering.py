@@ -21,6 +21,7 @@ from activities.accounts import AccountNotFound, fetch_account
 from activities.playbook_store import store_version
 from activities.stored_parts import with_stored_parts
 from activities.tasks import complete_task_by_id
+from core.metrics import count
 from core.models import Account, Person
 from core.settings import Settings
 from core.text import header_safe
@@ -221,6 +222,7 @@ async def complete_task(client: Client, pool: asyncpg.Pool, task_id: int, comple
         row = await complete_task_by_id(pool, task_id, completed_by, via)
     except LookupError as exc:
         raise SteeringError(str(exc), 404) from None
+    count("tasks_completed", via="crm" if via else "product")
     handle = client.get_workflow_handle(row["workflow_id"])
     try:
         await handle.signal(

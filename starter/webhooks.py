@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from core.logs import get_logger
+from core.metrics import count
 from core.settings import Settings
 from playbooks.loader import PlaybookError
 from starter.adapters import generic, hubspot, salesforce, zendesk
@@ -44,6 +45,7 @@ def deps(request: Request):
 
 def _refused(source: str, exc: WebhookRefused) -> JSONResponse:
     log.warning("webhook.refused", source=source, status=exc.status, reason=exc.detail)
+    count("webhook_refused", vendor=source, status=exc.status)
     return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)
 
 

@@ -789,6 +789,26 @@ PLAYBOOK_CASES: dict[str, Broken] = {
     "sla update cadence for an urgent priority": Broken(
         "sla.yaml", "      P1: {amount: 4, unit: hours}\n", "      P0: {amount: 4, unit: hours}\n",
         "communications.updates.every: P0 already get p0_updates", at="    every:"),
+    "sla target of more than a year": Broken("sla.yaml", "resolution: {amount: 4, unit: hours}           # with",
+                                             "resolution: {amount: 1e308, unit: hours}           # with",
+                                             "amount: 1e+308 hours is more than a year"),
+    "sla ladder multiple of the target too large": Broken("sla.yaml", "    at_sla: 2.0\n", "    at_sla: 1e308\n",
+                                                          "Input should be less than or equal to 100"),
+    "sla ladder open hours too large": Broken("sla.yaml", "    open_hours: 8\n", "    open_hours: 1e308\n",
+                                              "Input should be less than or equal to 8760"),
+    "sla P0 updates more often than every 5 minutes": Broken("sla.yaml", "  every_minutes: 30\n", "  every_minutes: 0\n",
+                                                              "every_minutes: Input should be greater than or equal to 5"),
+    "sla update cadence under a quarter hour": Broken(
+        "sla.yaml", "      P1: {amount: 4, unit: hours}\n", "      P1: {amount: 0.005, unit: hours}\n",
+        "an update every 0.005 hours: give 0.25 to 8,760 hours", at="      P1: {amount: 0.005"),
+    "profile business day of under an hour": Broken(
+        "profiles/tai/profile.yaml", "    business_day_hours: 9\n", "    business_day_hours: 0.000000001\n",
+        "business_day_hours: Input should be greater than or equal to 1"),
+    "sla template name longer than a file name": Broken(
+        "sla.yaml", "  template: sla/breach_notice.html.j2\n", "  template: sla/" + "b" * 300 + ".html.j2\n",
+        "template", at="  template: sla/bbb"),
+    "sla nested too deeply": Broken("sla.yaml", "version: 1\n", "version: 1\ndeep: " + "[" * 5000 + "]" * 5000 + "\n",
+                                    "YAML nested too deeply", at="deep: [[["),
     "sla approaching fraction over 1": Broken("sla.yaml", "    at_fraction: 0.75", "    at_fraction: 1.5",
                                               "communications.approaching.at_fraction"),
     "nps negative reminder offset": Broken("nps.yaml", "reminder_after_days: 4", "reminder_after_days: -4",

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from core.metrics import count
 from core.settings import Settings
 from starter.security import throttle
 from starter.security.audit import Actor, audit
@@ -175,6 +176,7 @@ async def _attempt_login(pool: asyncpg.Pool, settings: Settings, email: str, pas
         why = "unknown or disabled e-mail" if row is None else "throttled" if not claimed.allowed else "wrong password"
         await audit(pool, Actor(email if row else "(unknown e-mail)", "anonymous", ip), "login.failed",
                     f"user:{email}" if row else "", "refused", detail=why)
+        count("login_failures", reason=why)
         raise LoginRefused(REFUSED)
     await throttle.release(pool, claimed)
     if needs_rehash(row["password_hash"]):

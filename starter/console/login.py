@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
 from core.logs import get_logger
+from core.metrics import count
 from starter.console import auth
 from starter.console.access import Refused, actor, current_user, posted_form
 from starter.console.auth import DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginBusy, LoginRefused
@@ -128,11 +129,13 @@ async def sso_callback(request: Request, code: str = "", state: str = "", error:
     except sso.SsoRefused as exc:
         await audit(st.pool, Actor("(single sign-on)", "anonymous", ip), "login.failed", "", "refused",
                     detail=f"sso: {exc}")
+        count("login_failures", reason="sso refused")
         return await login_page(request, "/console/", f"Single sign-on did not work: {exc}.")
     known = await st.pool.fetchval("SELECT 1 FROM console_users WHERE email = $1 AND disabled_at IS NULL", email)
     if not known:
         await audit(st.pool, Actor(email, "anonymous", ip), "login.failed", "", "refused",
                     detail="sso: no enabled console user with this e-mail")
+        count("login_failures", reason="sso: no console user")
         return await login_page(request, "/console/", "Single sign-on worked, but you have no console access "
                                                       "here; ask an admin to add you.", status=403)
     token = await auth.open_session(st.pool, st.settings, email)

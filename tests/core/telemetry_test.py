@@ -102,3 +102,12 @@ async def test_a_webhooks_trace_reaches_the_activity_that_sends_its_email(env, p
     server = next(s for s in spans.get_finished_spans() if s.kind.name == "SERVER" and "webhooks" in s.name)
     start = next(s for s in spans.get_finished_spans() if s.name == "StartWorkflow:OnboardingPlan")
     assert email_span.context.trace_id == start.context.trace_id == server.context.trace_id
+
+
+async def test_a_refused_webhook_is_counted_for_the_alert(anonymous, monkeypatch):
+    """docs/operations.md alerts on cs_webhook_refused: an unsigned HubSpot call counts with its vendor and status."""
+    counted = []
+    monkeypatch.setattr("starter.webhooks.count", lambda name, value=1, **labels: counted.append((name, labels)))
+    refused = await anonymous.post("/webhooks/hubspot", content=b"[]", headers={"Content-Type": "application/json"})
+    assert refused.status_code == 401, refused.text
+    assert counted == [("webhook_refused", {"vendor": "hubspot", "status": 401})]

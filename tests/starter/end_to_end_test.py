@@ -75,7 +75,8 @@ async def test_dev_server_worker_process_and_cli_end_to_end(pool, db_url, smtp_s
             async with httpx.AsyncClient() as web:
                 text = (await web.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
             sent = [line for line in text.splitlines() if line.startswith("cs_emails_sent{") and "welcome" in line]
-            return text if sent and 'cs_tasks_created{playbook="onboarding"' in text else None
+            started = 'cs_plays_started{playbook="onboarding"' in text
+            return text if sent and started and 'cs_tasks_created{playbook="onboarding"' in text else None
 
         metrics = await eventually(scraped, "the welcome e-mail and first tasks counted at /metrics")
         assert "temporal_workflow_task_execution_latency" in metrics or "temporal_request" in metrics

@@ -60,7 +60,7 @@ async def test_a_p1_ticket_from_acknowledgement_to_a_low_csat(env, worker, pool,
         f"comms/update/{start.astimezone(timezone.utc):%Y%m%dT%H%M%S}-{n}" for n in (1, 2)]
     update = next(m for m in comms(sink) if m.step.startswith("comms/update/"))
     assert "[P1] Update 1 on ticket T-COMMS" in update.subject and "4 hours" in update.text
-    assert sent[-1] == "comms/resolution/0" and "reply to this e-mail to reopen" in comms(sink)[-1].text
+    assert sent[-1] == "comms/resolution/0" and "your reply reaches your CSM, who reopens the ticket" in comms(sink)[-1].text
 
     # 72 hours later (Thursday 19:00): the closing e-mail, then the CSAT survey with one-click links.
     await sleep_to(env, start + timedelta(hours=9 + 72, minutes=5))
@@ -71,6 +71,8 @@ async def test_a_p1_ticket_from_acknowledgement_to_a_low_csat(env, worker, pool,
 
     shown = await anonymous.get(f"/csat/{token}", params={"score": "1"})
     assert shown.status_code == 200 and 'value="1" checked' in shown.text
+    superscript = await anonymous.get(f"/csat/{token}", params={"score": "\u00b2"})  # "²".isdigit(), not a score
+    assert superscript.status_code == 200 and "checked" not in superscript.text
     answered = await anonymous.post(f"/csat/{token}", data={"score": "1", "comment": "Took too long"})
     assert answered.status_code == 201, answered.text
     row = await pool.fetchrow("SELECT ticket_id, round, account_id, contact_email, score, comment FROM csat_responses")
