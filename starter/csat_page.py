@@ -10,14 +10,11 @@ closed ticket play, 409 already answered, 422 score missing or out of range, com
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from urllib.parse import parse_qs
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, select_autoescape
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,32 +22,20 @@ from activities.sla_comms import SCORES, csat_secret
 from activities.survey_links import LinkRefused, SurveyLink, verify_link
 from core.settings import Settings
 from starter.steering import SteeringError
-from starter.survey_page import HEADERS, deps
+from starter.survey_page import deps, read_answer
+from starter.survey_page import page as survey_page
 from workflows.sla_messages import CsatAnswered, sla_workflow_id
 
 router = APIRouter()
-_env = Environment(autoescape=select_autoescape(default=True))
-PAGE = _env.from_string("""<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title></head>
-<body style="font-family: Arial, sans-serif; max-width: 40em; margin: 2em auto">
-<h2>{{ title }}</h2>
-{% if message %}<p>{{ message }}</p>{% endif %}
-{% if form %}
-<form method="post">
-<p>How satisfied are you with the support you received on ticket {{ ticket }}?
-(1 = very dissatisfied, 5 = very satisfied)</p>
-<p>{% for n in scores %}<label><input type="radio" name="score" value="{{ n }}"{% if n == score %} checked{% endif %}> {{ n }}</label> {% endfor %}</p>
-<p><label>Anything to add? (optional)<br><textarea name="comment" rows="4" cols="60"></textarea></label></p>
-<p><button type="submit">Send</button></p>
-</form>
-{% endif %}
-</body></html>""")
 MAX_COMMENT = 5000
 
 
 def page(title: str, status: int = 200, message: str = "", form: bool = False, score: int | None = None,
          ticket: str = "") -> HTMLResponse:
-    return HTMLResponse(PAGE.render(title=title, message=message, form=form, score=score, ticket=ticket,
-                                    scores=list(SCORES)), status_code=status, headers=HEADERS)
+    """The CSAT page: survey_page's, with the 1-5 question about `ticket`."""
+    question = (f"How satisfied are you with the support you received on ticket {ticket}? "
+                "(1 = very dissatisfied, 5 = very satisfied)")
+    return survey_page(title, status, message, form, score, question=question, scores=SCORES)
 
 
 def ticket_of(link: SurveyLink) -> tuple[str, int]:
@@ -121,15 +106,9 @@ async def csat_answer(token: str, request: Request, state=Depends(deps)):
         check_link(state.settings, token, datetime.now(timezone.utc))
     except SteeringError as exc:
         return page("This survey link cannot be used", exc.status, str(exc))
-    body = await request.body()
     try:
-        if request.headers.get("content-type", "").startswith("application/json"):
-            data = json.loads(body or b"{}")
-        else:
-            data = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
-        score = int(str(data.get("score", "")).strip()[:3])
-        comment = str(data.get("comment", "") or "")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        score, comment = read_answer(request.headers.get("content-type", ""), await request.body())
+    except ValueError:
         return page("Please choose a score", 422, "score: choose a number from 1 to 5", form=True)
     try:
         await record_csat_answer(state.client, state.pool, state.settings, token, score, comment)

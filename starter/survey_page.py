@@ -24,8 +24,8 @@ PAGE = _env.from_string("""<!doctype html><html><head><meta charset="utf-8"><tit
 {% if message %}<p>{{ message }}</p>{% endif %}
 {% if form %}
 <form method="post">
-<p>How likely are you to recommend TAI Autonomic Systems to a friend or colleague?</p>
-<p>{% for n in range(11) %}<label><input type="radio" name="score" value="{{ n }}"{% if n == score %} checked{% endif %}> {{ n }}</label> {% endfor %}</p>
+<p>{{ question }}</p>
+<p>{% for n in scores %}<label><input type="radio" name="score" value="{{ n }}"{% if n == score %} checked{% endif %}> {{ n }}</label> {% endfor %}</p>
 <p><label>Anything to add? (optional)<br><textarea name="comment" rows="4" cols="60"></textarea></label></p>
 <p><button type="submit">Send</button></p>
 </form>
@@ -44,9 +44,27 @@ HEADERS = {
 }
 
 
-def page(title: str, status: int = 200, message: str = "", form: bool = False, score: int | None = None):
-    return HTMLResponse(PAGE.render(title=title, message=message, form=form, score=score), status_code=status,
-                        headers=HEADERS)
+NPS_QUESTION = "How likely are you to recommend TAI Autonomic Systems to a friend or colleague?"
+
+
+def page(title: str, status: int = 200, message: str = "", form: bool = False, score: int | None = None,
+         question: str = NPS_QUESTION, scores: range | list = range(11)) -> HTMLResponse:
+    """A survey page (NPS by default; the CSAT page passes its question and 1-5 scale), with HEADERS."""
+    return HTMLResponse(PAGE.render(title=title, message=message, form=form, score=score, question=question,
+                                    scores=list(scores)), status_code=status, headers=HEADERS)
+
+
+def read_answer(content_type: str, body: bytes) -> tuple[int, str]:
+    """(score, comment) of a survey form post or JSON body: {"score": N, "comment": "..."}. Raises
+    ValueError when the score is missing or not a number or the body cannot be read."""
+    try:
+        if content_type.startswith("application/json"):
+            data = json.loads(body or b"{}")
+        else:
+            data = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
+        return int(str(data.get("score", "")).strip()[:3]), str(data.get("comment", "") or "")
+    except (UnicodeDecodeError, AttributeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def deps(request: Request):
@@ -81,18 +99,12 @@ async def survey_answer(token: str, request: Request, state=Depends(deps)):
         verify_link(state.settings.nps_link_secret.get_secret_value(), token, datetime.now(timezone.utc))
     except LinkRefused as exc:
         return page("This survey link cannot be used", exc.status, exc.detail)
-    body = await request.body()
     try:
-        if request.headers.get("content-type", "").startswith("application/json"):
-            data = json.loads(body or b"{}")
-        else:
-            data = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
-        score = int(str(data.get("score", "")).strip()[:3])
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        score, comment = read_answer(request.headers.get("content-type", ""), await request.body())
+    except ValueError:
         return page("Please choose a score", 422, "score: choose a number from 0 to 10", form=True)
     try:
-        await steering.record_nps_answer(state.client, state.pool, state.settings, token, score,
-                                         str(data.get("comment", "") or ""))
+        await steering.record_nps_answer(state.client, state.pool, state.settings, token, score, comment)
     except SteeringError as exc:
         return page("Your answer was not recorded", exc.status, str(exc))
     return page("Thank you!", 201, "Your answer is recorded. It helps us serve you better.")
