@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -113,6 +113,11 @@ async def test_record_light_renewal_history(env, worker, pool, settings):
     """A countdown launched with a light snapshot (issue 18: the templates' sources in the stored
     playbook version, summaries on every call and timer) that e-mails, completes a task and is
     renewed. The histories above were recorded before, with whole snapshots."""
+    await save_history(await _renewed_countdown(env, pool, settings), "renewal-light-snapshot-renewed")
+
+
+async def _renewed_countdown(env, pool, settings) -> WorkflowHandle:
+    """A countdown 120 days out that e-mails, has its first task completed at day 45 and is renewed at 65."""
     start = await skip_to_next_monday(env)
     renewal = start.date() + timedelta(days=120)
     handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
@@ -122,23 +127,14 @@ async def test_record_light_renewal_history(env, worker, pool, settings):
     await env.sleep(timedelta(days=20))
     await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
     await handle.result()
-    await save_history(handle, "renewal-light-snapshot-renewed")
+    return handle
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
 async def test_record_stored_parts_renewal_history(env, worker, pool, settings):
     """The same countdown with its playbook snapshot and calendars as stored payload parts (issue 18:
     only their keys in the history; the parts saved beside it). The one above has them inline."""
-    start = await skip_to_next_monday(env)
-    renewal = start.date() + timedelta(days=120)
-    handle = await launch_renewal(env.client, pool, settings, DEMO_ACCOUNT_ID, "recorder", renewal, settings.task_queue)
-    await env.sleep(timedelta(days=45))
-    task_id = await pool.fetchval("SELECT min(id) FROM tasks WHERE workflow_id = $1", handle.id)
-    await complete_task(env.client, pool, task_id, "recorder")
-    await env.sleep(timedelta(days=20))
-    await handle.signal(RenewalCountdown.renewed, Renewed(signed_by="recorder"))
-    await handle.result()
-    await save_history(handle, "renewal-light-stored-parts-renewed", pool)
+    await save_history(await _renewed_countdown(env, pool, settings), "renewal-light-stored-parts-renewed", pool)
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")

@@ -8,32 +8,16 @@ hours open 24/7, holds excluded.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 import pytest
 
 from playbooks.loader import PlaybookError, load_named
 from playbooks.profiles import cached_profile
-from starter.steering import public_holidays
-from workflows.sla_timeline import Interval, SlaState, SlaTimeline
+from workflows.sla_timeline import SlaTimeline
 
-CONTENT = load_named("sla").content
-ET = ZoneInfo("America/New_York")
-MONDAY = date(2027, 1, 11)
-
-
-def at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(MONDAY + timedelta(days=day), time(hour, minute), tzinfo=ET)
-
-
-def ticket(priority: str, tier: str = "Enterprise", opened: datetime | None = None) -> SlaTimeline:
-    opened = opened or at(0, 10)
-    state = SlaState(ticket_id="T", subject="s", tier=tier, priority=priority, opened_at=opened,
-                     running=[Interval(start=opened)])
-    t = SlaTimeline(CONTENT, state, public_holidays("US", MONDAY))
-    t.start()
-    return t
+# The seed 001 content, its days in January 2027 and a ticket on them: as the timeline tests build them.
+from tests.workflows.sla_timeline_test import CONTENT, at, ticket
 
 
 def open_time_rules(t: SlaTimeline) -> list[tuple[str, datetime]]:
