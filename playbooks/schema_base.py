@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from datetime import timedelta
+
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from core.models import EmailCategory, EmailTemplate, MeetingSpec, Role, context_profile  # noqa: F401 (re-exported)
@@ -28,6 +30,28 @@ WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
 
 class Content(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Span(Content):
+    """An amount of a time unit, as an SLA target or an update cadence gives it: `minutes` and
+    `hours` run 24/7; `business_hours` and `business_days` count the support region's opening hours
+    (one business day = the region's business-day hours). Subclasses narrow `unit` and bound `amount`."""
+
+    amount: float = Field(gt=0)
+    unit: str
+
+    @property
+    def business(self) -> bool:
+        return self.unit.startswith("business_")
+
+    def duration(self, business_day_hours: float) -> timedelta:
+        """The span as a duration of its own clock (24/7 or business time)."""
+        hours = {"minutes": 1 / 60, "hours": 1, "business_hours": 1, "business_days": business_day_hours}[self.unit]
+        return timedelta(hours=self.amount * hours)
+
+    def __str__(self) -> str:
+        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
+        return f"{amount} {self.unit.replace('_', ' ')}"
 
 
 CUSTOMER_ROLES = frozenset({"sponsor", "contacts"})

@@ -4,14 +4,13 @@ Tiers and priorities are the organisation profile's (validated when the loader g
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
 from core.models import EmailCategory, Priority, ProfileRole, Role, TaskPriority, Tier
 from playbooks.schema_base import (
-    PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, EmailContent, PlaybookContent, PlaybookSnapshot, TemplateContent,
+    PLAYBOOK_MODELS, SNAPSHOT_MODELS, Content, EmailContent, PlaybookContent, PlaybookSnapshot, Span, TemplateContent,
     context_profile,
 )
 from playbooks.schema_sla_comms import TicketComms
@@ -20,10 +19,9 @@ TimeUnit = Literal["minutes", "hours", "business_hours", "business_days"]
 Clock = Literal["response", "resolution"]
 
 
-class SlaTarget(Content):
+class SlaTarget(Span):
     """`4 business_hours` counts Mon-Fri opening hours without holidays; `30 minutes` runs 24/7."""
 
-    amount: float = Field(gt=0)
     unit: TimeUnit
 
     @model_validator(mode="after")
@@ -33,18 +31,6 @@ class SlaTarget(Content):
             raise ValueError(f"amount: {self.amount:g} {self.unit.replace('_', ' ')} is more than a year "
                              f"(at most {limit:,} {self.unit.replace('_', ' ')})")
         return self
-
-    @property
-    def business(self) -> bool:
-        return self.unit.startswith("business_")
-
-    def duration(self, business_day_hours: float) -> timedelta:
-        hours = {"minutes": 1 / 60, "hours": 1, "business_hours": 1, "business_days": business_day_hours}[self.unit]
-        return timedelta(hours=self.amount * hours)
-
-    def __str__(self) -> str:
-        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
-        return f"{amount} {self.unit.replace('_', ' ')}"
 
 
 class PriorityTargets(Content):

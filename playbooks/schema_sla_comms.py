@@ -6,22 +6,20 @@ other cadences, windows and thresholds. Without `communications` a play sends no
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from core.models import Priority, Role, TaskPriority
-from playbooks.schema_base import Content, EmailContent
+from playbooks.schema_base import Content, EmailContent, Span
 
 CadenceUnit = Literal["hours", "business_hours", "business_days"]
 
 
-class Every(Content):
+class Every(Span):
     """An update interval: `hours` run 24/7; `business_hours` and `business_days` count the support
     region's opening hours (one business day = the region's business-day hours), like SLA targets."""
 
-    amount: float = Field(gt=0)
     unit: CadenceUnit
 
     @model_validator(mode="after")
@@ -31,18 +29,6 @@ class Every(Content):
             raise ValueError(f"amount: an update every {self.amount:g} {self.unit.replace('_', ' ')}: give "
                              f"{low:g} to {high:,} {self.unit.replace('_', ' ')}")
         return self
-
-    @property
-    def business(self) -> bool:
-        return self.unit.startswith("business_")
-
-    def duration(self, business_day_hours: float) -> timedelta:
-        """The interval as a duration of its own clock (24/7 or business time), in hours."""
-        return timedelta(hours=self.amount * (business_day_hours if self.unit == "business_days" else 1))
-
-    def __str__(self) -> str:
-        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
-        return f"{amount} {self.unit.replace('_', ' ')}"
 
 
 class UpdateEmails(EmailContent):
